@@ -1,0 +1,5 @@
+"""``python -m sensord`` runs the command-line interface."""
+
+from sensord.cli import main
+
+main()

@@ -1,0 +1,121 @@
+"""Plain data shared by every layer. Pure: no I/O, no clock.
+
+Conventions
+-----------
+* Time is UTC nanoseconds since the Unix epoch in ``int64`` (``t_ns``); monotonic
+  clock readings are ``mono_ns``. Local time appears only at the edges.
+* Units are part of every name: ``hr_bpm``, ``rr_ms``, ``acc_g``, ``ecg_uv``.
+* Streams are columnar: one numpy array per column, equal lengths, sorted by time
+  unless a docstring says otherwise.
+* UUIDs are lower-case 128-bit strings (``0000180d-0000-1000-8000-00805f9b34fb``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+EPOCH_S = 30
+"""Length of a scoring epoch in seconds (AASM)."""
+
+EPOCH_NS = EPOCH_S * 1_000_000_000
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+def sig_uuid(short: int) -> str:
+    """Expand a 16-bit Bluetooth SIG UUID to its 128-bit lower-case form."""
+    return f"0000{short:04x}-0000-1000-8000-00805f9b34fb"
+
+
+@dataclass(frozen=True, slots=True)
+class RawNotification:
+    """One GATT notification (or indication) exactly as it came off the air.
+
+    Attributes
+    ----------
+    device
+        The device's id in this session (its configured name or address).
+    char_uuid
+        Characteristic UUID, 128-bit lower case.
+    wall_ns
+        Host wall-clock time at reception, UTC ns (may step: see ``clock``).
+    mono_ns
+        Host monotonic clock at reception, ns (never steps; arbitrary origin).
+    payload
+        The characteristic value bytes.
+    """
+
+    device: str
+    char_uuid: str
+    wall_ns: int
+    mono_ns: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeartRateStream:
+    """Heart rate as reported by the device (e.g. Heart Rate Measurement 0x2A37)."""
+
+    t_ns: I64
+    hr_bpm: F64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class BeatStream:
+    """Beat-to-beat intervals; ``t_ns`` is the time of the beat that ends each interval."""
+
+    t_ns: I64
+    rr_ms: F64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class AccStream:
+    """Acceleration in g, shape ``(n, 3)`` (x, y, z) with ``t_ns`` of shape ``(n,)``."""
+
+    t_ns: I64
+    acc_g: F64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class CountStream:
+    """Activity counts per fixed-length bin starting at ``t_ns`` (e.g. ActiGraph 1-s counts)."""
+
+    t_ns: I64
+    counts: F64
+    bin_s: float
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+def _empty_i64() -> I64:
+    return np.zeros(0, dtype=np.int64)
+
+
+@dataclass(slots=True)
+class NightStreams:
+    """Everything the staging core may use for one night; any stream may be absent.
+
+    ``start_ns``/``end_ns`` bound the recording (the span to be scored).
+    """
+
+    start_ns: int
+    end_ns: int
+    hr: HeartRateStream | None = None
+    beats: BeatStream | None = None
+    acc: AccStream | None = None
+    counts: CountStream | None = None
+    off_body_t_ns: I64 = field(default_factory=_empty_i64)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12 machine and runs it.
+# System packages: influxdb (a real InfluxDB 1.x the tests start on loopback),
+# chromium (the participant web page is tested in a real browser), dbus (BlueZoo's bus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v influxd >/dev/null || missing+=(influxdb)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v dbus-daemon >/dev/null || missing+=(dbus)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "tools/test.sh: installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+echo "tools/test.sh: ruff"
+.venv/bin/ruff check sensord tests bench tools
+echo "tools/test.sh: mypy"
+.venv/bin/mypy
+echo "tools/test.sh: pytest"
+exec .venv/bin/python -m pytest "$@"
