@@ -119,3 +119,37 @@ class NightStreams:
     acc: AccStream | None = None
     counts: CountStream | None = None
     off_body_t_ns: I64 = field(default_factory=_empty_i64)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A change in a device's connection, recorded in the session log beside notifications.
+
+    ``kind`` is one of ``connected``, ``services``, ``subscribed``, ``setup``,
+    ``disconnected``, ``watchdog`` (no data for too long), ``error``; ``detail`` is a
+    short human-readable string (disconnect reason, service list, control-point reply).
+    """
+
+    device: str
+    kind: str
+    wall_ns: int
+    mono_ns: int
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClockEvent:
+    """The host's wall clock jumped or its synchronisation state changed.
+
+    ``step_ns`` is wall minus expected wall (from the monotonic clock) at detection;
+    ``synced`` tells whether the system clock was synchronised (NTP) at that moment.
+    """
+
+    wall_ns: int
+    mono_ns: int
+    step_ns: int
+    synced: bool
+
+
+SessionEvent = RawNotification | DeviceEvent | ClockEvent
+"""Anything the session log records, in arrival order."""

@@ -1,0 +1,1 @@
+"""BLE transports (I/O). See :mod:`sensord.ble.transport` for the protocol they share."""
