@@ -564,7 +564,7 @@ class _LineParser:
     headers: list[LogHeader] = field(default_factory=list)
     pending: dict[str, list[tuple[int, int, int, bytes]]] = field(default_factory=dict)
 
-    def parse(self, line: bytes, lineno: int) -> list[SessionEvent]:
+    def parse(self, line: bytes, lineno: int) -> list[tuple[int, SessionEvent]]:
         """Events from one line (a notification on a channel not yet declared waits)."""
         if len(line) < _PREFIX or line[8:9] != b" " or line[10:11] != b" ":
             self.problems.add("corrupt-line", self.path, lineno, "line too short or malformed")
@@ -588,13 +588,13 @@ class _LineParser:
                 if key is None:
                     self.pending.setdefault(ch, []).append((lineno, wall, mono, payload))
                     return []
-                return [RawNotification(key[0], key[1], wall, mono, payload)]
+                return [(lineno, RawNotification(key[0], key[1], wall, mono, payload))]
             obj = _parse_rest_json(rest)
             if kind == b"E":
-                return [DeviceEvent(str(obj["device"]), str(obj["kind"]), wall, mono,
-                                    str(obj.get("detail", "")))]
+                return [(lineno, DeviceEvent(str(obj["device"]), str(obj["kind"]), wall, mono,
+                                             str(obj.get("detail", ""))))]
             if kind == b"C":
-                return [ClockEvent(wall, mono, int(obj["step_ns"]), bool(obj["synced"]))]
+                return [(lineno, ClockEvent(wall, mono, int(obj["step_ns"]), bool(obj["synced"])))]
             if kind == b"K":
                 ch = str(obj["ch"])
                 key = (str(obj["device"]), str(obj["char"]))
@@ -602,7 +602,7 @@ class _LineParser:
                     raise ValueError(f"channel id {ch} does not match {key}")
                 self.channels[ch] = key
                 waiting = self.pending.pop(ch, [])
-                return [RawNotification(key[0], key[1], w, m, p) for _, w, m, p in waiting]
+                return [(ln, RawNotification(key[0], key[1], w, m, p)) for ln, w, m, p in waiting]
             if kind == b"H":
                 self.headers.append(_header_from(obj, wall, mono, self.path, lineno))
                 return []
@@ -686,14 +686,14 @@ def read_header(path: str | os.PathLike[str]) -> LogHeader:
     raise LogFormatError("first record is not a valid header", path=p, line=1)
 
 
-def iter_events(
+def iter_records(
     path: str | os.PathLike[str], problems: Problems | None = None
-) -> Iterator[SessionEvent]:
-    """Stream every event of a log record by record, in file order.
+) -> Iterator[tuple[int, SessionEvent]]:
+    """Stream ``(line number, event)`` of every record of a log, in file order.
 
     Notifications whose channel declaration comes later (the declaration line was
-    damaged and a later copy survives) are delivered when it appears. Problems are
-    counted in ``problems`` and skipped.
+    damaged and a later copy survives) are delivered when it appears, with their own
+    line numbers. Problems are counted in ``problems`` and skipped.
     """
     p = str(path)
     probs = problems if problems is not None else Problems()
@@ -707,6 +707,14 @@ def iter_events(
             first = False
         yield from events
     parser.finish()
+
+
+def iter_events(
+    path: str | os.PathLike[str], problems: Problems | None = None
+) -> Iterator[SessionEvent]:
+    """Stream every event of a log record by record (see :func:`iter_records`)."""
+    for _, ev in iter_records(path, problems):
+        yield ev
 
 
 def iter_headers(path: str | os.PathLike[str]) -> list[LogHeader]:
@@ -855,7 +863,7 @@ def _load_lines(
     # Everything that is not a well-formed notification goes through the slow parser:
     # headers, declarations, events and every bad line (which it reports).
     for i in np.flatnonzero(~is_n).tolist():
-        for ev in parser.parse(lines[i], line_base + i + 1):
+        for _, ev in parser.parse(lines[i], line_base + i + 1):
             if isinstance(ev, DeviceEvent):
                 dev_events.append((line_base + i + 1, ev))
             elif isinstance(ev, ClockEvent):
