@@ -92,9 +92,8 @@ def _replay_report(paths: list[Path], speed: float | None) -> Any:
     import asyncio
 
     from sensord.ble.replay import replay as run_replay
-    from sensord.pipeline import Pipeline
-
     from sensord.blelog import iter_headers
+    from sensord.pipeline import Pipeline
 
     pipe = Pipeline()
     asyncio.run(run_replay(paths, pipe, speed=speed))
