@@ -17,6 +17,7 @@ from sensord.errors import LogFormatError
 from sensord.model import ClockEvent, DeviceEvent, RawNotification, sig_uuid
 
 HRM = sig_uuid(0x2A37)
+PMD_DATA = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"
 T0 = 1_780_000_000_000_000_000
 
 
@@ -78,9 +79,9 @@ def test_file_is_plain_multi_member_gzip_with_the_documented_lines(tmp_path: Pat
         crc, kind, wall, mono = ln[:8], ln[9], ln[11:30], ln[31:50]
         assert int(crc, 16) == zlib.crc32(ln[9:].encode())
         assert kind in "HKNEC" and wall.isdigit() and mono.isdigit()
-    n = [ln for ln in lines if ln[9] == "N"][0]
+    n = next(ln for ln in lines if ln[9] == "N")
     ch, payload = n[51:59], n[60:]
-    k = json.loads([ln for ln in lines if ln[9] == "K"][0][51:])
+    k = json.loads(next(ln for ln in lines if ln[9] == "K")[51:])
     assert k == {"ch": ch, "device": "strap", "char": HRM}
     assert bytes.fromhex(payload) == bytes([0x10, 60, 0, 4])
     assert int(n[11:30]) == T0
@@ -129,7 +130,7 @@ def test_writer_rejects_bad_input(tmp_path: Path) -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "strap 2", "ü-dev"]),
-                          st.sampled_from([HRM, sig_uuid(0x2A19), "fb005c82-02e7-f387-1cad-8acd2d8df0c8"]),
+                          st.sampled_from([HRM, sig_uuid(0x2A19), PMD_DATA]),
                           st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1),
                           st.binary(max_size=300)), max_size=40))
 def test_any_notifications_round_trip(tmp_path_factory: pytest.TempPathFactory,
