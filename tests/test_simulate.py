@@ -80,7 +80,8 @@ def test_effect_modifiers_change_rem_deep_and_waso() -> None:
 
 @pytest.fixture(scope="module")
 def night() -> sim.SimNight:
-    return sim.simulate_night(sim.SimConfig(seed=2, duration_h=8), 0, start_ns=1_790_000_000 * 10**9)
+    return sim.simulate_night(sim.SimConfig(seed=2, duration_h=8), 0,
+                              start_ns=1_790_000_000 * 10**9)
 
 
 def _per_stage(night: sim.SimNight) -> np.ndarray:
