@@ -23,9 +23,10 @@ Data (``...5C82``, notify)
 
 Sample times
 ------------
-Within one run of frames of the same measurement and frame type, the samples of a frame
-are spread evenly between the previous frame's time stamp and this one's (as the SDK
-does): ``dt = (ts_i - ts_{i-1}) / n_i``, sample ``k`` at ``ts_i - (n_i - 1 - k) dt``.
+Within one run of frames of the same measurement, the samples of a frame are spread
+evenly between the previous frame's time stamp and this one's (as the SDK does, though
+it keys the previous frame by measurement *and* frame type):
+``dt = (ts_i - ts_{i-1}) / n_i``, sample ``k`` at ``ts_{i-1} + (k + 1) dt``.
 Where there is no usable previous frame (first frame, or a gap: the spacing is more than
 1.5 times the run's median spacing, or the clock went backwards) the median spacing of
 the batch is used instead (or the requested sample rate if a run has a single frame).
@@ -397,10 +398,12 @@ def decode_control_point_batch(payloads: Sequence[bytes]) -> DecodeResult:
         result.messages.append(msg)
         result.n_decoded += 1
         settings = msg.get("settings", {})
-        if msg.get("response_to") == "request_measurement_start" and "factor" in settings:
-            result.context.pmd_factor[p[2] & 0x3F] = float(settings["factor"][0])
-        if msg.get("request") == "request_measurement_start" and "sample_rate" in settings:
-            result.context.pmd_sample_rate_hz[p[1] & 0x3F] = float(settings["sample_rate"][0])
+        factor = settings.get("factor")
+        if msg.get("response_to") == "request_measurement_start" and factor:
+            result.context.pmd_factor[p[2] & 0x3F] = float(factor[0])
+        rate = settings.get("sample_rate")
+        if msg.get("request") == "request_measurement_start" and rate and rate[0] > 0:
+            result.context.pmd_sample_rate_hz[p[1] & 0x3F] = float(rate[0])
     return result
 
 
@@ -774,7 +777,7 @@ def _frame_spacing(
     """
     nf = ts.size
     prev = np.full(nf, -1, dtype=np.int64)
-    # previous frame of the same (measurement, frame type) key in the same clock stretch
+    # previous frame of the same key (measurement type) in the same clock stretch
     order = np.lexsort((np.arange(nf), seg, key))
     same = (key[order][1:] == key[order][:-1]) & (seg[order][1:] == seg[order][:-1])
     prev[order[1:][same]] = order[:-1][same]
@@ -944,6 +947,10 @@ def decode_data_batch(
                                      db.values.astype(np.float64) * scale))
         elif mt == ppi and not comp and ftype == 0:
             ppi_frames = whole(sel, 6, "PPI frame type 0")
+        elif mt == ecg and not comp and ftype == 3:
+            for i in np.flatnonzero(sel).tolist():
+                reasons[i] = ("ECG frame type 3 (two raw channels, no microvolt scale) has no "
+                              "stream; decode it one by one")
         else:
             for i in np.flatnonzero(sel).tolist():
                 reasons[i] = (f"{_type_name(mt)} {'compressed' if comp else 'raw'} frame "
@@ -970,7 +977,7 @@ def decode_data_batch(
             offset[timed] = env[seg_t]
         nominal = {int(k): 1e9 / v for k, v in DEFAULT_SAMPLE_RATE_HZ.items()}
         nominal.update({int(k): 1e9 / v for k, v in ctx.pmd_sample_rate_hz.items() if v > 0})
-        key = mtype[timed] * 256 + ftype_byte[timed]
+        key = mtype[timed]  # one sample clock per measurement, whatever the frame type
         dt[timed], anchor[timed] = _frame_spacing(ts[timed], counts[timed], key, seg_t,
                                                   nominal, mtype[timed])
     from_prev = anchor >= 0
