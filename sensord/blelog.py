@@ -73,7 +73,8 @@ MEMBER_MARKER = (
 _PREFIX = 51  # "cccccccc T wwwwwwwwwwwwwwwwwww mmmmmmmmmmmmmmmmmmm " up to <rest>
 _N_PREFIX = 60  # notification: prefix + "hhhhhhhh " then payload hex
 _MAX_NS = 2**63
-_READ_CHUNK = 1 << 16
+_READ_CHUNK = 1 << 16  # compressed bytes per step when streaming
+_BATCH_CHUNK = 1 << 24  # ... when loading whole files
 _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
 
 
@@ -404,7 +405,8 @@ def _member_offsets(buf: bytes | mmap.mmap) -> list[int]:
 
 
 def _inflate_region(
-    region: memoryview, start: int, path: str, problems: Problems, member: int
+    region: memoryview, start: int, path: str, problems: Problems, member: int,
+    chunk_size: int = _READ_CHUNK,
 ) -> Iterator[tuple[bytes, bool]]:
     """Decompress one member region chunk by chunk; yields (text chunk, is_last).
 
@@ -416,7 +418,7 @@ def _inflate_region(
     n = len(region)
     raw = False
     while pos < n:
-        chunk = region[pos : pos + _READ_CHUNK]
+        chunk = region[pos : pos + chunk_size]
         saved = d.copy()
         try:
             out = d.decompress(chunk)
@@ -509,8 +511,10 @@ def _members(path: str, problems: Problems) -> Iterator[_Member]:
                 end = offs[i + 1] if i + 1 < len(offs) else size
                 parts = []
                 complete = False
-                for out, last in _inflate_region(view[start:end], start, path, problems, i):
-                    parts.append(out)
+                for out, last in _inflate_region(view[start:end], start, path, problems, i,
+                                                 chunk_size=_BATCH_CHUNK):
+                    if out:
+                        parts.append(out)
                     complete = complete or last
                 if not complete:
                     problems.add(
@@ -563,6 +567,7 @@ class _LineParser:
     channels: dict[str, tuple[str, str]] = field(default_factory=dict)
     headers: list[LogHeader] = field(default_factory=list)
     pending: dict[str, list[tuple[int, int, int, bytes]]] = field(default_factory=dict)
+    declared_rests: set[bytes] = field(default_factory=set)
 
     def parse(self, line: bytes, lineno: int) -> list[tuple[int, SessionEvent]]:
         """Events from one line (a notification on a channel not yet declared waits)."""
@@ -860,12 +865,15 @@ def _load_lines(
     mv = memoryview(text)
     get = mv.__getitem__
     s_list = starts.tolist()
-    if (lens >= _N_PREFIX).all():
-        prefix = b"".join(map(get, map(slice, s_list, (starts + _N_PREFIX).tolist())))
-    else:  # a short (corrupt) line: pad every prefix to the fixed width
-        prefix = b"".join(bytes(mv[a : min(a + _N_PREFIX, e)]).ljust(_N_PREFIX, b"\x00")
-                          for a, e in zip(s_list, ends.tolist(), strict=True))
-    pre = np.frombuffer(prefix, dtype=np.uint8).reshape(n, _N_PREFIX)
+    # the fixed-width prefix of every line as an (n, 60) byte matrix (zero-padded after
+    # the end of a short line)
+    buf = np.frombuffer(text, dtype=np.uint8)
+    cols = np.arange(_N_PREFIX, dtype=np.int64)
+    pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
+    for a in range(0, n, 65536):  # in blocks: the index matrix stays small
+        idx = starts[a : a + 65536, None] + cols
+        np.take(buf, idx, out=pre[a : a + 65536], mode="clip")
+        pre[a : a + 65536][idx >= ends[a : a + 65536, None]] = 0
     bodies = map(get, map(slice, (starts + 9).tolist(), ends.tolist()))
     crc_calc = np.fromiter(map(zlib.crc32, bodies), dtype=np.int64, count=n)
     crc_stored, crc_ok = _hex8(pre[:, 0:8])
@@ -882,9 +890,20 @@ def _load_lines(
         return bytes(mv[s_list[i] : int(ends[i])])
 
     lineno = np.arange(line_base + 1, line_base + n + 1, dtype=np.int64)
-    # Everything that is not a well-formed notification goes through the slow parser:
-    # headers, declarations, events and every bad line (which it reports).
-    for i in np.flatnonzero(~is_n).tolist():
+    # Channel declarations repeat (the writer re-declares at every full flush): a valid
+    # declaration whose text was already seen needs no parsing.
+    rest_seen = parser.declared_rests
+    is_k = np.flatnonzero(good & (kind == ord("K")))
+    repeat_k = np.zeros(n, dtype=bool)
+    for i in is_k.tolist():
+        rest = bytes(mv[s_list[i] + _PREFIX : int(ends[i])])
+        if rest in rest_seen:
+            repeat_k[i] = True
+        else:
+            rest_seen.add(rest)
+    # Everything else that is not a well-formed notification goes through the slow
+    # parser: headers, first declarations, events and every bad line (which it reports).
+    for i in np.flatnonzero(~is_n & ~repeat_k).tolist():
         for _, ev in parser.parse(line_at(i), line_base + i + 1):
             if isinstance(ev, DeviceEvent):
                 dev_events.append((line_base + i + 1, ev))
@@ -901,7 +920,9 @@ def _load_lines(
         return
     chv_n = chv[idx_n]
     order = np.argsort(chv_n, kind="stable")
-    uniq, firsts = np.unique(chv_n[order], return_index=True)
+    sorted_ch = chv_n[order]
+    firsts = np.r_[0, np.flatnonzero(np.diff(sorted_ch)) + 1]
+    uniq = sorted_ch[firsts]
     bounds = np.append(firsts, order.size)
     for j, ch_int in enumerate(uniq.tolist()):
         sel = idx_n[order[bounds[j] : bounds[j + 1]]]

@@ -218,7 +218,9 @@ def _stream_report(device: str, name: str, t_ns: np.ndarray, start_ns: int, end_
     # a gap between neighbours shows as a gap between every k-th sample around it: search
     # the thinned times, then look inside the few blocks that qualify
     step = 64 if t.size > 1_000_000 else 1
-    pos = np.unique(np.r_[np.arange(0, t.size, step), t.size - 1])
+    pos = np.arange(0, t.size, step)
+    if pos[-1] != t.size - 1:
+        pos = np.r_[pos, t.size - 1]
     blocks = np.flatnonzero(np.diff(t[pos]) > thr)
     idx_parts = [pos[b] + np.flatnonzero(np.diff(t[pos[b] : pos[b + 1] + 1]) > thr)
                  for b in blocks.tolist()]
