@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -9,12 +11,12 @@ from sensord.pipeline import GAP_FACTOR, GAP_MIN_S, _stream_report
 
 
 def _reference(t: list[int], start: int, end: int) -> tuple[list[tuple[int, int]], float]:
-    dts = sorted(b - a for a, b in zip(t, t[1:], strict=False))
+    dts = sorted(b - a for a, b in itertools.pairwise(t))
     thr = max(GAP_MIN_S * 1e9, GAP_FACTOR * dts[len(dts) // 2])
     gaps = []
     if t[0] - start > thr:
         gaps.append((start, t[0]))
-    for a, b in zip(t, t[1:], strict=False):
+    for a, b in itertools.pairwise(t):
         if b - a > thr:
             gaps.append((a, b))
     if end - t[-1] > thr:
