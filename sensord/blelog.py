@@ -272,11 +272,10 @@ class BlelogWriter:
     def write(self, event: SessionEvent) -> None:
         """Append one event (notification, device event or clock event)."""
         if isinstance(event, RawNotification):
-            ch = self._channel(event.device, event.char_uuid, event.wall_ns, event.mono_ns)
-            self._emit(
-                _line("N", event.wall_ns, event.mono_ns, f"{ch} {bytes(event.payload).hex()}")
-            )
-        elif isinstance(event, DeviceEvent):
+            self.write_notification(event.device, event.char_uuid, event.wall_ns,
+                                    event.mono_ns, event.payload)
+            return
+        if isinstance(event, DeviceEvent):
             self._check_device(event.device)
             rest = _json({"device": event.device, "kind": event.kind, "detail": event.detail})
             self._emit(_line("E", event.wall_ns, event.mono_ns, rest))
@@ -285,16 +284,33 @@ class BlelogWriter:
             self._emit(_line("C", event.wall_ns, event.mono_ns, rest))
         else:
             raise LogFormatError(f"cannot log {type(event).__name__}", path=str(self.path))
-        mono = event.mono_ns
-        if mono - self._last_full >= self._full_ns:
-            self._redeclare(event.wall_ns, mono)
-            self._flush(zlib.Z_FULL_FLUSH)
-            self._last_full = self._last_sync = mono
-        elif mono - self._last_sync >= self._sync_ns or not isinstance(event, RawNotification):
-            self._flush(zlib.Z_SYNC_FLUSH)
-            self._last_sync = mono
+        self._after(event.wall_ns, event.mono_ns, force_sync=True)
 
     __call__ = write
+
+    def write_notification(
+        self, device: str, char_uuid: str, wall_ns: int, mono_ns: int, payload: bytes
+    ) -> None:
+        """Append one notification (:meth:`write` without building the event object)."""
+        ch = self._channels.get((device, char_uuid))
+        if ch is None:
+            ch = self._channel(device, char_uuid, wall_ns, mono_ns)
+        if not (0 <= wall_ns < _MAX_NS and 0 <= mono_ns < _MAX_NS):
+            _check_ns("wall_ns", wall_ns)
+            _check_ns("mono_ns", mono_ns)
+        body = b"N %019d %019d %s %s" % (wall_ns, mono_ns, ch.encode(),
+                                         bytes(payload).hex().encode())
+        self._emit(b"%08x %s\n" % (zlib.crc32(body), body))
+        self._after(wall_ns, mono_ns, force_sync=False)
+
+    def _after(self, wall_ns: int, mono_ns: int, *, force_sync: bool) -> None:
+        if mono_ns - self._last_full >= self._full_ns:
+            self._redeclare(wall_ns, mono_ns)
+            self._flush(zlib.Z_FULL_FLUSH)
+            self._last_full = self._last_sync = mono_ns
+        elif force_sync or mono_ns - self._last_sync >= self._sync_ns:
+            self._flush(zlib.Z_SYNC_FLUSH)
+            self._last_sync = mono_ns
 
     def flush(self) -> None:
         """Make everything written so far decodable from disk (sync flush + fsync)."""

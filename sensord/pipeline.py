@@ -380,6 +380,12 @@ class Pipeline:
     :meth:`end_session`; characteristics in :data:`CONTEXT_CHARS` are decoded at once.
     :func:`load_session` cuts a log the same way.
 
+    A device's notifications are decoded only after a :class:`~sensord.model.DeviceEvent`
+    announced the device (the daemon feeds ``connected`` when it connects); others are
+    counted as ``unknown-device`` and skipped, as are characteristics without a decoder.
+    Decoded streams are in :attr:`devices`; notifications still buffered appear after the
+    batch fills, the device disconnects, or :meth:`end_session`.
+
     Parameters
     ----------
     writer
