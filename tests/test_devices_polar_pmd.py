@@ -484,6 +484,9 @@ def test_sdk_pressure_and_temperature_frames() -> None:
     assert v["temperature_c"] == [_f32(0x41DC51EC)] * 3
     v = pmd.parse_data_frame(_frame("process raw temperature data type 0", "temperature"))
     assert v["temperature_c"] == [_f32(0x41C028F6)]
+    # a NaN bit pattern (0x7FC00000) becomes null: decode_one promises strict JSON
+    nan = pmd.encode_data_frame(pmd.MeasurementType.TEMPERATURE, 1, 0, bytes.fromhex("0000c07f"))
+    assert pmd.parse_data_frame(nan)["temperature_c"] == [None]
 
 
 def test_sdk_skin_temperature_frames() -> None:

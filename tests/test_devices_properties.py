@@ -4,6 +4,8 @@ the plain-Python one-payload path."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,6 +41,7 @@ def test_any_bytes_to_decode_one_gives_values_or_decode_error(char: str, payload
         assert exc.payload == payload and exc.reason and exc.profile and exc.characteristic
     else:
         assert isinstance(out, dict) and out["characteristic"]
+        json.loads(json.dumps(out, allow_nan=False))  # JSON-able as promised
 
 
 @given(st.sampled_from(ALL_CHARS), st.lists(any_payload, max_size=12),

@@ -783,8 +783,11 @@ def parse_data_frame(payload: bytes, *, factor: float = 1.0) -> dict[str, Any]:
                      f"frame type {h.frame_type} is not supported", payload)
 
 
-def _as_float32(v: int) -> float:
-    return float(struct.unpack("<f", struct.pack("<i", v))[0])
+def _as_float32(v: int, factor: float = 1.0) -> float | None:
+    """An int32 bit pattern read as float32, times ``factor``; NaN/inf become ``None``
+    (JSON has no NaN)."""
+    x = float(struct.unpack("<f", struct.pack("<i", v))[0]) * factor
+    return x if math.isfinite(x) else None
 
 
 _UNSTREAMED = {MeasurementType.GYRO, MeasurementType.MAGNETOMETER, MeasurementType.PRESSURE,
@@ -813,13 +816,13 @@ def _parse_other_frame(
                                        "a whole number (>= 1) of 4-byte floats", payload)
             bits = [int.from_bytes(content[k:k + 4], "little", signed=True)
                     for k in range(0, len(content), 4)]
-        return {scalar_key: [_as_float32(b) * factor for b in bits]}
+        return {scalar_key: [_as_float32(b, factor) for b in bits]}
     if m == MeasurementType.GYRO and comp and ft in (0, 1):
         if ft == 0:
             rows = parse_delta_frame(content, 3, 16, payload=payload)
             return {"gyro_dps": [[v * factor for v in r] for r in rows]}
         rows = parse_delta_frame(content, 3, 32, payload=payload)
-        return {"gyro_dps": [[_as_float32(v) * factor for v in r] for r in rows]}
+        return {"gyro_dps": [[_as_float32(v, factor) for v in r] for r in rows]}
     if m == MeasurementType.MAGNETOMETER and comp and ft in (0, 1):
         if ft == 0:
             rows = parse_delta_frame(content, 3, 16, payload=payload)
