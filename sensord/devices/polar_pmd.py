@@ -764,6 +764,7 @@ def parse_data_frame(payload: bytes, *, factor: float = 1.0) -> dict[str, Any]:
         samples = parse_delta_frame(content, 3, 16, payload=payload)
         scale = factor if h.frame_type == 0 else factor / 1000.0
         out["acc_g"] = [[v * scale for v in s] for s in samples]
+        out["factor"] = factor  # type 0 is in units of the start response's factor
         return out
     if kind == (MeasurementType.PPI, False, 0):
         n = need(6)
