@@ -102,7 +102,8 @@ def main() -> None:
         one_c, one_w, _ = cpu_time(one_by_one)
     med = statistics.median
     load_ratio = med(lc / rc for lc, rc in zip(load_c, raw_c, strict=True))
-    print(f"simulated {args.nights} nights in {sim_c:.1f} CPU s [{sim_s:.1f} s wall]: {size_mb:.1f} MB on disk "
+    print(f"simulated {args.nights} nights in {sim_c:.1f} CPU s [{sim_s:.1f} s wall]: "
+          f"{size_mb:.1f} MB on disk "
           f"({size_mb / args.nights:.1f} MB/night), {text_bytes / 1e6:.0f} MB of text, "
           f"{n_notif} notifications")
     print("samples: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
