@@ -299,7 +299,7 @@ ANNOTATION = Measurement(
         _f("dose", F, "dose_unit", "Amount taken"),
         _f("dose_unit", S, "", "Unit of dose (mg, g, ml, standard drinks, ...)"),
         _f("form", S, "", "Form taken (capsule, powder, tea, ...)"),
-        _f("sleep_quality", INT, "1-5", "Diary: perceived sleep quality, 1 very poor to 5 very good"),
+        _f("sleep_quality", INT, "1-5", "Diary: sleep quality, 1 very poor to 5 very good"),
         _f("note", S, "", "Free text"),
         _f("deleted", B, "", "true when the participant deleted the annotation"),
     ),
