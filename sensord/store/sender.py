@@ -155,13 +155,17 @@ class Sender:
                 outcome = WriteOutcome(Verdict.ACCEPTED, 204, "")
         if outcome.verdict is not Verdict.ACCEPTED:
             return outcome
+        by_message: dict[tuple[str, int], list[bytes]] = {}
         for line, message, status in refused:
+            by_message.setdefault((message, status), []).append(line)
+        for (message, status), lines in by_message.items():  # one log line per reason
             log.error(
-                "%s refused a line (HTTP %d): %s -- quarantined: %r",
+                "%s refused %d line(s) (HTTP %d): %s -- quarantined; first: %r",
                 self.sink.where,
+                len(lines),
                 status,
                 message,
-                line[:200],
+                lines[0][:200],
             )
         self.store.settle(batch, refused, sink=self.sink.where)
         report.sent_lines += batch.n_lines - len(refused)
