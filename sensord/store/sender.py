@@ -17,17 +17,20 @@ itself; ``Sender.run`` is the daemon's loop around it. What happens to a batch:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sensord.errors import AuthError, StoreError
 from sensord.store.local import Batch, LocalStore
 from sensord.store.policy import Backoff, Verdict, WriteOutcome
 from sensord.store.sinks import Sink
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +202,8 @@ class Sender:
         """The daemon's sender task: flush every ``interval_s``; back off on transient
         failures; after an auth or missing-database error wait ``backoff.max_s`` (one
         loud log line per occurrence, no retry storm). Returns when ``stop`` is set."""
+        import asyncio
+
         failures = 0
         while not stop.is_set():
             wait = interval_s
