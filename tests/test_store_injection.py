@@ -44,7 +44,7 @@ TEXTS = [
 
 def _alphabet_strings(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    alphabet = list(",= \"'\\\n\r\t#😀é{}[]") + ["i", "1", "annotation", "kind=pain"]
+    alphabet = [*list(",= \"'\\\n\r\t#😀é{}[]"), "i", "1", "annotation", "kind=pain"]
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(n)]
 
 
