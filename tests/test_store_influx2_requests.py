@@ -59,7 +59,7 @@ def fake2x() -> Iterator[Fake2x]:
     state = Fake2x()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             n = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(n)
             parsed = urllib.parse.urlsplit(self.path)
