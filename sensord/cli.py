@@ -107,6 +107,64 @@ def doctor(config: Path | None = _CONFIG_OPT) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def backfill(
+    logs: list[Path] = typer.Argument(..., help="Session logs (.blelog), one per night."),
+    config: Path | None = _CONFIG_OPT,
+    participant: str | None = typer.Option(
+        None, help="Participant id (default: the log header's, else the config's)."
+    ),
+    no_scoring: bool = typer.Option(
+        False, "--no-scoring", help="Decoded samples and device status only."
+    ),
+    queue_only: bool = typer.Option(
+        False, "--queue-only", help="Only queue in the outbox; send later with `sensord push`."
+    ),
+) -> None:
+    """Re-derive everything from session logs and write it to InfluxDB (idempotent)."""
+    from sensord.config import load_config
+    from sensord.store import service
+    from sensord.store.backfill import NightBackfill
+    from sensord.store.backfill import backfill as run_backfill
+    from sensord.store.sinks import make_sink
+
+    def show(n: NightBackfill) -> None:
+        sent = (
+            f"sent {n.sent.sent_lines}, quarantined {n.sent.quarantined}"
+            if n.sent is not None
+            else "queued"
+        )
+        typer.echo(
+            f"{n.log}: {n.participant} night {n.night or '?'} ({n.scorer or 'no scoring'}): "
+            f"{n.points} points, {sent}"
+        )
+
+    try:
+        cfg = load_config(config)
+        sink = None if queue_only else make_sink(cfg.sink)
+        with service.open_store(cfg) as store:
+            sender = service.make_sender(cfg, store, sink) if sink is not None else None
+            try:
+                report = run_backfill(
+                    logs,
+                    cfg,
+                    store=store,
+                    sender=sender,
+                    participant=participant,
+                    scoring=not no_scoring,
+                    on_night=show,
+                )
+            finally:
+                if sink is not None:
+                    sink.close()
+    except SensordError as exc:
+        raise _store_fail(exc) from None
+    typer.echo(
+        f"backfilled {len(report.nights)} night(s): {report.points} points, "
+        f"{report.sent} sent, {report.quarantined} quarantined"
+    )
+
+
 # --- end store ----------------------------------------------------------------------------
 
 # --- session logs, replay, simulator, decoding, demo (issue 2 part B: branch logs) ------------
