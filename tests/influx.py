@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -100,6 +101,9 @@ bind-address = "127.0.0.1:{bind_port}"
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
   auth-enabled = {auth}
+  https-enabled = {https}
+  https-certificate = "{cert}"
+  https-private-key = "{key}"
   log-enabled = false
   pprof-enabled = false
   max-body-size = {max_body_size}
@@ -167,7 +171,10 @@ def http(
     """One HTTP request with urllib; error statuses are returned, not raised."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        # the test servers may use a self-signed certificate: the helpers do not verify it
+        # (sensord's sinks do, and tests check that)
+        ctx = ssl._create_unverified_context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=timeout_s, context=ctx) as resp:
             return HttpAnswer(resp.status, resp.read(), dict(resp.headers.items()))
     except urllib.error.HTTPError as exc:
         return HttpAnswer(exc.code, exc.read(), dict(exc.headers.items()))
@@ -181,6 +188,8 @@ class InfluxServer:
     root: Path
     auth: bool = False
     max_body_size: int = 25_000_000
+    tls: tuple[Path, Path] | None = None
+    """(certificate, private key) PEM files: serve HTTPS instead of HTTP."""
     http_port: int = 0
     bind_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -189,7 +198,8 @@ class InfluxServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def log_path(self) -> Path:
@@ -234,6 +244,9 @@ class InfluxServer:
                 http_port=self.http_port,
                 auth="true" if self.auth else "false",
                 max_body_size=self.max_body_size,
+                https="true" if self.tls else "false",
+                cert=self.tls[0] if self.tls else "",
+                key=self.tls[1] if self.tls else "",
             )
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
@@ -436,6 +449,34 @@ class InfluxDB:
 
     def series_count(self) -> int:
         return len(self.query("SHOW SERIES").rows())
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 (``openssl`` CLI), as (cert, key) paths."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def unique_db_name(prefix: str = "t") -> str:

@@ -17,7 +17,7 @@ from sensord.store.policy import Backoff, WriteOutcome
 from sensord.store.schema import SchemaError
 from sensord.store.sender import Sender
 from sensord.store.sinks import Influx1Sink
-from tests.influx import InfluxDB, free_port, http, running_server
+from tests.influx import InfluxDB, free_port, http, running_server, self_signed_cert
 from tests.storedata import make_night
 
 
@@ -311,3 +311,56 @@ def test_send_now_direct_path_and_fallback_to_outbox(influxdb: InfluxDB, tmp_pat
         assert live.flush().finished
     assert influxdb.count("heart_rate", "hr_bpm") == int((~np.isnan(night.hr.hr_bpm)).sum())
     assert influxdb.count("epoch", "stage") == night.epoch_t_ns.size
+
+
+def test_tls_verification_with_ca_bundle(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    with running_server(tls=(cert, key)) as server, LocalStore(tmp_path / "s.sqlite") as store:
+        server.create_database("db")
+        assert server.url.startswith("https://")
+        store.add_lines(["m v=1 1", "m v=2 2"])
+        # the system trust store does not know this certificate: a loud stop, no retries
+        untrusted = CountingSink(Influx1Sink(server.url, "db"))
+        with pytest.raises(AuthError, match=r"certificate verify failed.*fix ca_bundle"):
+            Sender(store, untrusted).flush(max_retries=None)
+        assert untrusted.requests == 1 and store.stats().pending_lines == 2
+        # trusting it through ca_bundle works, and so does verify_tls = false
+        assert Sender(store, Influx1Sink(server.url, "db", ca_bundle=str(cert))).flush().finished
+        assert Influx1Sink(server.url, "db", verify_tls=False).write(b"m v=3 3\n").ok
+        assert server.query("SELECT COUNT(v) FROM m", db="db").rows()[0]["count"] == 3
+
+
+def test_daemon_loop_sends_until_stopped_and_does_not_storm_on_auth(
+    influxdb_auth, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    db = influxdb_auth
+
+    async def scenario() -> tuple[int, int]:
+        stop = asyncio.Event()
+        with LocalStore(tmp_path / "s.sqlite") as store:
+            good = Influx1Sink(db.url, db.name, username=db.user, password=db.password)
+            sender = Sender(store, good, backoff=Backoff(initial_s=0.05, max_s=0.3))
+            task = asyncio.create_task(sender.run(stop, interval_s=0.05))
+            store.add_lines([f"m v={i} {i}" for i in range(1, 101)])
+            for _ in range(100):
+                if store.stats().pending_lines == 0:
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            # wrong password: one attempt per backoff.max_s (0.3 s), not a storm
+            bad = CountingSink(Influx1Sink(db.url, db.name, username=db.user, password="x"))
+            store.add_lines(["m v=0 1000"])
+            stop2 = asyncio.Event()
+            sender2 = Sender(store, bad, backoff=Backoff(initial_s=0.05, max_s=0.3))
+            task2 = asyncio.create_task(sender2.run(stop2, interval_s=0.01))
+            await asyncio.sleep(1.0)
+            stop2.set()
+            await asyncio.wait_for(task2, 5)
+            return bad.requests, store.stats().pending_lines
+
+    requests, pending = asyncio.run(scenario())
+    assert db.count("m", "v") == 100
+    assert 1 <= requests <= 5 and pending == 1

@@ -193,6 +193,12 @@ class Sender:
             report.pending_lines = self.store.stats().pending_lines
 
     def _raise_if_fatal(self, stop: WriteOutcome, report: FlushReport) -> None:
+        if stop.verdict is Verdict.AUTH and stop.status == 0:  # TLS: no HTTP answer at all
+            self.store.record_error(report.last_error)
+            raise AuthError(
+                f"{self.sink.where}: {stop.message}. Sending stopped; fix ca_bundle / "
+                "verify_tls in the config, nothing is lost (data stays in the outbox)."
+            )
         if stop.verdict is Verdict.AUTH:
             self.store.record_error(report.last_error)
             raise AuthError(
