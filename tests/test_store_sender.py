@@ -364,3 +364,19 @@ def test_daemon_loop_sends_until_stopped_and_does_not_storm_on_auth(
     requests, pending = asyncio.run(scenario())
     assert db.count("m", "v") == 100
     assert 1 <= requests <= 5 and pending == 1
+
+
+def test_send_now_keeps_lines_with_raw_newlines_whole(influxdb: InfluxDB, tmp_path: Path) -> None:
+    rows = [
+        'device_event,device_role=chest,participant=P event="error",detail="line one\nline two" 5',
+        'device_event,device_role=chest,participant=P event="disconnected",detail="a\nb\nc" 6',
+    ]
+    with LocalStore(tmp_path / "s.sqlite") as store:
+        dead = Influx1Sink(f"http://127.0.0.1:{free_port()}", influxdb.name, timeout_s=2)
+        assert not Sender(store, dead, batch_lines=1).send_now(rows).finished
+        batch = store.batch(10, 10**6)
+        assert batch is not None and batch.lines() == [(r + "\n").encode() for r in rows]
+        live = Sender(store, Influx1Sink(influxdb.url, influxdb.name), batch_lines=1)
+        assert live.send_now(rows).finished and live.flush().finished
+    got = influxdb.rows("device_event")
+    assert [r["detail"] for r in got] == ["line one\nline two", "a\nb\nc"]

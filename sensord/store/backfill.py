@@ -69,9 +69,11 @@ def night_points(
     tz: str,
     roles: Mapping[str, str],
     score: Callable[..., Any] | None = None,
-) -> tuple[bytes, dict[str, Any] | None, dict[str, list[Any]]]:
-    """All points of one decoded session as line protocol, the night summary (``None``
-    without scoring) and the epoch columns for the local store."""
+) -> tuple[bytes, list[str], dict[str, Any] | None, dict[str, list[Any]]]:
+    """All points of one decoded session: the columnar lines (split at newlines), the
+    row lines (device events, the night; their string fields may hold raw newlines),
+    the night summary (``None`` without scoring) and the epoch columns for the local
+    store."""
     body: list[bytes] = []
     report = session.report
     for name, dev in sorted(report.devices.items()):
@@ -115,10 +117,9 @@ def night_points(
                 t,
             )
         )
-    if events:
-        body.append(("\n".join(events) + "\n").encode())
+
     if score is None:
-        return b"".join(body), None, {}
+        return b"".join(body), events, None, {}
     result = score(session.night, tz=tz)
     hyp = result.hypnogram
     scorer = hyp.scorer
@@ -143,7 +144,7 @@ def night_points(
                     points.coverage_lines(participant, roles.get(name, "other"), t_ep, cols)
                 )
         summary.update(participant=participant, scorer=scorer, final=True)
-        body.append((points.night_line(participant, scorer, summary) + "\n").encode())
+        events.append(points.night_line(participant, scorer, summary))
     epochs = {
         "t_ns": t_ep.tolist(),
         "stage": np.asarray(hyp.stages, dtype=np.int64).tolist(),
@@ -159,7 +160,7 @@ def night_points(
             if key != "t_ns"
         },
     }
-    return b"".join(body), summary, epochs
+    return b"".join(body), events, summary, epochs
 
 
 def backfill(
@@ -187,7 +188,7 @@ def backfill(
         headers = session.report.headers
         who = participant or (headers[0].participant if headers else "") or cfg.participant_id
         tz = (headers[0].tz if headers else "") or cfg.timezone
-        body, summary, epochs = night_points(
+        body, rows, summary, epochs = night_points(
             session, participant=who, tz=tz, roles=roles, score=score
         )
         label = summary.get("night") if summary else None
@@ -198,11 +199,22 @@ def backfill(
                 epochs=epochs,
                 queue=False,
             )
-        item = NightBackfill(str(path), who, label, scorer, body.count(b"\n"))
+        item = NightBackfill(str(path), who, label, scorer, body.count(b"\n") + len(rows))
+        source = f"backfill {Path(path).name}"
         if sender is None:
-            store.add_body(body, source=f"backfill {Path(path).name}")
+            store.add_body(body, source=source)
+            store.add_lines(rows, source=source)
         else:
-            item.sent = sender.send_now(body, source=f"backfill {Path(path).name}")
+            item.sent = sender.send_now(body, source=source)
+            if item.sent.finished:
+                more = sender.send_now(rows, source=source)
+                item.sent.sent_lines += more.sent_lines
+                item.sent.quarantined += more.quarantined
+                item.sent.requests += more.requests
+                item.sent.finished = more.finished
+                item.sent.last_error = more.last_error
+            else:
+                store.add_lines(rows, source=source)
         report.nights.append(item)
         if on_night is not None:
             on_night(item)

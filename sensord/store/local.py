@@ -102,6 +102,30 @@ def split_lines(body: bytes) -> list[bytes]:
     return [line + b"\n" for line in body[:-1].split(b"\n")]
 
 
+def join_lines(lines: Iterable[str | bytes]) -> tuple[bytes, list[int]]:
+    """Lines (with or without their newline) -> newline-terminated bytes and line ends."""
+    parts: list[bytes] = []
+    ends: list[int] = []
+    pos = 0
+    for line in lines:
+        b = line.encode("utf-8") if isinstance(line, str) else bytes(line)
+        if not b:
+            continue
+        if not b.endswith(b"\n"):
+            b += b"\n"
+        parts.append(b)
+        pos += len(b)
+        ends.append(pos)
+    return b"".join(parts), ends
+
+
+def newline_ends(body: bytes) -> list[int]:
+    """Line ends of ``body`` split at every newline (no raw newline in string fields)."""
+    import numpy as np
+
+    return (np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1).tolist()
+
+
 def _pack_ends(lengths: Sequence[int]) -> bytes:
     out, pos = [], 0
     for n in lengths:
@@ -267,49 +291,47 @@ class LocalStore:
 
     # -- outbox --------------------------------------------------------------------
     def add_lines(self, lines: Iterable[str | bytes], *, source: str = "") -> int:
-        """Queue complete lines (no trailing newline needed). Returns lines queued.
+        """Queue complete lines (no trailing newline needed; string fields may hold raw
+        newlines). Returns lines queued.
 
         Atomic: on failure (e.g. disk full) nothing of this call is queued and a
         :class:`StoreError` names the store and the source.
         """
-        encoded = []
-        for line in lines:
-            b = line.encode("utf-8") if isinstance(line, str) else bytes(line)
-            if not b:
-                continue
-            encoded.append(b if b.endswith(b"\n") else b + b"\n")
-        return self._add_encoded(encoded, source)
+        data, ends = join_lines(lines)
+        return self.add_ends(data, ends, source=source)
 
     def add_body(self, body: bytes, *, source: str = "") -> int:
         """Queue newline-terminated line protocol whose string fields hold no raw newline
-        (the columnar output): lines are split at every newline.
-
-        Chunked without a Python step per line, so whole nights queue quickly.
-        """
-        if not body:
-            return 0
-        if not body.endswith(b"\n"):
+        (the columnar output): lines are split at every newline."""
+        if body and not body.endswith(b"\n"):
             body += b"\n"
+        return self.add_ends(body, newline_ends(body), source=source)
+
+    def add_ends(self, data: bytes, ends: Sequence[int], *, source: str = "") -> int:
+        """Queue ``data`` whose lines end at the byte offsets ``ends`` (each line's end,
+        newline included). Chunked without a Python step per line."""
         import numpy as np
 
-        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10).astype(np.int64) + 1
+        e = np.asarray(ends, dtype=np.int64)
+        n = int(e.size)
+        if n == 0:
+            return 0
         now = time.time_ns()
         rows = []
         start_line = 0
-        n = int(ends.size)
         while start_line < n:  # one step per chunk of up to CHUNK_LINES lines
-            base = int(ends[start_line - 1]) if start_line else 0
+            base = int(e[start_line - 1]) if start_line else 0
             stop = min(n, start_line + CHUNK_LINES)
-            fit = int(np.searchsorted(ends[start_line:stop], base + CHUNK_BYTES, side="right"))
+            fit = int(np.searchsorted(e[start_line:stop], base + CHUNK_BYTES, side="right"))
             stop = start_line + max(1, fit)
-            rel = (ends[start_line:stop] - base).astype("<u4")
-            end_byte = int(ends[stop - 1])
+            rel = (e[start_line:stop] - base).astype("<u4")
+            end_byte = int(e[stop - 1])
             rows.append(
                 (
                     now,
                     stop - start_line,
                     end_byte - base,
-                    body[base:end_byte],
+                    data[base:end_byte],
                     rel.tobytes(),
                     source,
                 )
@@ -325,34 +347,6 @@ class LocalStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-
-    def _add_encoded(self, lines: list[bytes], source: str) -> int:
-        if not lines:
-            return 0
-        now = time.time_ns()
-        rows = []
-        start = 0
-        while start < len(lines):
-            stop, size = start, 0
-            while stop < len(lines) and stop - start < CHUNK_LINES:
-                if stop > start and size + len(lines[stop]) > CHUNK_BYTES:
-                    break
-                size += len(lines[stop])
-                stop += 1
-            part = lines[start:stop]
-            rows.append(
-                (
-                    now,
-                    len(part),
-                    size,
-                    b"".join(part),
-                    _pack_ends([len(x) for x in part]),
-                    source,
-                )
-            )
-            start = stop
-        self._insert_chunks(rows, len(lines), source)
-        return len(lines)
 
     def add_point(
         self,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from sensord.errors import AuthError, StoreError
-from sensord.store.local import Batch, LocalStore
+from sensord.store.local import Batch, LocalStore, join_lines, newline_ends
 from sensord.store.policy import Backoff, Verdict, WriteOutcome
 from sensord.store.sinks import Sink
 
@@ -117,9 +117,11 @@ class Sender:
             report.pending_lines = self.store.stats().pending_lines
         return report
 
-    def send_now(self, body: bytes, *, source: str = "") -> FlushReport:
-        """Send newline-split line protocol (columnar output) straight to the sink,
-        bypassing the outbox -- for backfills, whose source of truth is the session log.
+    def send_now(self, body: bytes | Sequence[str | bytes], *, source: str = "") -> FlushReport:
+        """Send line protocol straight to the sink, bypassing the outbox -- for
+        backfills, whose source of truth is the session log. ``body`` is either bytes
+        split at every newline (columnar output) or a sequence of lines (row output,
+        whose string fields may hold raw newlines).
 
         Batches go out in order, one request at a time; with a sink that can
         ``prepare`` (gzip) and ``post`` separately, the next batch is compressed while
@@ -135,9 +137,14 @@ class Sender:
 
         report = FlushReport()
         t0 = self.clock()
-        if body and not body.endswith(b"\n"):
-            body += b"\n"
-        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1
+        if isinstance(body, bytes):
+            if body and not body.endswith(b"\n"):
+                body += b"\n"
+            ends = np.asarray(newline_ends(body), dtype=np.int64)
+        else:
+            body, line_ends = join_lines(body)
+            ends = np.asarray(line_ends, dtype=np.int64)
+        data: bytes = body
         cuts: list[tuple[int, int]] = []  # (first line, end line) of each batch
         start = 0
         while start < ends.size:
@@ -152,7 +159,7 @@ class Sender:
             a, b = cuts[i]
             base = int(ends[a - 1]) if a else 0
             rel = cast(Sequence[int], ends[a:b] - base)
-            return Batch((), body[base : int(ends[b - 1])], rel, (source,))
+            return Batch((), data[base : int(ends[b - 1])], rel, (source,))
 
         prepare = getattr(self.sink, "prepare", None)
         post = getattr(self.sink, "post", None)
@@ -175,8 +182,10 @@ class Sender:
                 else:
                     outcome = self._deliver(batch, report, bookkeeping=False)
                 if outcome is not None:
-                    base = int(ends[cuts[i][0] - 1]) if cuts[i][0] else 0
-                    self.store.add_body(body[base:], source=source)
+                    first_line = cuts[i][0]
+                    base = int(ends[first_line - 1]) if first_line else 0
+                    rest = (ends[first_line:] - base).tolist()
+                    self.store.add_ends(data[base:], rest, source=source)
                     report.last_error = f"{self.sink.where}: {outcome.message}"
                     self._raise_if_fatal(outcome, report)
                     self.store.record_error(report.last_error)
