@@ -232,3 +232,12 @@ def test_nights_local_api(tmp_path: Path) -> None:
         assert store.stats().pending_lines == 3
         with pytest.raises(SchemaError, match=r"night\.tst_min: expected float"):
             store.put_night({**base, "night": "x", "start_ns": 1, "end_ns": 2, "tst_min": "7"})
+
+
+def test_reserve_file_beside_the_store(tmp_path: Path) -> None:
+    with LocalStore(tmp_path / "s.sqlite", reserve_bytes=123_456) as store:
+        assert store.reserve_path == tmp_path / "s.sqlite.reserve"
+        assert store.reserve_path.stat().st_size == 123_456
+        assert store.reserve_path.stat().st_blocks * 512 >= 123_456  # really allocated
+    with LocalStore(tmp_path / "t.sqlite", reserve_bytes=0) as store:
+        assert not store.reserve_path.exists()

@@ -21,6 +21,7 @@ and a busy timeout serialise them; a batch sent twice is harmless (same points).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import struct
 import threading
@@ -36,6 +37,9 @@ from sensord.errors import StoreError
 from sensord.store import schema
 
 CHUNK_LINES = 1000
+RESERVE_BYTES = 4 * 1024 * 1024
+"""Disk kept in reserve (``sensord.sqlite.reserve``) so a full disk cannot stop the
+outbox from draining."""
 CHUNK_BYTES = 256 * 1024
 
 MIGRATIONS: tuple[str, ...] = (
@@ -194,6 +198,8 @@ class LocalStore:
 
     path: Path
     max_page_count: int | None = None
+    reserve_bytes: int = RESERVE_BYTES
+    """Size of the reserve file kept beside the store (0: none), see :meth:`settle`."""
     _conn: sqlite3.Connection = field(init=False, repr=False)
     _lock: threading.RLock = field(init=False, repr=False, default_factory=threading.RLock)
 
@@ -212,6 +218,30 @@ class LocalStore:
             self._migrate()
         except sqlite3.Error as exc:
             raise self._error("cannot open", exc) from None
+        self._ensure_reserve()
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _ensure_reserve(self) -> None:
+        """Keep ``reserve_bytes`` of disk allocated beside the store, best effort."""
+        if self.reserve_bytes <= 0 or self.reserve_path.exists():
+            return
+        tmp = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.reserve_bytes)
+            os.replace(tmp, self.reserve_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- plumbing ------------------------------------------------------------------
     def _error(self, action: str, exc: sqlite3.Error, detail: str = "") -> StoreError:
@@ -460,6 +490,29 @@ class LocalStore:
         """Delivered, except ``refused`` lines ``(line, server message, status)``, which
         move to quarantine -- in one transaction with the removal from the outbox."""
         refused = list(refused)
+        try:
+            self._settle(batch, refused, sink, count)
+        except StoreError as exc:
+            # A full disk must not stop the outbox from draining (which is what frees
+            # space): give up the reserve file, record the delivery, checkpoint the WAL
+            # into the database so its space returns, then try to rebuild the reserve.
+            if "full" not in str(exc) or not self._release_reserve():
+                raise
+            self._settle(batch, refused, sink, count)
+            self.checkpoint()
+            self._ensure_reserve()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (frees disk space)."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise self._error("cannot checkpoint", exc) from None
+
+    def _settle(
+        self, batch: Batch, refused: list[tuple[bytes, str, int]], sink: str, count: bool
+    ) -> None:
         source = ",".join(sorted(set(batch.sources) - {""}))
         marks = ",".join("?" * len(batch.chunk_ids))
         now = time.time_ns()
