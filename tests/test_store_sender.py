@@ -408,3 +408,14 @@ def test_push_and_outbox_cli_when_things_go_wrong(influxdb: InfluxDB, tmp_path: 
     res = runner.invoke(app, ["push", "-c", str(bad_cfg)])
     assert res.exit_code == 2 and "unknown key (key 'sink.urll'" in res.output
     assert influxdb.count("m", "v") == 2
+
+
+def test_retention_policy_is_used(influxdb: InfluxDB) -> None:
+    influxdb.query(
+        f'CREATE RETENTION POLICY "week" ON "{influxdb.name}" DURATION 10000d REPLICATION 1'
+    )
+    sink = Influx1Sink(influxdb.url, influxdb.name, retention_policy="week")
+    assert "rp 'week'" in sink.where
+    assert sink.write(b"m v=1 1764021600000000000\n").ok
+    assert influxdb.query('SELECT COUNT(v) FROM "week"."m"').rows()[0]["count"] == 1
+    assert influxdb.query('SELECT COUNT(v) FROM "autogen"."m"').rows() == []
