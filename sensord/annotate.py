@@ -1206,6 +1206,28 @@ def last_doses(history: Iterable[Annotation], limit: int = 6) -> list[Substance]
     return out
 
 
+def summary(a: Annotation) -> str:
+    """Short text of the content alone (no id, no time): Grafana's annotation text."""
+    p = a.payload
+    if isinstance(p, Pain):
+        text = f"Pain {p.rating_nrs}/10, {CONTEXT_LABELS[p.context]}"
+        if p.body_site:
+            text += f", {p.body_site}"
+        if p.descriptors:
+            text += " (" + ", ".join(DESCRIPTOR_LABELS[d] for d in p.descriptors) + ")"
+        return text
+    if isinstance(p, Substance):
+        text = p.name_entered + (f" {p.dose:g} {p.unit}" if p.dose is not None else "")
+        return text + "".join(f" {x}" for x in (p.form, p.route) if x)
+    if isinstance(p, Diary):
+        tst = diary_metrics(p)["tst_min"]
+        return (
+            f"Diary for the night of {a.night}: quality {p.quality_1_5}/5, "
+            f"rested {p.rested_1_5}/5, slept {tst:.0f} min"
+        )
+    return p.text
+
+
 def describe(a: Annotation) -> str:
     """One human-readable line (local time, kind, content)."""
     when = _to_local(a.t_ns, a.tz).strftime("%Y-%m-%d %H:%M")

@@ -25,6 +25,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
+# --- annotate area (issue 6): note, notes, web, report, export -------------------------
+from sensord.cli_annotate import register as _register_annotate  # noqa: E402
+
+_register_annotate(app)
+# --- end annotate area ------------------------------------------------------------------
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -23,10 +23,14 @@ Pain against a metric is also summarised by the least-squares slope of the metri
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from sensord import annotate as an
 
 F64 = npt.NDArray[np.float64]
 
@@ -42,8 +46,7 @@ CAVEATS = (
     "Observational: nights were not assigned at random, so a difference between nights with "
     "and without a substance may come from something else that goes with it (pain, stress, "
     "the day of the week, other substances).",
-    "One person: these numbers describe this participant only and need not hold for anyone "
-    "else.",
+    "One person: these numbers describe this participant only and need not hold for anyone else.",
     "Few nights: with few nights in a group the intervals are wide and may still mislead; "
     "'not enough nights' is shown when a group has fewer than "
     f"{MIN_NIGHTS} nights.",
@@ -193,3 +196,200 @@ def pain_band(rating: float) -> str:
         if lo <= rating <= hi:
             return label
     return ""
+
+
+# --------------------------------------------------------------------------- per person
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A night metric the N-of-1 view compares (``key`` as in the ``night`` schema)."""
+
+    key: str
+    label: str
+    unit: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("tst_min", "Total sleep time", "min"),
+    Metric("se_pct", "Sleep efficiency", "%"),
+    Metric("waso_min", "Wake after sleep onset", "min"),
+    Metric("sol_min", "Sleep-onset latency", "min"),
+    Metric("rem_min", "REM sleep", "min"),
+    Metric("deep_min", "Deep sleep", "min"),
+    Metric("awakenings", "Awakenings", ""),
+    Metric("hr_mean_bpm", "Nocturnal heart rate", "bpm"),
+    Metric("rmssd_ms", "Nocturnal RMSSD", "ms"),
+    Metric("diary_quality", "Diary sleep quality", "1-5"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One row of the N-of-1 tables: an exposure, a metric, and its :class:`Effect`."""
+
+    exposure: str
+    contrast: str
+    metric: Metric
+    effect: Effect
+
+
+@dataclass(frozen=True, slots=True)
+class PainTrend:
+    metric: Metric
+    slope: Slope
+
+
+@dataclass(frozen=True, slots=True)
+class PersonAnalysis:
+    """Everything the person report shows.
+
+    ``table`` has one row per night (sorted): the metrics, ``substances`` (text),
+    ``bedtime_pain`` (mean of that night's bedtime ratings, NaN if none).
+    """
+
+    table: list[dict[str, object]]
+    same_night: list[Comparison]
+    next_night: list[Comparison]
+    dose_bands: list[Comparison]
+    pain_bands: list[Comparison]
+    pain_trends: list[PainTrend]
+
+
+def _column(table: list[dict[str, object]], key: str) -> F64:
+    out = np.full(len(table), np.nan)
+    for i, row in enumerate(table):
+        v = row.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[i] = float(v)
+    return out
+
+
+def analyse_person(
+    nights: list[dict[str, object]],
+    annotations: Sequence[an.Annotation],
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    min_nights: int = MIN_NIGHTS,
+) -> PersonAnalysis:
+    """N-of-1 comparisons for one participant.
+
+    Parameters
+    ----------
+    nights
+        One mapping per scored night: ``night`` (YYYY-MM-DD) and metric values named as
+        in :data:`METRICS` (missing or NaN = not available).
+    annotations
+        The participant's annotations in force (:func:`sensord.annotate.current`).
+
+    Notes
+    -----
+    A substance counts for the night it is assigned to (taken from 06:00 that day up to
+    the night: see :mod:`sensord.annotate`). *Same night*: nights with the substance
+    versus nights without it. *Next night*: nights right after a night with it (and
+    without it themselves) versus nights with neither. *Dose bands*: nights with a dose at
+    or below the participant's median dose, and above it, each versus nights without.
+    *Pain*: nights by bedtime pain band versus the 0-4 band, and the slope per rating
+    point.
+    """
+    rows = sorted((dict(r) for r in nights), key=lambda r: str(r["night"]))
+    index = {str(r["night"]): i for i, r in enumerate(rows)}
+    labels = list(index)
+    n = len(rows)
+    exposure: dict[str, np.ndarray] = {}
+    dose_units: dict[str, dict[str, list[float]]] = {}
+    night_doses: dict[str, dict[int, dict[str, float]]] = {}
+    pain_sum = np.zeros(n)
+    pain_n = np.zeros(n)
+    quality = np.full(n, np.nan)
+    texts: list[list[str]] = [[] for _ in range(n)]
+    for a in annotations:
+        if a.night not in index:
+            continue
+        i = index[a.night]
+        p = a.payload
+        if isinstance(p, an.Substance):
+            exposure.setdefault(p.name, np.zeros(n, dtype=bool))[i] = True
+            texts[i].append(an.summary(a))
+            if p.dose is not None and p.unit is not None:
+                per = night_doses.setdefault(p.name, {}).setdefault(i, {})
+                per[p.unit] = per.get(p.unit, 0.0) + p.dose
+                dose_units.setdefault(p.name, {}).setdefault(p.unit, []).append(p.dose)
+        elif isinstance(p, an.Pain) and p.context == "bedtime":
+            pain_sum[i] += p.rating_nrs
+            pain_n[i] += 1
+        elif isinstance(p, an.Diary):
+            quality[i] = p.quality_1_5
+    pain = np.where(pain_n > 0, pain_sum / np.maximum(pain_n, 1), np.nan)
+    for i, row in enumerate(rows):
+        row["substances"] = "; ".join(texts[i])
+        row["bedtime_pain"] = float(pain[i])
+        if "diary_quality" not in row or row["diary_quality"] is None:
+            row["diary_quality"] = float(quality[i])
+
+    # consecutive-night structure from the labels (a gap breaks "next night")
+    dates = [dt.date.fromisoformat(x) for x in labels]
+    prev_idx = np.full(n, -1)
+    for i in range(1, n):
+        if (dates[i] - dates[i - 1]).days == 1:
+            prev_idx[i] = i - 1
+
+    values = {m.key: _column(rows, m.key) for m in METRICS}
+    same: list[Comparison] = []
+    nxt: list[Comparison] = []
+    bands: list[Comparison] = []
+    k = 0
+
+    def compare(
+        mask_a: np.ndarray,
+        mask_b: np.ndarray,
+        exposure_name: str,
+        contrast: str,
+        out: list[Comparison],
+    ) -> None:
+        nonlocal k
+        for m in METRICS:
+            eff = mean_difference(
+                values[m.key][mask_a],
+                values[m.key][mask_b],
+                n_boot=n_boot,
+                seed=seed + k,
+                min_nights=min_nights,
+            )
+            k += 1
+            out.append(Comparison(exposure_name, contrast, m, eff))
+
+    for name in sorted(exposure):
+        on = exposure[name]
+        compare(on, ~on, name, f"nights with {name} vs without", same)
+        after = np.zeros(n, dtype=bool)
+        has_prev = prev_idx >= 0
+        after[has_prev] = on[prev_idx[has_prev]]
+        after_only = after & ~on
+        neither = ~on & ~after
+        compare(after_only, neither, name, f"nights after {name} vs nights with neither", nxt)
+        units = dose_units.get(name, {})
+        if units:
+            unit = max(units, key=lambda u: len(units[u]))
+            dose = np.full(n, np.nan)
+            for i, per in night_doses.get(name, {}).items():
+                if unit in per and len(per) == 1:
+                    dose[i] = per[unit]
+            cut = median_split(dose)
+            if np.isfinite(cut):
+                low = on & (dose <= cut)
+                high = on & (dose > cut)
+                compare(low, ~on, name, f"{name} <= {cut:g} {unit} vs none", bands)
+                compare(high, ~on, name, f"{name} > {cut:g} {unit} vs none", bands)
+
+    pain_cmp: list[Comparison] = []
+    band_of = np.array([pain_band(v) for v in pain])
+    base = band_of == PAIN_BANDS[0][2]
+    for _, _, label in PAIN_BANDS[1:]:
+        compare(
+            band_of == label, base, "bedtime pain", f"pain {label} vs {PAIN_BANDS[0][2]}", pain_cmp
+        )
+    trends = [
+        PainTrend(m, ols_slope(pain, values[m.key], n_boot=n_boot, seed=seed + 7919 + j))
+        for j, m in enumerate(METRICS)
+    ]
+    return PersonAnalysis(rows, same, nxt, bands, pain_cmp, trends)

@@ -243,23 +243,7 @@ def _error_box(err: AnnotationError | None, what: str) -> str:
 
 def _summary(a: an.Annotation) -> str:
     """Short local description for the page."""
-    when = _local(a.t_ns, a.tz).strftime("%a %H:%M")
-    p = a.payload
-    if isinstance(p, an.Pain):
-        text = f"Pain {p.rating_nrs}/10, {an.CONTEXT_LABELS[p.context]}"
-        if p.body_site:
-            text += f", {p.body_site}"
-        if p.descriptors:
-            text += " (" + ", ".join(an.DESCRIPTOR_LABELS[d] for d in p.descriptors) + ")"
-    elif isinstance(p, an.Substance):
-        text = p.name_entered + (f" {p.dose:g} {p.unit}" if p.dose is not None else "")
-        if p.form:
-            text += f" {p.form}"
-    elif isinstance(p, an.Diary):
-        text = f"Diary for the night of {a.night}: quality {p.quality_1_5}/5"
-    else:
-        text = p.text
-    return f"{when} · {text}"
+    return f"{_local(a.t_ns, a.tz):%a %H:%M} · {an.summary(a)}"
 
 
 def _substance_label(p: an.Substance) -> str:
