@@ -70,7 +70,7 @@ def _png(fig: Any) -> bytes:
 def _fmt(v: object, unit: str = "") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
-    text = (f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}") if isinstance(v, float) else str(v)
+    text = f"{v:.1f}" if isinstance(v, float) else str(v)
     return f"{text} {unit}".strip()
 
 
@@ -208,7 +208,7 @@ def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> b
         )
     ax_h.set_yticks([0, 1, 2, 3], ["deep", "light", "REM", "wake"])
     ax_h.set_ylim(-0.5, 3.5)
-    ax_h.set_title(f"Night of {data.night}" + (f" · {data.scorer}" if data.scorer else ""))
+    fig.suptitle(f"Night of {data.night}" + (f" · {data.scorer}" if data.scorer else ""))
     p = np.nan_to_num(data.p_stage, nan=0.0)
     ax_p.stackplot(
         ex,
@@ -241,13 +241,15 @@ def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> b
         when = dt.datetime.fromtimestamp(a.t_ns / 1e9, tz=tz)
         for ax in axes:
             ax.axvline(when, color=colours[a.kind], lw=1, ls="--", alpha=0.8)
-        ax_h.annotate(
-            an.summary(a)[:40],
-            (when, 3.45),
-            rotation=90,
+        ax_h.text(
+            when,
+            1.02,
+            an.summary(a)[:32],
+            transform=ax_h.get_xaxis_transform(),
+            rotation=40,
             fontsize=7,
-            va="top",
-            ha="right",
+            ha="left",
+            va="bottom",
             color=colours[a.kind],
         )
     fig.tight_layout()
