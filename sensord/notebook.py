@@ -1,27 +1,32 @@
-"""Annotations as InfluxDB points: one point per annotation, shaped for Grafana.
+"""The participant's notebook: annotation records in the local store and InfluxDB.
 
-Pure mapping from the append-only records of :mod:`sensord.annotate` to
-``annotation`` points of :mod:`sensord.store.schema`:
+Every append-only record of :mod:`sensord.annotate` (create, edit, delete) is one row of
+the local store's ``annotations`` table, keyed by the record's id, holding the schema
+fields of an ``annotation`` point plus ``record``, the full record as JSON, from which
+the history is rebuilt exactly. Storing a row also queues its InfluxDB point in the
+outbox (same transaction), so annotations reach InfluxDB the way everything else does.
 
-* the point's ``id`` is the id of the chain's first record, so an edit overwrites the
-  point it replaces (same participant, kind and time) and a deletion overwrites it with
-  ``deleted=true``; if an edit moves the time, the old point gets ``deleted=true`` too;
-* time is the annotation's time (a diary: time into bed, with ``end_ns`` = out of bed, so
-  Grafana draws the night as a region) plus the id-derived sub-millisecond offset of
-  :func:`sensord.store.schema.annotation_time_ns`;
-* ``text`` and ``tags`` are what Grafana shows; ``record`` carries the full record as
-  JSON so a reader can rebuild exactly what the participant entered.
+Shape in InfluxDB (see ``docs/annotate.md``): one point per record in force; when an edit
+or a deletion takes a record out of force, its row and point are rewritten with
+``deleted=true`` (``LocalStore.delete_annotation``). The deletion record itself is kept
+locally only. A diary point is drawn from time into bed with ``end_ns`` = out of bed, so
+Grafana shows the night as a region. The row's ``deleted`` column therefore means "not in
+force"; the history itself never depends on it (``annotate.current`` folds the records).
+
+Edits touch two rows in two transactions (new record, then the old one marked deleted):
+a crash in between leaves both points live in InfluxDB until the next edit, but the local
+history, and everything computed from it, is still right.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sensord import annotate as an
-from sensord.store import schema
-from sensord.store.lineproto import schema_line
+from sensord.config import Config
+from sensord.store.local import LocalStore
 
 PAIN_WHEN = {"bedtime": "bedtime", "night_waking": "night", "morning": "morning", "other": "other"}
 
@@ -99,47 +104,46 @@ def annotation_fields(a: an.Annotation, root_id: str, *, deleted: bool) -> dict[
     return f
 
 
-def annotation_lines(
-    history: Sequence[an.Annotation], new: Iterable[an.Annotation], participant: str
-) -> list[str]:
-    """Line-protocol lines for ``new`` records (already appended to ``history``)."""
-    by_id = {a.id: a for a in history}
-    for a in new:
-        by_id.setdefault(a.id, a)
-    lines: list[str] = []
-    for a in new:
-        root = chain_root(by_id, a)
-        tags = {"participant": participant, "kind": a.kind}
-        if a.action == "create":
-            t = point_time_ns(a)
-            lines.append(
-                schema_line(
-                    schema.ANNOTATION.name,
-                    tags,
-                    annotation_fields(a, root, deleted=False),
-                    schema.annotation_time_ns(t, root),
+def store_row(a: an.Annotation, participant: str, *, deleted: bool = False) -> dict[str, Any]:
+    """The local-store row (and InfluxDB point fields) of one record."""
+    row = annotation_fields(a, a.id, deleted=deleted)
+    row |= {"participant": participant, "kind": a.kind, "t_ns": point_time_ns(a)}
+    return {k: v for k, v in row.items() if v is not None}
+
+
+class NoteBook:
+    """A participant's annotations in a :class:`~sensord.store.local.LocalStore`."""
+
+    def __init__(self, store: LocalStore, participant: str, *, owns_store: bool = False):
+        self.store = store
+        self.participant = participant
+        self._owns = owns_store
+
+    def history(self) -> list[an.Annotation]:
+        """Every record ever appended (creates, edits, deletions), in entry order."""
+        rows = self.store.list_annotations(self.participant, include_deleted=True)
+        records = [parse_record(str(r["record"])) for r in rows if "record" in r]
+        return sorted(records, key=lambda a: (a.recorded_ns, a.id))
+
+    def append(self, records: Sequence[an.Annotation]) -> None:
+        """Store new records; take replaced or withdrawn ones out of force."""
+        for a in records:
+            if a.action == "create":
+                self.store.add_annotation(store_row(a, self.participant))
+            elif a.action == "edit":
+                self.store.add_annotation(store_row(a, self.participant))
+                self.store.delete_annotation(a.ref)
+            else:
+                self.store.add_annotation(
+                    store_row(a, self.participant, deleted=True), queue=False
                 )
-            )
-            continue
-        old = by_id.get(a.ref)
-        if a.action == "delete" or (old is not None and point_time_ns(old) != point_time_ns(a)):
-            gone = old if old is not None else a
-            lines.append(
-                schema_line(
-                    schema.ANNOTATION.name,
-                    tags,
-                    annotation_fields(gone, root, deleted=True)
-                    | {"record": record_json(a if a.action == "delete" else gone)},
-                    schema.annotation_time_ns(point_time_ns(gone), root),
-                )
-            )
-        if a.action == "edit":
-            lines.append(
-                schema_line(
-                    schema.ANNOTATION.name,
-                    tags,
-                    annotation_fields(a, root, deleted=False),
-                    schema.annotation_time_ns(point_time_ns(a), root),
-                )
-            )
-    return lines
+                self.store.delete_annotation(a.ref)
+
+    def close(self) -> None:
+        if self._owns:
+            self.store.close()
+
+
+def open_book(cfg: Config) -> NoteBook:
+    """The notebook of the configured participant in the configured local store."""
+    return NoteBook(LocalStore(cfg.outbox_path), cfg.participant_id, owns_store=True)

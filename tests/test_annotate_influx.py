@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from sensord import annotate as an
-from sensord.notebook import annotation_lines, parse_record
+from sensord.notebook import NoteBook, parse_record
+from sensord.store.local import LocalStore
+from sensord.store.sender import Sender
+from sensord.store.sinks import Influx1Sink
 from tests.influx import InfluxDB
 
 TZ = "Europe/Berlin"
@@ -40,15 +44,26 @@ def all_kinds() -> list[an.Annotation]:
     ]
 
 
+def ship(book: NoteBook, influxdb: InfluxDB) -> None:
+    """Send the outbox to the test database the way the daemon does."""
+    sink = Influx1Sink(influxdb.url, influxdb.name, gzip_body=False)
+    report = Sender(book.store, sink).flush()
+    assert report.finished, report.last_error
+    assert book.store.stats().quarantined == 0
+
+
 def read_back(influxdb: InfluxDB) -> tuple[list[an.Annotation], list[dict[str, object]]]:
     rows = influxdb.rows("annotation")
     live = [parse_record(str(r["record"])) for r in rows if not r["deleted"]]
     return sorted(live, key=lambda a: a.id), rows
 
 
-def test_every_kind_round_trips_through_influxdb(influxdb: InfluxDB) -> None:
+def test_every_kind_round_trips_through_influxdb(influxdb: InfluxDB, tmp_path: Path) -> None:
     records = all_kinds()
-    influxdb.write("\n".join(annotation_lines(records, records, "P07 ü")))
+    book = NoteBook(LocalStore(tmp_path / "s.sqlite"), "P07 ü", owns_store=True)
+    book.append(records)
+    assert sorted(book.history(), key=lambda a: a.id) == sorted(records, key=lambda a: a.id)
+    ship(book, influxdb)
     back, rows = read_back(influxdb)
     assert back == sorted(records, key=lambda a: a.id)
     by_kind = {r["kind"]: r for r in rows}
@@ -66,9 +81,10 @@ def test_every_kind_round_trips_through_influxdb(influxdb: InfluxDB) -> None:
     assert [r["substance"] for r in free] == ["blue lotus tea"]
 
 
-def test_edits_overwrite_and_deletions_mark_the_point(influxdb: InfluxDB) -> None:
+def test_edits_and_deletions_take_points_out_of_force(influxdb: InfluxDB, tmp_path: Path) -> None:
     history = all_kinds()
-    influxdb.write("\n".join(annotation_lines(history, history, "p1")))
+    book = NoteBook(LocalStore(tmp_path / "s.sqlite"), "p1", owns_store=True)
+    book.append(history)
     later = NOW + 60_000_000_000
     pain = history[0]
     edited = an.edit(history, pain, {"rating": 5}, now_ns=later)  # same time: same point
@@ -77,11 +93,18 @@ def test_edits_overwrite_and_deletions_mark_the_point(influxdb: InfluxDB) -> Non
     history.append(moved)
     gone = an.delete(history, history[4], now_ns=later)
     history.append(gone)
-    influxdb.write("\n".join(annotation_lines(history, [edited, moved, gone], "p1")))
+    book.append([edited, moved, gone])
+    ship(book, influxdb)
+    assert book.history() == sorted(history, key=lambda a: (a.recorded_ns, a.id))
     back, rows = read_back(influxdb)
     assert back == sorted(an.current(history), key=lambda a: a.id)
-    assert influxdb.count("annotation", "pain_nrs") == 1  # overwritten, not duplicated
-    deleted = [r for r in rows if r["deleted"]]
-    # the moved substance's old point and the deleted event
-    assert sorted(r["kind"] for r in deleted) == ["event", "substance"]
-    assert {r["id"] for r in rows} == {a.id for a in all_kinds()}  # ids stable across edits
+    deleted = sorted((r["kind"], r["id"]) for r in rows if r["deleted"])
+    # the pain rating and the substance were replaced, the event withdrawn
+    assert deleted == sorted(
+        [("pain", pain.id), ("substance", history[1].id), ("event", history[4].id)]
+    )
+    live = [r for r in rows if not r["deleted"]]
+    assert len(live) == 4 and {r["id"] for r in live} == {a.id for a in an.current(history)}
+    # the local store's own "deleted" column agrees with the folded history
+    in_force = book.store.list_annotations("p1")
+    assert sorted(r["id"] for r in in_force) == sorted(a.id for a in an.current(history))

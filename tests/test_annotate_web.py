@@ -84,7 +84,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     pin.save(PIN)
     tz = afternoon_tz()
     db = tmp_path / "sensord.sqlite"
-    book = open_book(db, tz=tz)
+    book = open_book(db)
     # Yesterday evening's kratom, so the page offers it as a one-tap entry.
     yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     now_ns = time.time_ns()
@@ -119,7 +119,7 @@ def login(page: Page, pin: str = PIN) -> None:
 
 
 def stored(db: Path, tz: str) -> list[an.Annotation]:
-    return an.current(open_book(db, tz=tz).history())
+    return an.current(open_book(db).history())
 
 
 def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
@@ -208,7 +208,7 @@ def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
 ) -> None:
     server, db = site
     tz = server.state.tz
-    before = open_book(db, tz=tz).history()
+    before = open_book(db).history()
     page = page_for(browser, server.url)
     login(page)
     page.get_by_text("Something else").click()
@@ -238,7 +238,7 @@ def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
     expect(page.get_by_label("What time did you try to go to sleep?")).to_have_attribute(
         "aria-invalid", "true"
     )
-    assert open_book(db, tz=tz).history() == before
+    assert open_book(db).history() == before
     page.context.close()
 
 
@@ -262,7 +262,7 @@ def test_wrong_pin_is_rate_limited(browser: Browser, site: tuple[Server, Path]) 
 def test_post_without_csrf_token_is_refused(browser: Browser, site: tuple[Server, Path]) -> None:
     server, db = site
     tz = server.state.tz
-    before = open_book(db, tz=tz).history()
+    before = open_book(db).history()
     page = page_for(browser, server.url)
     login(page)
     expect(page.get_by_role("heading", name="Pain right now")).to_be_visible()
@@ -280,7 +280,7 @@ def test_post_without_csrf_token_is_refused(browser: Browser, site: tuple[Server
         max_redirects=0,
     )
     assert resp.status == 403
-    assert open_book(db, tz=tz).history() == before
+    assert open_book(db).history() == before
     page.context.close()
 
 
