@@ -190,7 +190,7 @@ def note_diary(
     }
     with _edge():
         cfg = _config(config)
-        if prompt and any(v is None for v in values.values()):
+        if prompt and any(v is None for k, v in values.items() if k != "comments"):
             for key, question in DIARY_PROMPTS:
                 if values[key] is None:
                     default = "" if key == "comments" else None
@@ -376,9 +376,136 @@ def web_serve(
             book.close()
 
 
+# --------------------------------------------------------------------------- report/export
+def _participant_nights(
+    cfg: Config, store: Any, since: str | None, until: str | None, scorer: str | None
+) -> list[dict[str, Any]]:
+    """Night summaries of the participant, one per night (the given or most used scorer)."""
+    rows = store.list_nights(cfg.participant_id, scorer=scorer, since=since, until=until)
+    if scorer is None and rows:
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["scorer"]] = counts.get(r["scorer"], 0) + 1
+        best = max(counts, key=lambda s: (counts[s], s))
+        rows = [r for r in rows if r["scorer"] == best]
+    return list(rows)
+
+
+@report_app.command("night")
+def report_night(
+    night: str = typer.Argument(..., help="Night label YYYY-MM-DD (the evening's date)."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Scorer (default: any)."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Output directory."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Hypnogram, stage probabilities, heart rate, RMSSD, motion, annotations, metrics."""
+    from sensord.report import ReportError, night_data_from_store, night_report
+
+    with _edge():
+        cfg = _config(config)
+        label = an.parse_night(night).isoformat()
+        book = _book(cfg)
+        try:
+            rows = _participant_nights(cfg, book.store, label, label, scorer)
+            if not rows:
+                known = [r["night"] for r in book.store.list_nights(cfg.participant_id)]
+                raise ReportError(
+                    f"no scored night {label} for {cfg.participant_id} in the local store"
+                    + (f" (nights: {', '.join(known[-7:])})" if known else " (no nights yet)")
+                )
+            summary = rows[0]
+            epochs = book.store.get_night_epochs(cfg.participant_id, label, summary["scorer"])
+            notes = [a for a in an.current(book.history()) if a.night == label]
+        finally:
+            book.close()
+        data = night_data_from_store(summary, epochs, cfg.timezone)
+        png, html_path = night_report(data, notes, out)
+        typer.echo(f"wrote {png}\nwrote {html_path}")
+
+
+@report_app.command("person")
+def report_person(
+    from_: str | None = typer.Option(None, "--from", help="First night (YYYY-MM-DD)."),
+    to: str | None = typer.Option(None, "--to", help="Last night (YYYY-MM-DD)."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Scorer (default: most used)."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Output directory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """N-of-1 view: nights with each substance vs without, by dose, by bedtime pain."""
+    from sensord import nof1
+    from sensord.report import person_report, person_text
+
+    with _edge():
+        cfg = _config(config)
+        since = an.parse_night(from_, field="from").isoformat() if from_ else None
+        until = an.parse_night(to, field="to").isoformat() if to else None
+        book = _book(cfg)
+        try:
+            nights = _participant_nights(cfg, book.store, since, until, scorer)
+            notes = [
+                a
+                for a in an.current(book.history())
+                if (since is None or a.night >= since) and (until is None or a.night <= until)
+            ]
+        finally:
+            book.close()
+        analysis = nof1.analyse_person(nights, notes, seed=seed)
+        span = f"{since or 'first night'} to {until or 'last night'}"
+        path = person_report(
+            analysis, notes, participant=cfg.participant_id, tz=cfg.timezone, out_dir=out, span=span
+        )
+        typer.echo(person_text(analysis))
+        typer.echo(f"wrote {path}")
+
+
+def export_cmd(
+    from_: str | None = typer.Option(None, "--from", help="First night (YYYY-MM-DD)."),
+    to: str | None = typer.Option(None, "--to", help="Last night (YYYY-MM-DD)."),
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    out: Path = typer.Option(Path("export"), "--out", help="Output directory."),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Export epochs, nights and annotations (whole history) between two nights."""
+    from sensord.export import FORMATS, annotation_rows, epoch_rows, write_rows
+
+    with _edge():
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}; expected csv or jsonl", key="format")
+        cfg = _config(config)
+        since = an.parse_night(from_, field="from").isoformat() if from_ else None
+        until = an.parse_night(to, field="to").isoformat() if to else None
+        book = _book(cfg)
+        try:
+            nights = book.store.list_nights(cfg.participant_id, since=since, until=until)
+            epochs = [
+                row
+                for n in nights
+                for row in epoch_rows(
+                    n, book.store.get_night_epochs(cfg.participant_id, n["night"], n["scorer"])
+                )
+            ]
+            history = [
+                a
+                for a in book.history()
+                if (since is None or a.night >= since) and (until is None or a.night <= until)
+            ]
+        finally:
+            book.close()
+        for name, rows in (
+            ("annotations", annotation_rows(history)),
+            ("nights", nights),
+            ("epochs", epochs),
+        ):
+            path = out / f"{name}.{fmt}"
+            n = write_rows(rows, path, fmt)
+            typer.echo(f"wrote {path} ({n} rows)")
+
+
 def register(app: typer.Typer) -> None:
     """Add the annotate area's commands to the main app."""
     app.add_typer(note_app, name="note")
     app.add_typer(notes_app, name="notes")
     app.add_typer(web_app, name="web")
     app.add_typer(report_app, name="report")
+    app.command("export")(export_cmd)

@@ -13,7 +13,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,8 +150,61 @@ class NightData:
     hr_bpm: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     rr_t_ns: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     rr_ms: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    rmssd_t_ns: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    rmssd_ms: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     metrics: dict[str, float] = field(default_factory=dict)
     scorer: str = ""
+
+
+def _floats(epochs: Mapping[str, Sequence[Any]], key: str, n: int) -> npt.NDArray[np.float64]:
+    col = epochs.get(key)
+    if col is None or len(col) != n:
+        return np.full(n, np.nan)
+    return np.array([np.nan if v is None else float(v) for v in col], dtype=np.float64)
+
+
+def night_data_from_store(
+    summary: Mapping[str, Any], epochs: Mapping[str, Sequence[Any]], tz: str
+) -> NightData:
+    """:class:`NightData` from a stored night summary and its epoch columns.
+
+    Uses ``t_ns``, ``stage`` (names) or ``stage_code``, ``p_wake`` .. ``p_rem``,
+    ``hr_mean_bpm``, ``rmssd_ms`` and ``activity_counts`` (else ``acc_std_g``) when
+    present; absent columns are drawn empty.
+    """
+    t = np.asarray(epochs.get("t_ns", []), dtype=np.int64)
+    n = int(t.size)
+    if n == 0:
+        raise ReportError(f"night {summary.get('night')} has no stored epochs to draw")
+    if "stage_code" in epochs:
+        codes = np.asarray(epochs["stage_code"], dtype=np.int64)
+    else:
+        lookup = {"wake": 0, "light": 1, "deep": 2, "rem": 3}
+        codes = np.array([lookup.get(str(v), -1) for v in epochs.get("stage", [])], np.int64)
+        if codes.size != n:
+            codes = np.full(n, -1, np.int64)
+    p = np.column_stack([_floats(epochs, f"p_{name}", n) for name in STAGE_NAMES])
+    motion_key = "activity_counts" if "activity_counts" in epochs else "acc_std_g"
+    metrics = {
+        k: float(v)
+        for k, v in summary.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return NightData(
+        night=str(summary["night"]),
+        tz=tz,
+        epoch_t_ns=t,
+        stage_code=codes,
+        p_stage=p,
+        motion=_floats(epochs, motion_key, n),
+        motion_label="activity counts" if motion_key == "activity_counts" else "acc SD (g)",
+        hr_t_ns=t,
+        hr_bpm=_floats(epochs, "hr_mean_bpm", n),
+        rmssd_t_ns=t,
+        rmssd_ms=_floats(epochs, "rmssd_ms", n),
+        metrics=metrics,
+        scorer=str(summary.get("scorer", "")),
+    )
 
 
 def rolling_rmssd(
@@ -229,7 +282,10 @@ def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> b
         ax_rr2 = ax_rr.twinx()
         ax_rr2.plot(x(tc), rm, color="#16a085", lw=1.5, label="RMSSD (5 min)")
         ax_rr2.set_ylabel("RMSSD (ms)", color="#16a085")
-    ax_rr.set_ylabel("RR (ms)")
+        ax_rr.set_ylabel("RR (ms)")
+    elif np.isfinite(data.rmssd_ms).any():
+        ax_rr.plot(x(data.rmssd_t_ns), data.rmssd_ms, color="#16a085", lw=1)
+        ax_rr.set_ylabel("RMSSD per\nepoch (ms)")
     ax_m.bar(ex, np.nan_to_num(data.motion), width=30 / 86_400, color="#555", align="edge")
     ax_m.set_ylabel(data.motion_label)
     ax_m.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))

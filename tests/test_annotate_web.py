@@ -24,20 +24,12 @@ from sensord import annotate as an
 from sensord.errors import ConfigError
 from sensord.web.app import SECURITY_HEADERS, WebState, bound_port, start
 from sensord.web.auth import LoginLimiter, PinFile
-from tests.annotate_helpers import open_book
+from tests.annotate_helpers import afternoon_tz, open_book
 
 PIN = "482915"
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
-
-
-def afternoon_tz() -> str:
-    """An Etc/GMT zone where it is now mid-afternoon, so "last night" lies wholly in the
-    past whatever time the test runs (Etc/GMT-N is UTC+N)."""
-    hour = dt.datetime.now(dt.UTC).hour
-    offset = (15 - hour + 12) % 24 - 12  # -12..11
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 class Server:
@@ -207,7 +199,6 @@ def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
     browser: Browser, site: tuple[Server, Path]
 ) -> None:
     server, db = site
-    tz = server.state.tz
     before = open_book(db).history()
     page = page_for(browser, server.url)
     login(page)
@@ -261,7 +252,6 @@ def test_wrong_pin_is_rate_limited(browser: Browser, site: tuple[Server, Path]) 
 
 def test_post_without_csrf_token_is_refused(browser: Browser, site: tuple[Server, Path]) -> None:
     server, db = site
-    tz = server.state.tz
     before = open_book(db).history()
     page = page_for(browser, server.url)
     login(page)
