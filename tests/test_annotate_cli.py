@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import html
 import json
 from pathlib import Path
 
@@ -175,14 +177,13 @@ def test_every_kind_round_trips_cli_store_influxdb_report(
     )
 
     out = tmp_path / "rep"
-    code, text, err = run(cfg, "report", "person", "--out", str(out))
+    code, _, err = run(cfg, "report", "person", "--out", str(out))
     assert code == 0, err
     page = (out / "person.html").read_text(encoding="utf-8")
-    import html
 
     assert page.count(html.escape(TRICKY)) >= 4  # site, note, event text, comments
 
-    code, text, err = run(cfg, "export", "--format", "jsonl", "--out", str(tmp_path / "x"))
+    code, _, err = run(cfg, "export", "--format", "jsonl", "--out", str(tmp_path / "x"))
     assert code == 0, err
     exported = [
         json.loads(x) for x in (tmp_path / "x" / "annotations.jsonl").read_text().splitlines()
@@ -192,9 +193,8 @@ def test_every_kind_round_trips_cli_store_influxdb_report(
         key=lambda a: a.id,
     )
     assert back == sorted(local, key=lambda a: a.id)
-    code, text, err = run(cfg, "export", "--format", "csv", "--out", str(tmp_path / "c"))
-    assert code == 0
-    import csv
+    code, _, err = run(cfg, "export", "--format", "csv", "--out", str(tmp_path / "c"))
+    assert code == 0, err
 
     with (tmp_path / "c" / "annotations.csv").open(newline="", encoding="utf-8") as f:
         cells = [r for r in csv.DictReader(f)]
