@@ -272,7 +272,7 @@ def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> b
     )
     ax_p.set_ylim(0, 1)
     ax_p.set_ylabel("stage\nprobability")
-    ax_p.legend(loc="upper right", ncol=4, fontsize=8, frameon=False)
+    ax_p.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=4, fontsize=8, frameon=False)
     if data.hr_bpm.size:
         ax_hr.plot(x(data.hr_t_ns), data.hr_bpm, color="#c0392b", lw=0.7)
     ax_hr.set_ylabel("heart rate\n(bpm)")

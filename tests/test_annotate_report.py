@@ -93,3 +93,46 @@ def test_person_report_shows_not_enough_nights_and_caveats(tmp_path: Path) -> No
     assert rem["enough"] is False and rem["n_exposed"] == 3 and rem["n_unexposed"] == 17
     assert rem["text"] == "not enough nights (3 vs 17 nights; need 4 in each)"
     assert "not enough nights" in report.person_text(analysis)
+
+
+def test_report_night_cli_from_the_local_store(tmp_path: Path) -> None:
+    from sensord.store.local import LocalStore
+    from tests.annotate_helpers import PARTICIPANT, write_config
+    from tests.test_annotate_cli import run
+
+    cfg = write_config(tmp_path, tz=TZ)
+    label = (dt.date.today() - dt.timedelta(days=3)).isoformat()
+    start = int(dt.datetime.fromisoformat(f"{label}T23:00+01:00").timestamp()) * NS
+    n = 600
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(4), size=n)
+    epochs = {
+        "t_ns": [start + i * 30 * NS for i in range(n)],
+        "stage": [("wake", "light", "deep", "rem")[int(i)] for i in p.argmax(axis=1)],
+        "p_wake": p[:, 0].tolist(),
+        "p_light": p[:, 1].tolist(),
+        "p_deep": p[:, 2].tolist(),
+        "p_rem": p[:, 3].tolist(),
+        "hr_mean_bpm": rng.normal(57, 2, n).tolist(),
+        "rmssd_ms": rng.normal(45, 5, n).tolist(),
+        "activity_counts": rng.gamma(1, 3, n).tolist(),
+    }
+    store = LocalStore(tmp_path / "data" / "sensord.sqlite")
+    store.put_night(
+        {"participant": PARTICIPANT, "scorer": "s@1", "night": label, "start_ns": start,
+         "end_ns": start + n * 30 * NS, "final": True, "tst_min": 250.5, "rem_min": 61.0},
+        epochs=epochs,
+    )  # fmt: skip
+    store.close()
+    assert (
+        run(cfg, "note", "pain", "8", "--context", "night_waking", "--at", f"{label} 23:50")[0] == 0
+    )
+    out = tmp_path / "r"
+    code, _, err = run(cfg, "report", "night", label, "--out", str(out))
+    assert code == 0, err
+    html_text = (out / f"night-{label}.html").read_text()
+    assert "250.5 min" in html_text and "61.0 min" in html_text
+    assert "Pain 8/10, night waking" in html_text
+    assert (out / f"night-{label}.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run(cfg, "report", "night", "2020-01-01", "--out", str(out))
+    assert code == 2 and "no scored night 2020-01-01" in err and label in err
