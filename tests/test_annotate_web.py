@@ -212,6 +212,7 @@ def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
     expect(alert).to_contain_text("dose")
     expect(alert).to_contain_text("greater than 0")
     expect(page.get_by_label("Substance")).to_have_value("kratom")  # what was typed survives
+    expect(page.get_by_label("Dose")).to_have_attribute("aria-invalid", "true")
     page.screenshot(path=str(SHOTS / "web-error.png"))
 
     page.goto(server.url + "/diary")
@@ -296,3 +297,57 @@ def test_security_headers_and_no_serving_without_pin(
         assert e.value.code == 503
     finally:
         (tmp_path / "moved.json").rename(server.state.pin.path)
+
+
+WEB_BAD = [
+    ("/pain", {"rating": "11", "context": "bedtime"}, "rating"),
+    ("/pain", {"rating": "4.5", "context": "bedtime"}, "rating"),
+    ("/pain", {"rating": "4", "context": "lunch"}, "context"),
+    ("/awake", {"rating": "-2"}, "rating"),
+    ("/substance", {"name": ""}, "name"),
+    ("/substance", {"name": "kratom", "dose": "-1", "unit": "g"}, "dose"),
+    ("/substance", {"name": "kratom", "dose": "500", "unit": "g"}, "dose"),
+    ("/substance", {"name": "kratom", "dose": "2", "unit": "sacks"}, "unit"),
+    ("/substance", {"name": "kratom", "form": "gas"}, "form"),
+    ("/substance", {"name": "kratom", "route": "ear"}, "route"),
+    ("/substance", {"name": "kratom", "at": "29:00"}, "at"),
+    ("/substance", {"name": "kratom", "note": "x" * 2001}, "note"),
+    ("/event", {"text": "  "}, "text"),
+    ("/event", {"text": "ok", "at": "2099-01-01T03:00"}, "at"),
+    ("/undo", {"id": "nothing"}, "id"),
+]
+DIARY_OK = {
+    "in_bed": "22:50", "tried_sleep": "23:10", "sol_min": "20", "awakenings": "1",
+    "waso_min": "10", "final_wake": "06:20", "out_of_bed": "06:40", "quality": "3", "rested": "3",
+}  # fmt: skip
+WEB_BAD += [
+    ("/diary", DIARY_OK | {"in_bed": ""}, "in_bed"),
+    ("/diary", DIARY_OK | {"tried_sleep": "22:00"}, "tried_sleep"),
+    ("/diary", DIARY_OK | {"sol_min": "-3"}, "sol_min"),
+    ("/diary", DIARY_OK | {"awakenings": "100"}, "awakenings"),
+    ("/diary", DIARY_OK | {"waso_min": "600"}, "waso_min"),
+    ("/diary", DIARY_OK | {"final_wake": "06:50"}, "out_of_bed"),
+    ("/diary", DIARY_OK | {"quality": "0"}, "quality"),
+    ("/diary", DIARY_OK | {"rested": "six"}, "rested"),
+    ("/diary", DIARY_OK | {"night": "2099-12-31"}, "night"),
+    ("/diary", DIARY_OK | {"comments": "bad\x07bell"}, "comments"),
+]
+
+
+def test_every_field_refused_by_the_server_names_it(
+    browser: Browser, site: tuple[Server, Path]
+) -> None:
+    """Forged form posts (valid session and token) with bad values: 400, field named."""
+    server, db = site
+    before = open_book(db).history()
+    page = page_for(browser, server.url)
+    login(page)
+    token = page.locator('input[name="csrf"]').first.get_attribute("value") or ""
+    for path, form, field in WEB_BAD:
+        resp = page.request.post(server.url + path, form=form | {"csrf": token}, max_redirects=0)
+        assert resp.status == 400, (path, form, resp.status)
+        body = resp.text()
+        assert f'<span class="field">{field}</span>' in body, (path, form)
+        assert 'role="alert"' in body
+    assert open_book(db).history() == before
+    page.context.close()

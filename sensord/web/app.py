@@ -283,7 +283,7 @@ def _login_form(request: web.Request, message: str, *, status: int = 200) -> web
 <input id="pin" name="pin" type="password" inputmode="numeric" autocomplete="current-password"
  required minlength="6" maxlength="64" autofocus>
 {msg}
-<button class="primary" type="submit">Open</button>
+<button class="primary wide" type="submit">Open</button>
 </form>
 </main>"""
     resp = _page("Log in", body, status=status)
@@ -376,6 +376,10 @@ def _home(
     def err(section: str, what: str) -> str:
         return _error_box(error, what) if error_in == section else ""
 
+    def inv(name: str) -> str:
+        bad = error is not None and error.field == name
+        return ' aria-invalid="true" aria-describedby="error"' if bad else ""
+
     radios = "".join(
         f'<label class="chip"><input type="radio" name="context" value="{c}"'
         f"{' checked' if c == ctx_default else ''}> {an.CONTEXT_LABELS[c]}</label>"
@@ -448,19 +452,23 @@ def _home(
 <form method="post" action="/substance" class="grid">{csrf}
 <label for="s-name">Substance</label>
 <input id="s-name" name="name" list="substances" required maxlength="80" autocomplete="off"
- value="{h(vals.get("name", ""))}">
+ value="{h(vals.get("name", ""))}"{inv("name")}>
 <datalist id="substances">{options}</datalist>
 <div class="row">
 <div><label for="s-dose">Dose</label>
-<input id="s-dose" name="dose" inputmode="decimal" value="{h(vals.get("dose", ""))}"></div>
-<div><label for="s-unit">Unit</label><select id="s-unit" name="unit">{unit_opts}</select></div>
+<input id="s-dose" name="dose" inputmode="decimal" value="{h(vals.get("dose", ""))}"{inv("dose")}>
+</div>
+<div><label for="s-unit">Unit</label>
+<select id="s-unit" name="unit"{inv("unit")}>{unit_opts}</select></div>
 </div>
 <div class="row">
-<div><label for="s-form">Form</label><select id="s-form" name="form">{form_opts}</select></div>
-<div><label for="s-route">Route</label><select id="s-route" name="route">{route_opts}</select></div>
+<div><label for="s-form">Form</label>
+<select id="s-form" name="form"{inv("form")}>{form_opts}</select></div>
+<div><label for="s-route">Route</label>
+<select id="s-route" name="route"{inv("route")}>{route_opts}</select></div>
 </div>
 <label for="s-at">Time taken (empty = now)</label>
-<input id="s-at" name="at" type="time" value="{h(vals.get("at", ""))}">
+<input id="s-at" name="at" type="time" value="{h(vals.get("at", ""))}"{inv("at")}>
 <label for="s-note">Note</label>
 <textarea id="s-note" name="note" rows="2" maxlength="2000">{h(vals.get("note", ""))}</textarea>
 <button class="primary" type="submit">Save substance</button>
