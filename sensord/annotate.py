@@ -48,6 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from sensord import clock
 from sensord.errors import AnnotationError
 
 NS_PER_S = 1_000_000_000
@@ -449,9 +450,12 @@ def local_wall_to_ns(day: dt.date, clock: dt.time, tz: str, *, field: str) -> in
 
 
 def night_of(t_ns: int, tz: str, cutoff_h: int = NIGHT_CUTOFF_H) -> str:
-    """Night label (ISO date) of a UTC time: the local date of ``t - cutoff_h`` hours."""
-    local = _to_local(t_ns, tz).replace(tzinfo=None)
-    return (local - dt.timedelta(hours=cutoff_h)).date().isoformat()
+    """Night label (ISO date) of a UTC time: the local date ``cutoff_h`` hours earlier.
+
+    Delegates to :func:`sensord.clock.night_of`, the project's one night assignment.
+    """
+    zone(tz)
+    return clock.night_of(t_ns, tz, boundary_hour=cutoff_h).isoformat()
 
 
 def latest_complete_night(now_ns: int, tz: str) -> str:

@@ -34,7 +34,6 @@ from typing import Any
 
 from sensord.errors import StoreError
 from sensord.store import schema
-from sensord.store.lineproto import schema_line
 
 CHUNK_LINES = 500
 CHUNK_BYTES = 256 * 1024
@@ -319,6 +318,8 @@ class LocalStore:
         source: str = "",
     ) -> None:
         """Validate one point against the schema and queue it."""
+        from sensord.store.lineproto import schema_line
+
         self.add_lines([schema_line(measurement, tags, fields, t_ns)], source=source)
 
     def batch(self, max_lines: int, max_bytes: int) -> Batch | None:
@@ -538,6 +539,8 @@ class LocalStore:
 
     @staticmethod
     def _annotation_line(rec: Mapping[str, Any]) -> str:
+        from sensord.store.lineproto import schema_line
+
         tags = {"participant": rec["participant"], "kind": rec["kind"]}
         fields = {k: v for k, v in rec.items() if k not in ("participant", "kind", "t_ns")}
         return schema_line(
@@ -608,6 +611,8 @@ class LocalStore:
                 raise schema.SchemaError("missing", measurement="night", key=key)
         tags = {"participant": s["participant"], "scorer": s["scorer"]}
         fields = {k: v for k, v in s.items() if k not in ("participant", "scorer", "start_ns")}
+        from sensord.store.lineproto import schema_line
+
         line = schema_line("night", tags, fields, int(s["start_ns"]))
         now = time.time_ns()
         epochs_json = json.dumps({k: list(v) for k, v in (epochs or {}).items()})
