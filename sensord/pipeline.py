@@ -87,7 +87,7 @@ def _concat_streams(parts: Sequence[Any]) -> Any:
             else vals[0]
     t = values.get("t_ns")
     if isinstance(t, np.ndarray):
-        sizes = np.array([len(getattr(p, "t_ns")) for p in parts])
+        sizes = np.array([len(p.t_ns) for p in parts])
         bounds = np.cumsum(sizes)[:-1]
         bounds = bounds[(bounds > 0) & (bounds < t.size)]
         bad = bounds[t[bounds] < t[bounds - 1]]
@@ -493,11 +493,13 @@ class Pipeline:
         start, end = self._span if self._span else (0, 0)
         return build_night(self.devices, start, end)
 
-    def report(self, sources: list[str] | None = None) -> LoadReport:
+    def report(
+        self, sources: list[str] | None = None, headers: list[blelog.LogHeader] | None = None
+    ) -> LoadReport:
         """Devices, streams, counts, coverage, gaps and problems decoded so far."""
         span = (self._span[0], self._span[1]) if self._span else None
         return _report(sources or ["<live>"], self.devices, self.problems, self.device_events,
-                       self.clock_events, [], span)
+                       self.clock_events, headers or [], span)
 
 
 # --------------------------------------------------------------------------- offline
