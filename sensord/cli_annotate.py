@@ -313,17 +313,13 @@ def notes_delete(
 
 
 # --------------------------------------------------------------------------- web
-def pin_path(cfg: Config) -> Path:
-    """Where the web PIN hash lives."""
-    return cfg.data_path / "web-pin.json"
-
-
 @web_app.command("set-pin")
 def web_set_pin(
     pin_stdin: bool = typer.Option(False, "--stdin", help="Read the PIN from standard input."),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Set the participant's PIN for the web page (stored as a salted scrypt hash)."""
+    from sensord.web.app import pin_path
     from sensord.web.auth import PinFile, check_pin_text
 
     with _edge():
@@ -347,33 +343,21 @@ def web_serve(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Serve the annotation page until interrupted (refuses to start without a PIN)."""
-    from sensord.web.app import WebState, bound_port, start
-    from sensord.web.auth import PinFile
+    from sensord.web.app import start_from_config
 
     with _edge():
         cfg = _config(config)
-        an.zone(cfg.timezone)
-        book = _book(cfg)
-        state = WebState(
-            book=book, pin=PinFile(pin_path(cfg)), tz=cfg.timezone, participant=cfg.participant_id
-        )
 
         async def run() -> None:
-            runner = await start(
-                state, host or cfg.web.bind, cfg.web.port if port is None else port
-            )
-            typer.echo(f"serving on http://{host or cfg.web.bind}:{bound_port(runner)}/", err=True)
+            server = await start_from_config(cfg, host=host, port=port)
+            typer.echo(f"serving on {server.url}", err=True)
             try:
                 await asyncio.Event().wait()
             finally:
-                await runner.cleanup()
+                await server.stop()
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run())
-        except KeyboardInterrupt:
-            pass
-        finally:
-            book.close()
 
 
 # --------------------------------------------------------------------------- report/export

@@ -200,3 +200,35 @@ def test_every_kind_round_trips_cli_store_influxdb_report(
         cells = [r for r in csv.DictReader(f)]
     assert sorted(r["text"] for r in cells if r["kind"] == "event") == [TRICKY]
     assert run(cfg, "export", "--format", "xml")[0] == 2
+
+
+def test_web_serve_refuses_without_pin_then_serves(cfg: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    code, _, err = run(cfg, "web", "serve", "--port", "0")
+    assert code == 2 and "before a PIN exists" in err
+    code, _, err = run(cfg, "web", "set-pin", "--stdin", input="12345\n")
+    assert code == 2 and err.startswith("error: the PIN must be 6-64 characters")
+    code, _, err = run(cfg, "web", "set-pin", "--stdin", input="482915\n")
+    assert code == 0, err
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensord", "web", "serve", "--port", "0", "--config", str(cfg)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("serving on http://127.0.0.1:"), line
+        url = line.split()[-1]
+        with urllib.request.urlopen(url + "login", timeout=10) as resp:
+            assert resp.status == 200 and "PIN" in resp.read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0

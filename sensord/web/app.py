@@ -19,12 +19,14 @@ import time
 import zoneinfo
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from sensord import annotate as an
+from sensord.config import Config
 from sensord.errors import AnnotationError, ConfigError
 from sensord.web.auth import (
     LoginLimiter,
@@ -769,3 +771,49 @@ def bound_port(runner: web.AppRunner) -> int:
         if isinstance(addr, tuple) and len(addr) >= 2:
             return int(addr[1])
     raise RuntimeError("runner is not listening")
+
+
+@dataclass
+class WebServer:
+    """A running page with its notebook (what the daemon keeps, then stops)."""
+
+    runner: web.AppRunner
+    book: Book
+    url: str
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        close = getattr(self.book, "close", None)
+        if close is not None:
+            close()
+
+
+async def start_from_config(
+    cfg: Config, *, host: str | None = None, port: int | None = None
+) -> WebServer:
+    """Start the page for the configured participant on ``[web] bind``/``port`` (or the
+    given ones). Raises :class:`ConfigError` when no PIN is set; nothing is served then."""
+    from sensord.notebook import open_book
+
+    an.zone(cfg.timezone)
+    pin = PinFile(pin_path(cfg))
+    if not pin.exists():
+        raise ConfigError(
+            "refusing to serve the annotation page before a PIN exists; run "
+            "`sensord web set-pin`",
+            source=str(pin.path),
+        )
+    book = open_book(cfg)
+    state = WebState(book=book, pin=pin, tz=cfg.timezone, participant=cfg.participant_id)
+    bind = host or cfg.web.bind
+    try:
+        runner = await start(state, bind, cfg.web.port if port is None else port)
+    except BaseException:
+        book.close()
+        raise
+    return WebServer(runner, book, f"http://{bind}:{bound_port(runner)}/")
+
+
+def pin_path(cfg: Config) -> Path:
+    """Where the PIN hash lives: ``<data_dir>/web-pin.json``."""
+    return cfg.data_path / "web-pin.json"
