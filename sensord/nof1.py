@@ -356,7 +356,8 @@ def analyse_person(
                 min_nights=min_nights,
             )
             k += 1
-            out.append(Comparison(exposure_name, contrast, m, eff))
+            if eff.n_exposed + eff.n_unexposed > 0:  # metric not recorded at all: no row
+                out.append(Comparison(exposure_name, contrast, m, eff))
 
     for name in sorted(exposure):
         on = exposure[name]

@@ -94,3 +94,49 @@ def test_bands() -> None:
     ]
     assert nof1.pain_band(float("nan")) == ""
     assert nof1.median_split([1, 3, 2, 10]) == 2.5
+
+
+def test_person_analysis_grouping_by_hand() -> None:
+    import datetime as dt
+
+    from sensord import annotate as an
+
+    tz = "UTC"
+    now = int(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC).timestamp()) * 10**9
+    rem = [90, 60, 80, 65, 95, 100, 70, 85, 88, 92]
+    labels = [f"2026-11-{d:02d}" for d in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11)]  # gap before the 11th
+    nights = [{"night": n, "rem_min": float(r)} for n, r in zip(labels, rem, strict=True)]
+    # kratom on the 2nd (2 g), 4th (4 g), 7th (6 g) and 9th (8 g)
+    notes = [
+        an.substance("kratom", dose=d, unit="g", at=f"2026-11-{day:02d} 21:00", now_ns=now, tz=tz)
+        for day, d in ((2, 2), (4, 4), (7, 6), (9, 8))
+    ]
+    pains = {1: 2, 2: 5, 3: 8, 4: 3, 5: 7, 6: 6, 7: 1, 8: 9}
+    notes += [
+        an.pain(p, "bedtime", at=f"2026-11-{day:02d} 22:30", now_ns=now, tz=tz)
+        for day, p in pains.items()
+    ]
+    notes.append(an.pain(0, "morning", at="2026-11-02 08:00", now_ns=now, tz=tz))  # not bedtime
+    a = nof1.analyse_person(nights, notes, n_boot=200, min_nights=1)
+    same = next(c for c in a.same_night if c.metric.key == "rem_min").effect
+    # exposed: 60, 65, 70, 88 -> 70.75; others: 90, 80, 95, 100, 85, 92 -> 90.333...
+    assert (same.n_exposed, same.n_unexposed) == (4, 6)
+    assert same.mean_exposed == pytest.approx(70.75)
+    assert same.mean_unexposed == pytest.approx(542 / 6)
+    nxt = next(c for c in a.next_night if c.metric.key == "rem_min").effect
+    # after a kratom night and without it: 3rd (80), 5th (95), 8th (85); the 11th follows a
+    # gap. Neither: 1st (90), 6th (100), 11th (92).
+    assert (nxt.mean_exposed, nxt.mean_unexposed) == (pytest.approx(260 / 3), pytest.approx(94))
+    bands = [c for c in a.dose_bands if c.metric.key == "rem_min"]
+    # median dose 5 g: low = 2, 4 g nights (60, 65); high = 6, 8 g nights (70, 88)
+    assert [c.contrast for c in bands] == ["kratom <= 5 g vs none", "kratom > 5 g vs none"]
+    assert [c.effect.mean_exposed for c in bands] == [62.5, 79.0]
+    pain = {c.contrast: c.effect for c in a.pain_bands if c.metric.key == "rem_min"}
+    # bands: 0-4 -> 1st (90), 4th (65), 7th (70); 5-6 -> 2nd (60), 6th (100); 7-10 -> 3rd, 5th, 8th
+    mod = pain["pain 5-6 moderate vs 0-4 none/mild"]
+    assert (mod.mean_exposed, mod.mean_unexposed) == (80.0, 75.0)
+    sev = pain["pain 7-10 severe vs 0-4 none/mild"]
+    assert sev.mean_exposed == pytest.approx((80 + 95 + 85) / 3)
+    row2 = a.table[1]
+    assert row2["bedtime_pain"] == 5.0 and row2["substances"] == "kratom 2 g"
+    assert np.isnan(a.table[9]["bedtime_pain"])
