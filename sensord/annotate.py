@@ -1191,11 +1191,11 @@ def diary_metrics(d: Diary) -> dict[str, float]:
     }
 
 
-def last_doses(history: Iterable[Annotation], limit: int = 6) -> list[Substance]:
+def last_doses(history: Iterable[Annotation], limit: int = 6) -> list[Annotation]:
     """The participant's most recently used substances, newest first, one per
-    (name, unit, form) with its latest dose: the web page's one-tap entries."""
+    (name, unit, form), each its latest record: the web page's one-tap entries."""
     seen: set[tuple[str, str | None, str]] = set()
-    out: list[Substance] = []
+    out: list[Annotation] = []
     for a in sorted(current(history), key=lambda a: (a.t_ns, a.recorded_ns), reverse=True):
         p = a.payload
         if not isinstance(p, Substance):
@@ -1204,10 +1204,26 @@ def last_doses(history: Iterable[Annotation], limit: int = 6) -> list[Substance]
         if key in seen:
             continue
         seen.add(key)
-        out.append(p)
+        out.append(a)
         if len(out) >= limit:
             break
     return out
+
+
+def repeated_entry(
+    history: Iterable[Annotation], record: Annotation, window_s: float = 10.0
+) -> Annotation | None:
+    """A record in force with the same kind, content and time that was entered less than
+    ``window_s`` before ``record``: a double tap or a re-sent form, not a new entry."""
+    for a in current(history):
+        if (
+            a.kind == record.kind
+            and a.payload == record.payload
+            and abs(a.t_ns - record.t_ns) <= window_s * NS_PER_S
+            and 0 <= record.recorded_ns - a.recorded_ns <= window_s * NS_PER_S
+        ):
+            return a
+    return None
 
 
 def summary(a: Annotation) -> str:

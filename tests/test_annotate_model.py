@@ -369,5 +369,16 @@ def test_last_doses_for_one_tap_entries() -> None:
         an.substance("beer", dose=2, unit="drinks", at="2026-11-22 20:00", now_ns=NOW, tz=TZ),
         an.pain(3, "bedtime", now_ns=NOW, tz=TZ),
     ]
-    doses = an.last_doses(h)
-    assert [(d.name, d.dose) for d in doses] == [("kratom", 4.0), ("alcohol", 2.0)]
+    doses = [a.payload for a in an.last_doses(h)]
+    assert [(d.name, d.dose) for d in doses] == [("kratom", 4.0), ("alcohol", 2.0)]  # type: ignore[union-attr]
+
+
+def test_repeated_entry_is_recognised_only_within_seconds() -> None:
+    first = an.pain(6, "bedtime", now_ns=NOW, tz=TZ)
+    again = an.pain(6, "bedtime", now_ns=NOW + 3 * 10**9, tz=TZ)
+    later = an.pain(6, "bedtime", now_ns=NOW + 60 * 10**9, tz=TZ)
+    other = an.pain(7, "bedtime", now_ns=NOW + 3 * 10**9, tz=TZ)
+    assert again.id != first.id
+    assert an.repeated_entry([first], again) == first
+    assert an.repeated_entry([first], later) is None
+    assert an.repeated_entry([first], other) is None

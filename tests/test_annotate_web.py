@@ -111,13 +111,19 @@ def login(page: Page, pin: str = PIN) -> None:
 
 
 def stored(db: Path, tz: str) -> list[an.Annotation]:
-    return an.current(open_book(db).history())
+    book = open_book(db)
+    try:
+        return an.current(book.history())
+    finally:
+        book.close()
 
 
 def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
     server, db = site
     tz = server.state.tz
     page = page_for(browser, server.url)
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     expect(page).to_have_url(server.url + "/login")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "web-login.png"))
@@ -126,13 +132,22 @@ def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
     page.screenshot(path=str(SHOTS / "web-home.png"), full_page=True)
 
     # One-tap pain: choose the context, tap 6.
-    page.get_by_label("bedtime").check()
+    page.get_by_role("radio", name="bedtime").check()
     page.get_by_role("button", name="Pain 6 of 10", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("Pain 6/10, bedtime")
+    # A second tap within seconds is the same entry, not a new one.
+    n_before = len(stored(db, tz))
+    page.get_by_role("radio", name="bedtime").check()
+    page.get_by_role("button", name="Pain 6 of 10", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Pain 6/10, bedtime")
+    assert len(stored(db, tz)) == n_before
 
     # One-tap substance: yesterday's kratom dose again.
     page.get_by_role("button", name="Took kratom · 3 g · powder now").click()
     expect(page.get_by_role("status")).to_contain_text("kratom 3 g powder")
+    expect(page.get_by_role("button", name="Took kratom · 3 g · powder now")).to_contain_text(
+        "last "
+    )
     page.screenshot(path=str(SHOTS / "web-saved.png"))
 
     # Awake in the night with pain 7.
@@ -185,6 +200,9 @@ def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
     assert diary.night == an.latest_complete_night(time.time_ns(), tz)
     events = [a.payload for a in records if a.kind == "event"]
     assert events == [an.Event("I'm awake")]
+
+    # Everything the page needed came from the Pi itself (it works offline).
+    assert requested and all(u.startswith(server.url + "/") for u in requested), requested
 
     # Undo removes the last entry (a deletion record; the original stays in the history).
     page.goto(server.url + "/")

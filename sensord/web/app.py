@@ -409,7 +409,9 @@ def _home(
 
     recent = an.last_doses(history)
     taps = []
-    for i, p in enumerate(recent):
+    for i, rec in enumerate(recent):
+        p = rec.payload
+        assert isinstance(p, an.Substance)
         fields = {
             "name": p.name_entered,
             "dose": "" if p.dose is None else f"{p.dose:g}",
@@ -420,12 +422,13 @@ def _home(
         hidden = "".join(
             f'<input type="hidden" name="{k}" value="{h(v)}">' for k, v in fields.items()
         )
+        last = _local(rec.t_ns, rec.tz).strftime("last %a %H:%M")
         taps.append(
             f'<form method="post" action="/substance">{csrf}{hidden}'
             f'<button class="tap" type="submit" id="tap-{i}" '
             f'aria-label="Took {h(_substance_label(p))} now">'
             f'<span class="tap-main">{h(_substance_label(p))}</span>'
-            f'<span class="tap-sub">now</span></button></form>'
+            f'<span class="tap-sub">{h(last)}</span></button></form>'
         )
     tap_html = (
         '<div class="taps">' + "".join(taps) + "</div>"
@@ -537,6 +540,21 @@ def _form(request: web.Request) -> dict[str, str]:
     return dict(form)
 
 
+def _append(state: WebState, records: Sequence[an.Annotation]) -> list[an.Annotation]:
+    """Append new records, but treat a double tap / re-sent form as the first entry."""
+    history = state.book.history()
+    out: list[an.Annotation] = []
+    fresh: list[an.Annotation] = []
+    for rec in records:
+        same = an.repeated_entry(history, rec) if rec.action == "create" else None
+        out.append(same or rec)
+        if same is None:
+            fresh.append(rec)
+    if fresh:
+        state.book.append(fresh)
+    return out
+
+
 def _saved(records: Sequence[an.Annotation]) -> web.HTTPSeeOther:
     return web.HTTPSeeOther("/?" + urlencode({"saved": ",".join(a.id for a in records)}))
 
@@ -554,8 +572,7 @@ async def post_pain(request: web.Request) -> web.Response:
         )
     except AnnotationError as exc:
         return _home(request, error=exc, error_in="pain", values=f, status=400)
-    state.book.append([rec])
-    raise _saved([rec])
+    raise _saved(_append(state, [rec]))
 
 
 async def post_awake(request: web.Request) -> web.Response:
@@ -570,8 +587,7 @@ async def post_awake(request: web.Request) -> web.Response:
             )
     except AnnotationError as exc:
         return _home(request, error=exc, error_in="awake", values=f, status=400)
-    state.book.append(records)
-    raise _saved(records)
+    raise _saved(_append(state, records))
 
 
 async def post_substance(request: web.Request) -> web.Response:
@@ -592,8 +608,7 @@ async def post_substance(request: web.Request) -> web.Response:
         )
     except AnnotationError as exc:
         return _home(request, error=exc, error_in="substance", values=f, status=400)
-    state.book.append([rec])
-    raise _saved([rec])
+    raise _saved(_append(state, [rec]))
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -607,8 +622,7 @@ async def post_event(request: web.Request) -> web.Response:
         vals = dict(f)
         vals["at_event"] = vals.pop("at", "")
         return _home(request, error=exc, error_in="event", values=vals, status=400)
-    state.book.append([rec])
-    raise _saved([rec])
+    raise _saved(_append(state, [rec]))
 
 
 async def post_undo(request: web.Request) -> web.Response:
@@ -724,8 +738,7 @@ async def post_diary(request: web.Request) -> web.Response:
         )
     except AnnotationError as exc:
         return _diary_page(request, f, exc, status=400)
-    state.book.append([rec])
-    raise _saved([rec])
+    raise _saved(_append(state, [rec]))
 
 
 # --------------------------------------------------------------------------- app
