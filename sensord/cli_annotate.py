@@ -379,11 +379,14 @@ def _participant_nights(
 def report_night(
     night: str = typer.Argument(..., help="Night label YYYY-MM-DD (the evening's date)."),
     scorer: str | None = typer.Option(None, "--scorer", help="Scorer (default: any)."),
+    log: list[Path] | None = typer.Option(
+        None, "--log", help="Session log(s) of the night: draw raw heart rate, RR and motion."
+    ),
     out: Path = typer.Option(Path("reports"), "--out", help="Output directory."),
     config: Path | None = ConfigOpt,
 ) -> None:
-    """Hypnogram, stage probabilities, heart rate, RMSSD, motion, annotations, metrics."""
-    from sensord.report import ReportError, night_data_from_store, night_report
+    """Hypnogram, stage probabilities, heart rate, RR/RMSSD, motion, annotations, metrics."""
+    from sensord.report import ReportError, night_data_from_store, night_report, with_streams
 
     with _edge():
         cfg = _config(config)
@@ -403,6 +406,11 @@ def report_night(
         finally:
             book.close()
         data = night_data_from_store(summary, epochs, cfg.timezone)
+        if log:
+            from sensord.pipeline import load_streams
+
+            streams, _ = load_streams([str(p) for p in log])
+            data = with_streams(data, streams)
         png, html_path = night_report(data, notes, out)
         typer.echo(f"wrote {png}\nwrote {html_path}")
 

@@ -207,18 +207,92 @@ def night_data_from_store(
     )
 
 
+def epoch_motion_sd(
+    acc_t_ns: npt.NDArray[np.int64],
+    acc_g: npt.NDArray[np.float64],
+    epoch_t_ns: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """Standard deviation of the acceleration magnitude (g) within each 30-s epoch.
+
+    NaN for epochs with fewer than two samples.
+    """
+    n = int(epoch_t_ns.size)
+    out = np.full(n, np.nan)
+    if n == 0 or acc_t_ns.size == 0:
+        return out
+    mag = np.sqrt((np.asarray(acc_g, dtype=np.float64) ** 2).sum(axis=1))
+    idx = (np.asarray(acc_t_ns) - int(epoch_t_ns[0])) // (30 * 1_000_000_000)
+    ok = (idx >= 0) & (idx < n)
+    idx, mag = idx[ok], mag[ok]
+    cnt = np.bincount(idx, minlength=n).astype(np.float64)
+    s1 = np.bincount(idx, weights=mag, minlength=n)
+    s2 = np.bincount(idx, weights=mag * mag, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (s2 - s1 * s1 / cnt) / (cnt - 1)
+    good = cnt >= 2
+    out[good] = np.sqrt(np.maximum(var[good], 0.0))
+    return out
+
+
+def with_streams(data: NightData, streams: Any) -> NightData:
+    """Add raw heart rate, RR intervals and motion from a session log's
+    :class:`sensord.model.NightStreams`, clipped to the night's epochs."""
+    if data.epoch_t_ns.size == 0:
+        return data
+    lo = int(data.epoch_t_ns[0])
+    hi = int(data.epoch_t_ns[-1]) + 30 * 1_000_000_000
+
+    def clip(t: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        return (t >= lo) & (t < hi)
+
+    if streams.hr is not None and len(streams.hr):
+        m = clip(streams.hr.t_ns)
+        data.hr_t_ns, data.hr_bpm = streams.hr.t_ns[m], streams.hr.hr_bpm[m]
+    if streams.beats is not None and len(streams.beats):
+        m = clip(streams.beats.t_ns)
+        data.rr_t_ns, data.rr_ms = streams.beats.t_ns[m], streams.beats.rr_ms[m]
+    if streams.acc is not None and len(streams.acc) and not np.isfinite(data.motion).any():
+        data.motion = epoch_motion_sd(streams.acc.t_ns, streams.acc.acc_g, data.epoch_t_ns)
+        data.motion_label = "acc SD (g)"
+    return data
+
+
+def clean_rr(
+    rr_t_ns: npt.NDArray[np.int64], rr_ms: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """RR intervals kept for HRV: 300-2000 ms and within 20 % of the previous interval
+    (the artefact criterion of Malik et al. 1989, Br Heart J 62:150; the first interval
+    is kept if in range). Display and RMSSD only; the stored data are untouched."""
+    rr = np.asarray(rr_ms, dtype=np.float64)
+    ok = (rr >= 300) & (rr <= 2000)
+    prev = np.concatenate(([np.nan], rr[:-1]))
+    with np.errstate(invalid="ignore"):
+        jump = np.abs(rr - prev) > 0.2 * prev
+    ok &= ~jump
+    return np.asarray(rr_t_ns)[ok], rr[ok]
+
+
 def rolling_rmssd(
     rr_t_ns: npt.NDArray[np.int64], rr_ms: npt.NDArray[np.float64], window_s: float = 300.0
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """RMSSD per ``window_s`` window: sqrt(mean of squared successive RR differences).
 
-    Task Force of the ESC/NASPE, Circulation 93:1043-1065 (1996). Windows with fewer
-    than 10 differences are NaN.
+    Task Force of the ESC/NASPE, Circulation 93:1043-1065 (1996). Only differences of
+    intervals that follow each other directly count (a difference across a removed
+    artefact or a gap over 3 s is skipped). Windows with fewer than 10 differences are NaN.
     """
     if rr_ms.size < 2:
         return np.zeros(0, np.int64), np.zeros(0)
-    d2 = np.diff(rr_ms) ** 2
-    t = rr_t_ns[1:]
+    t_all = np.asarray(rr_t_ns, dtype=np.int64)
+    d = np.diff(rr_ms)
+    t = t_all[1:]
+    # consecutive: the later beat ends one interval after the earlier (within 3 s slack)
+    step_ms = np.diff(t_all) / 1e6
+    adjacent = np.abs(step_ms - rr_ms[1:]) < 3_000
+    d2 = (d * d)[adjacent]
+    t = t[adjacent]
+    if t.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
     w_ns = int(window_s * 1e9)
     bins = (t - t[0]) // w_ns
     n_bins = int(bins[-1]) + 1
@@ -229,6 +303,14 @@ def rolling_rmssd(
     out[counts < 10] = np.nan
     centres = t[0] + np.arange(n_bins, dtype=np.int64) * w_ns + w_ns // 2
     return centres, out
+
+
+def _robust_ylim(ax: Any, values: npt.NDArray[np.float64]) -> None:
+    v = values[np.isfinite(values)]
+    if v.size:
+        lo, hi = np.percentile(v, [0.5, 99.5])
+        pad = 0.08 * max(hi - lo, 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
 
 
 def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> bytes:
@@ -275,10 +357,13 @@ def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> b
     ax_p.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=4, fontsize=8, frameon=False)
     if data.hr_bpm.size:
         ax_hr.plot(x(data.hr_t_ns), data.hr_bpm, color="#c0392b", lw=0.7)
+        _robust_ylim(ax_hr, data.hr_bpm)
     ax_hr.set_ylabel("heart rate\n(bpm)")
     if data.rr_ms.size:
-        ax_rr.plot(x(data.rr_t_ns), data.rr_ms, ",", color="#888", alpha=0.6)
-        tc, rm = rolling_rmssd(data.rr_t_ns, data.rr_ms)
+        rr_t, rr = clean_rr(data.rr_t_ns, data.rr_ms)
+        ax_rr.plot(x(rr_t), rr, ",", color="#888", alpha=0.6)
+        _robust_ylim(ax_rr, rr)
+        tc, rm = rolling_rmssd(rr_t, rr)
         ax_rr2 = ax_rr.twinx()
         ax_rr2.plot(x(tc), rm, color="#16a085", lw=1.5, label="RMSSD (5 min)")
         ax_rr2.set_ylabel("RMSSD (ms)", color="#16a085")
@@ -290,23 +375,40 @@ def night_figure_png(data: NightData, annotations: Sequence[an.Annotation]) -> b
     ax_m.set_ylabel(data.motion_label)
     ax_m.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
     colours = {"pain": "#d35400", "substance": "#8e44ad", "event": "#2c3e50", "diary": "#27ae60"}
-    t0, t1 = int(data.epoch_t_ns[0]), int(data.epoch_t_ns[-1]) if data.epoch_t_ns.size else 0
-    for a in annotations:
-        if not t0 <= a.t_ns <= t1 + 3_600 * 10**9:
-            continue
-        when = dt.datetime.fromtimestamp(a.t_ns / 1e9, tz=tz)
-        for ax in axes:
-            ax.axvline(when, color=colours[a.kind], lw=1, ls="--", alpha=0.8)
+    # every annotation of the night is drawn; the axis widens to show evening doses
+    marks = sorted(
+        (a for a in annotations if a.kind != "diary"), key=lambda a: (a.t_ns, a.recorded_ns)
+    )
+    if marks and data.epoch_t_ns.size:
+        first = min(int(data.epoch_t_ns[0]), marks[0].t_ns) - 10 * 60 * 10**9
+        last = max(int(data.epoch_t_ns[-1]) + 30 * 10**9, marks[-1].t_ns) + 10 * 60 * 10**9
+        ax_m.set_xlim(
+            dt.datetime.fromtimestamp(first / 1e9, tz=tz),
+            dt.datetime.fromtimestamp(last / 1e9, tz=tz),
+        )
+    groups: list[list[an.Annotation]] = []
+    for a in marks:  # annotations within 10 minutes share one label
+        if groups and a.t_ns - groups[-1][0].t_ns <= 10 * 60 * 10**9:
+            groups[-1].append(a)
+        else:
+            groups.append([a])
+    for group in groups:
+        for a in group:
+            when = dt.datetime.fromtimestamp(a.t_ns / 1e9, tz=tz)
+            for ax in axes:
+                ax.axvline(when, color=colours[a.kind], lw=1, ls="--", alpha=0.8)
+        head = group[0]
+        label = " / ".join(an.summary(a)[:28] for a in group)
         ax_h.text(
-            when,
+            dt.datetime.fromtimestamp(head.t_ns / 1e9, tz=tz),
             1.02,
-            an.summary(a)[:32],
+            label,
             transform=ax_h.get_xaxis_transform(),
-            rotation=40,
+            rotation=35,
             fontsize=7,
             ha="left",
             va="bottom",
-            color=colours[a.kind],
+            color=colours[head.kind],
         )
     fig.tight_layout()
     png = _png(fig)

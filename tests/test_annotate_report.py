@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sensord import annotate as an
 from sensord import nof1, report
@@ -136,3 +137,97 @@ def test_report_night_cli_from_the_local_store(tmp_path: Path) -> None:
     assert (out / f"night-{label}.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = run(cfg, "report", "night", "2020-01-01", "--out", str(out))
     assert code == 2 and "no scored night 2020-01-01" in err and label in err
+
+
+def test_report_night_of_the_bundled_demo_with_its_session_log(tmp_path: Path) -> None:
+    """The demo night (real MMASH heartbeats, simulated hypnogram): stored with the
+    simulator's ground truth as epochs and staging's night metrics, drawn with the raw
+    heart rate, RR and motion from its session log. The PNG is kept for the docs."""
+    import csv
+    import shutil
+
+    from sensord.staging.hypnogram import Hypnogram
+    from sensord.staging.metrics import night_metrics
+    from sensord.store.local import LocalStore
+    from tests.annotate_helpers import PARTICIPANT, write_config
+    from tests.test_annotate_cli import run
+
+    data_dir = Path(__file__).resolve().parents[1] / "sensord" / "data"
+    with (data_dir / "demo.hypnogram.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    t = np.array([int(r["t_ns"]) for r in rows], dtype=np.int64)
+    names = [r["stage4"] for r in rows]
+    codes = np.array([("wake", "light", "deep", "rem").index(s) for s in names], dtype=np.int8)
+    probs = np.eye(4)[codes]
+    hyp = Hypnogram(int(t[0]), codes, probs, "demo-truth@1")
+    metrics = {
+        k: v
+        for k, v in night_metrics(hyp).items()
+        if k in ("tib_min", "tst_min", "se_pct", "sol_min", "waso_min", "rem_min", "deep_min")
+        and v is not None
+    }
+    cfg = write_config(tmp_path, tz="UTC")
+    store = LocalStore(tmp_path / "data" / "sensord.sqlite")
+    store.put_night(
+        {"participant": PARTICIPANT, "scorer": "demo-truth@1", "night": "2026-11-20",
+         "start_ns": int(t[0]), "end_ns": int(t[-1]) + 30 * NS, "final": True, **metrics},
+        epochs={"t_ns": t.tolist(), "stage": names, **{
+            f"p_{n}": probs[:, i].tolist() for i, n in enumerate(("wake", "light", "deep", "rem"))
+        }},
+    )  # fmt: skip
+    store.close()
+    for args in (
+        (
+            "note",
+            "substance",
+            "alcohol",
+            "--dose",
+            "2",
+            "--unit",
+            "drinks",
+            "--at",
+            "2026-11-20 21:00",
+        ),
+        ("note", "pain", "5", "--context", "bedtime", "--at", "2026-11-20 22:00"),
+        ("note", "event", "woke from pain", "--at", "2026-11-21 02:40"),
+        ("note", "pain", "7", "--context", "night_waking", "--at", "2026-11-21 02:41"),
+    ):
+        assert run(cfg, *args)[0] == 0
+    out = tmp_path / "r"
+    code, _, err = run(
+        cfg,
+        "report",
+        "night",
+        "2026-11-20",
+        "--log",
+        str(data_dir / "demo.blelog"),
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    page = (out / "night-2026-11-20.html").read_text()
+    assert f"{metrics['tst_min']:.1f} min" in page
+    assert "woke from pain" in page and "Pain 7/10, night waking" in page
+    png = out / "night-2026-11-20.png"
+    assert png.stat().st_size > 50_000
+    shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(png, shots / "report-night-demo.png")
+
+
+def test_epoch_motion_sd_by_hand() -> None:
+    t0 = 1_800_000_000 * NS
+    # epoch 0: magnitudes 1, 3 -> SD (n-1) = sqrt(2); epoch 1: one sample -> NaN
+    acc_t = np.array([t0, t0 + NS, t0 + 31 * NS], dtype=np.int64)
+    acc = np.array([[1.0, 0, 0], [0, 3.0, 0], [0, 0, 1.0]])
+    sd = report.epoch_motion_sd(acc_t, acc, np.array([t0, t0 + 30 * NS], dtype=np.int64))
+    assert sd[0] == pytest.approx(np.sqrt(2.0)) and np.isnan(sd[1])
+
+
+def test_clean_rr_by_hand() -> None:
+    rr = np.array([800.0, 810.0, 2500.0, 820.0, 830.0, 1200.0, 250.0])
+    t = np.cumsum(rr).astype(np.int64) * 1_000_000
+    kept_t, kept = report.clean_rr(t, rr)
+    # 2500 out of range; 820 jumps >20 % from 2500; 1200 jumps >20 % from 830; 250 < 300
+    assert kept.tolist() == [800.0, 810.0, 830.0]
+    assert kept_t.tolist() == [t[0], t[1], t[4]]
