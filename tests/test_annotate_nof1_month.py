@@ -102,11 +102,14 @@ def test_report_recovers_direction_and_size_of_the_effect(
         r = rows[metric]
         assert r["enough"] and r["n_exposed"] == sum(exposed) == 12 and r["n_unexposed"] == 18
         truth = expected_effect(metric)
-        print(f"{metric}: truth {truth:+.1f}, estimate {r['text']}")
         assert r["ci_low"] <= truth <= r["ci_high"], (metric, truth, r)
         assert sign * r["ci_low"] > 0 or sign * r["ci_high"] > 0
         assert np.sign(r["ci_low"]) == np.sign(r["ci_high"]) == sign  # direction is clear
     assert "kratom" in text and "Caveats:" in text
+    shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    forest = tmp_path / "person-substance-taken-that-evening--same-night.png"
+    shots.joinpath("report-person-month.png").write_bytes(forest.read_bytes())
     assert "Observational" in (tmp_path / "person.html").read_text()
 
 
