@@ -230,17 +230,20 @@ class LocalStore:
                 f"local store {self.path}: schema version {version} was written by a newer "
                 f"sensord (this one knows up to {SCHEMA_VERSION}); upgrade sensord"
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+        if version == SCHEMA_VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")  # all steps in one transaction
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version={target}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     @property
     def schema_version(self) -> int:
