@@ -42,7 +42,9 @@ NIGHT_METRICS = (
     ("hr_mean_bpm", "Mean heart rate asleep", "bpm"),
     ("hr_min_bpm", "Lowest heart rate", "bpm"),
     ("rmssd_ms", "RMSSD asleep", "ms"),
-    ("scored_frac", "Scored fraction", ""),
+    ("spt_min", "Sleep period time", "min"),
+    ("sfi_per_h", "Sleep fragmentation index", "/h"),
+    ("coverage", "Fraction of epochs scored", ""),
 )
 
 
