@@ -76,7 +76,7 @@ def annotation_fields(a: an.Annotation, root_id: str, *, deleted: bool) -> dict[
         }
     elif isinstance(p, an.Substance):
         f |= {
-            "tags": f"substance,{p.category},{p.name}",
+            "tags": ",".join(dict.fromkeys(("substance", p.category, p.name.replace(",", " ")))),
             "substance": p.name,
             "category": p.category,
             "curated": p.curated,
@@ -134,9 +134,7 @@ class NoteBook:
                 self.store.add_annotation(store_row(a, self.participant))
                 self.store.delete_annotation(a.ref)
             else:
-                self.store.add_annotation(
-                    store_row(a, self.participant, deleted=True), queue=False
-                )
+                self.store.add_annotation(store_row(a, self.participant, deleted=True), queue=False)
                 self.store.delete_annotation(a.ref)
 
     def close(self) -> None:

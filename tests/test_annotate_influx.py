@@ -108,3 +108,24 @@ def test_edits_and_deletions_take_points_out_of_force(influxdb: InfluxDB, tmp_pa
     # the local store's own "deleted" column agrees with the folded history
     in_force = book.store.list_annotations("p1")
     assert sorted(r["id"] for r in in_force) == sorted(a.id for a in an.current(history))
+
+
+def test_the_documented_grafana_annotation_query(influxdb: InfluxDB, tmp_path: Path) -> None:
+    """docs/annotate.md's InfluxQL annotation query returns the records in force."""
+    history = all_kinds()
+    book = NoteBook(LocalStore(tmp_path / "s.sqlite"), "P 1", owns_store=True)
+    book.append(history)
+    gone = an.delete(history, history[4], now_ns=NOW + 10**9)
+    book.append([gone])
+    ship(book, influxdb)
+    q = (
+        'SELECT "text", "tags" FROM "annotation" '
+        'WHERE "participant" = \'P 1\' AND "deleted" = false '
+        "AND time > '2026-11-24T00:00:00Z' AND time < '2026-11-26T00:00:00Z'"
+    )
+    rows = influxdb.query(q).rows()
+    live = an.current([*history, gone])
+    assert sorted(r["text"] for r in rows) == sorted(an.summary(a) for a in live)
+    assert {r["tags"] for r in rows} == {
+        "pain,bedtime", "substance,kratom", "substance,other,blue lotus tea", "diary"
+    }  # fmt: skip
