@@ -37,7 +37,7 @@ _CONFIG_OPT = typer.Option(
 )
 
 
-def _fail(exc: Exception) -> typer.Exit:
+def _store_fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
 
@@ -58,7 +58,7 @@ def push(
         cfg = load_config(config)
         report = service.push(cfg, retries=retries, on_progress=progress)
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _store_fail(exc) from None
     typer.echo(
         f"pushed {report.sent_lines} lines in {report.requests} requests "
         f"({report.seconds:.1f} s); quarantined {report.quarantined}; "
@@ -88,7 +88,7 @@ def outbox(
                 typer.echo(f"re-queued {store.retry_quarantine()} quarantined lines")
             typer.echo(service.outbox_report(store, limit=limit))
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _store_fail(exc) from None
 
 
 @app.command()
@@ -100,15 +100,72 @@ def doctor(config: Path | None = _CONFIG_OPT) -> None:
     try:
         report = service.doctor(load_config(config))
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _store_fail(exc) from None
     for line in report.lines:
         typer.echo(line)
     if not report.ok:
         raise typer.Exit(1)
 
 
-# --- end store ----------------------------------------------------------------------------
+@app.command()
+def backfill(
+    logs: list[Path] = typer.Argument(..., help="Session logs (.blelog), one per night."),
+    config: Path | None = _CONFIG_OPT,
+    participant: str | None = typer.Option(
+        None, help="Participant id (default: the log header's, else the config's)."
+    ),
+    no_scoring: bool = typer.Option(
+        False, "--no-scoring", help="Decoded samples and device status only."
+    ),
+    queue_only: bool = typer.Option(
+        False, "--queue-only", help="Only queue in the outbox; send later with `sensord push`."
+    ),
+) -> None:
+    """Re-derive everything from session logs and write it to InfluxDB (idempotent)."""
+    from sensord.config import load_config
+    from sensord.store import service
+    from sensord.store.backfill import NightBackfill
+    from sensord.store.backfill import backfill as run_backfill
+    from sensord.store.sinks import make_sink
 
+    def show(n: NightBackfill) -> None:
+        sent = (
+            f"sent {n.sent.sent_lines}, quarantined {n.sent.quarantined}"
+            if n.sent is not None
+            else "queued"
+        )
+        typer.echo(
+            f"{n.log}: {n.participant} night {n.night or '?'} ({n.scorer or 'no scoring'}): "
+            f"{n.points} points, {sent}"
+        )
+
+    try:
+        cfg = load_config(config)
+        sink = None if queue_only else make_sink(cfg.sink)
+        with service.open_store(cfg) as store:
+            sender = service.make_sender(cfg, store, sink) if sink is not None else None
+            try:
+                report = run_backfill(
+                    logs,
+                    cfg,
+                    store=store,
+                    sender=sender,
+                    participant=participant,
+                    scoring=not no_scoring,
+                    on_night=show,
+                )
+            finally:
+                if sink is not None:
+                    sink.close()
+    except SensordError as exc:
+        raise _store_fail(exc) from None
+    typer.echo(
+        f"backfilled {len(report.nights)} night(s): {report.points} points, "
+        f"{report.sent} sent, {report.quarantined} quarantined"
+    )
+
+
+# --- end store ----------------------------------------------------------------------------
 
 # --- annotate area (issue 6): note, notes, web, report, export -------------------------
 from sensord.cli_annotate import register as _register_annotate  # noqa: E402
@@ -123,7 +180,7 @@ log_app = typer.Typer(help="Inspect session logs (.blelog).", no_args_is_help=Tr
 app.add_typer(log_app, name="log")
 
 
-def _fail_logs(exc: SensordError) -> NoReturn:
+def _fail(exc: SensordError) -> NoReturn:
     typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
     raise typer.Exit(2)
 
@@ -166,7 +223,7 @@ def simulate(
         )
         result, logs = sim.simulate_to_files(cfg, out, one_file=one_file)
     except SensordError as exc:
-        _fail_logs(exc)
+        _fail(exc)
     for night in result.nights:
         m = night.summary()
         typer.echo(f"night {night.index}: TST {m.get('tst_min', 0):.0f} min, "
@@ -198,7 +255,7 @@ def replay(
     try:
         report = _replay_report(logs, speed)
     except SensordError as exc:
-        _fail_logs(exc)
+        _fail(exc)
     typer.echo(json.dumps(report.as_dict(), indent=1) if json_out else report.format())
 
 
@@ -219,7 +276,7 @@ def decode(
                 raise LogFormatError(f"not hex: {text!r}") from None
             typer.echo(json.dumps(devices.decode_one(char, payload), sort_keys=True))
     except SensordError as exc:
-        _fail_logs(exc)
+        _fail(exc)
 
 
 @log_app.command("info")
@@ -231,7 +288,7 @@ def log_info(log: Path = typer.Argument(..., help="A .blelog file.")) -> None:
     try:
         c = blelog.load(log, probs)
     except SensordError as exc:
-        _fail_logs(exc)
+        _fail(exc)
     typer.echo(f"{log}: {log.stat().st_size} bytes, {c.members} sessions, {c.lines} records")
     for i, h in enumerate(c.headers):
         typer.echo(f"session {i}: format v{h.format_version}, sensord {h.sensord_version}, "
@@ -275,7 +332,7 @@ def log_cat(
                         what += f" !{exc}"
             typer.echo(f"{line}\t{_utc(ev.wall_ns)}\t{what}")
     except SensordError as exc:
-        _fail_logs(exc)
+        _fail(exc)
     _problem_lines(probs)
 
 
@@ -299,7 +356,7 @@ def demo(
     try:
         report = _replay_report([path], None)
     except SensordError as exc:
-        _fail_logs(exc)
+        _fail(exc)
     if json_out:
         typer.echo(json.dumps(report.as_dict(), indent=1))
         return

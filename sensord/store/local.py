@@ -680,7 +680,9 @@ class LocalStore:
         """Store a night summary (and optionally its epoch columns) and queue its point.
 
         ``summary`` holds ``participant``, ``scorer``, ``night`` (label), ``start_ns``,
-        ``end_ns``, ``final`` and any metric field of :data:`schema.NIGHT`. ``epochs`` are
+        ``end_ns``, ``final`` and metrics (``score_night``'s summary); the fields of
+        :data:`schema.NIGHT` go to InfluxDB (type-checked), everything JSON-able is kept
+        locally. ``epochs`` are
         plain lists (``t_ns``, ``stage``, ``p_wake``, ...) for reports; they are not
         queued here (the pipeline queues epochs as columns).
         """
@@ -688,11 +690,9 @@ class LocalStore:
         for key in ("participant", "scorer", "night", "start_ns", "end_ns"):
             if key not in s:
                 raise schema.SchemaError("missing", measurement="night", key=key)
-        tags = {"participant": s["participant"], "scorer": s["scorer"]}
-        fields = {k: v for k, v in s.items() if k not in ("participant", "scorer", "start_ns")}
-        from sensord.store.lineproto import schema_line
+        from sensord.store.points import night_line
 
-        line = schema_line("night", tags, fields, int(s["start_ns"]))
+        line = night_line(s["participant"], s["scorer"], s)
         now = time.time_ns()
         epochs_json = json.dumps({k: list(v) for k, v in (epochs or {}).items()})
         with self._tx("cannot store night", f"{s['participant']} {s['night']}") as c:

@@ -319,7 +319,13 @@ ANNOTATION = Measurement(
     "so two annotations never share a timestamp (see annotation_time_ns)",
     (PARTICIPANT, KIND),
     (
-        _f("id", S, "", "Annotation id (stable across edits; an edit overwrites the point)"),
+        _f(
+            "id",
+            S,
+            "",
+            "Annotation record id (content hash); an edit is a new record and the point of "
+            "the one it replaces is rewritten with deleted=true",
+        ),
         _f("text", S, "", "Human-readable one-line summary (Grafana annotation text)"),
         _f("tags", S, "", "Comma-separated Grafana tags, e.g. 'substance,caffeine'"),
         _f("end_ns", INT, "ns", "End time for a span (UTC ns), absent for an instant"),
@@ -345,7 +351,7 @@ ANNOTATION = Measurement(
         _f("waso_min", F, "min", "Diary: total duration of night awakenings"),
         _f("awakenings", INT, "", "Diary: number of awakenings before the final one"),
         _f("tst_min", F, "min", "Diary: total sleep time (Carney et al. 2012 definition)"),
-        _f("record", S, "", "The annotation record in force as JSON (sensord.annotate.to_fields)"),
+        _f("record", S, "", "The record the point shows, as JSON (sensord.annotate.to_fields)"),
     ),
 )
 
