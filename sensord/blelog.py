@@ -39,7 +39,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter, methodcaller
+from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -788,9 +788,6 @@ def _hex8(block: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDAr
     return np.asarray(v @ _POW16, dtype=np.int64), ok
 
 
-_get_body = itemgetter(slice(9, None))
-_get_prefix = itemgetter(slice(0, _N_PREFIX))
-_pad_prefix = methodcaller("ljust", _N_PREFIX, b"\x00")
 
 
 def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogContents:
@@ -810,15 +807,16 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
     n_members = 0
     for m in _members(p, probs):
         n_members += 1
-        lines = m.text.split(b"\n")
-        tail = lines.pop()
-        n = len(lines)
+        text = m.text
+        nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
+        n = int(nl.size)
+        tail = len(text) - (int(nl[-1]) + 1 if n else 0)
         if tail:
             probs.add("truncated-tail", p, line_base + n + 1,
-                      f"last record of member {m.index} cut off ({len(tail)} bytes); skipped",
+                      f"last record of member {m.index} cut off ({tail} bytes); skipped",
                       key=str(m.index))
         if n:
-            _load_lines(lines, line_base, parser, probs, p, dev_events, clk_events, acc)
+            _load_lines(text, nl, line_base, parser, probs, p, dev_events, clk_events, acc)
         line_base += n + (1 if tail else 0)
         if n_members == 1 and not parser.headers:
             raise LogFormatError("first record is not a valid header", path=p, line=1)
@@ -842,7 +840,8 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
 
 
 def _load_lines(
-    lines: list[bytes],
+    text: bytes,
+    nl: npt.NDArray[np.intp],
     line_base: int,
     parser: _LineParser,
     probs: Problems,
@@ -851,11 +850,24 @@ def _load_lines(
     clk_events: list[tuple[int, ClockEvent]],
     acc: dict[str, tuple[list[Any], list[Any], list[Any], list[bytes]]],
 ) -> None:
-    n = len(lines)
-    lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
-    prefix = b"".join(map(_pad_prefix, map(_get_prefix, lines)))
+    """Parse the whole lines of one member's text (``nl``: positions of their newlines)."""
+    n = int(nl.size)
+    ends = nl.astype(np.int64)
+    starts = np.empty(n, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lens = ends - starts
+    mv = memoryview(text)
+    get = mv.__getitem__
+    s_list = starts.tolist()
+    if (lens >= _N_PREFIX).all():
+        prefix = b"".join(map(get, map(slice, s_list, (starts + _N_PREFIX).tolist())))
+    else:  # a short (corrupt) line: pad every prefix to the fixed width
+        prefix = b"".join(bytes(mv[a : min(a + _N_PREFIX, e)]).ljust(_N_PREFIX, b"\x00")
+                          for a, e in zip(s_list, ends.tolist(), strict=True))
     pre = np.frombuffer(prefix, dtype=np.uint8).reshape(n, _N_PREFIX)
-    crc_calc = np.fromiter(map(zlib.crc32, map(_get_body, lines)), dtype=np.int64, count=n)
+    bodies = map(get, map(slice, (starts + 9).tolist(), ends.tolist()))
+    crc_calc = np.fromiter(map(zlib.crc32, bodies), dtype=np.int64, count=n)
     crc_stored, crc_ok = _hex8(pre[:, 0:8])
     wall, wall_ok = _digits(pre[:, 11:30])
     mono, mono_ok = _digits(pre[:, 31:50])
@@ -865,11 +877,15 @@ def _load_lines(
     is_n = good & (kind == ord("N")) & (lens >= _N_PREFIX) & (pre[:, 59] == 32)
     chv, ch_ok = _hex8(pre[:, 51:59])
     is_n &= ch_ok
+
+    def line_at(i: int) -> bytes:
+        return bytes(mv[s_list[i] : int(ends[i])])
+
     lineno = np.arange(line_base + 1, line_base + n + 1, dtype=np.int64)
     # Everything that is not a well-formed notification goes through the slow parser:
     # headers, declarations, events and every bad line (which it reports).
     for i in np.flatnonzero(~is_n).tolist():
-        for _, ev in parser.parse(lines[i], line_base + i + 1):
+        for _, ev in parser.parse(line_at(i), line_base + i + 1):
             if isinstance(ev, DeviceEvent):
                 dev_events.append((line_base + i + 1, ev))
             elif isinstance(ev, ClockEvent):
@@ -885,22 +901,22 @@ def _load_lines(
         return
     chv_n = chv[idx_n]
     order = np.argsort(chv_n, kind="stable")
-    uniq, starts = np.unique(chv_n[order], return_index=True)
-    bounds = np.append(starts, order.size)
+    uniq, firsts = np.unique(chv_n[order], return_index=True)
+    bounds = np.append(firsts, order.size)
     for j, ch_int in enumerate(uniq.tolist()):
         sel = idx_n[order[bounds[j] : bounds[j + 1]]]
         sel_list = sel.tolist()
-        hexes = [lines[i][_N_PREFIX:] for i in sel_list]
+        hexes = map(get, map(slice, (starts[sel] + _N_PREFIX).tolist(), ends[sel].tolist()))
         try:
-            pays = list(map(bytes.fromhex, map(bytes.decode, hexes)))
+            pays = list(map(bytes.fromhex, map(str, hexes, repeat("ascii"))))
         except ValueError:
             pays = []
             keep = []
-            for k, h in zip(sel_list, hexes, strict=True):
+            for k in sel_list:
                 try:
-                    pays.append(bytes.fromhex(h.decode("ascii")))
+                    pays.append(bytes.fromhex(line_at(k)[_N_PREFIX:].decode("ascii")))
                     keep.append(k)
-                except ValueError:
+                except (ValueError, UnicodeDecodeError):
                     probs.add("corrupt-line", path, line_base + k + 1, "bad payload hex")
             sel = np.asarray(keep, dtype=np.int64)
         ch = f"{ch_int:08x}"
