@@ -42,14 +42,20 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
-from sensord.store import schema as S
+from sensord.store import schema as sch
 
 OUT_DIR = Path(__file__).resolve().parent
 DATASOURCE_UID = "sensord-influxdb"
 DATASOURCE = dm.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 TAGS = ["sensord"]
 
-STAGE_LABELS = {"wake": "Wake", "light": "Light", "deep": "Deep", "rem": "REM", "unscored": "Unscored"}
+STAGE_LABELS = {
+    "wake": "Wake",
+    "light": "Light",
+    "deep": "Deep",
+    "rem": "REM",
+    "unscored": "Unscored",
+}
 """Display names of :data:`sensord.store.schema.STAGES`."""
 
 STAGE_COLOURS = {
@@ -226,7 +232,11 @@ class Collector:
                 repeat,
             )
         )
-        return InfluxQueryBuilder(InfluxQuery(ref_id, q.text, result_format, q.alias))
+        alias = q.alias
+        if alias is None and result_format == "time_series":
+            # Name each series after its column (and tags) so overrides can match it.
+            alias = " ".join(["$col", *(f"$tag_{t}" for t in q.group_tags)])
+        return InfluxQueryBuilder(InfluxQuery(ref_id, q.text, result_format, alias))
 
 
 # --------------------------------------------------------------------------------------
@@ -244,17 +254,15 @@ def literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _kind(spec: S.FieldSpec) -> Kind:
-    if spec.type is S.FieldType.STRING:
+def _kind(spec: sch.FieldSpec) -> Kind:
+    if spec.type is sch.FieldType.STRING:
         return "string"
-    if spec.type is S.FieldType.BOOLEAN:
+    if spec.type is sch.FieldType.BOOLEAN:
         return "bool"
     return "number"
 
 
-def col(
-    m: S.Measurement, key: str, name: str, agg: str | None = None, scale: str = ""
-) -> Col:
+def col(m: sch.Measurement, key: str, name: str, agg: str | None = None, scale: str = "") -> Col:
     """Column ``agg("key") scale AS "name"``; ``key`` must be a field of ``m`` in the schema.
 
     Aggregates (``mean``, ``sum``, ``count``, ...) yield numbers; selectors (``last``, ``max``,
@@ -273,14 +281,14 @@ def col(
     return Col(expr, name, kind)
 
 
-def tag_is(tag: S.TagSpec, value: str) -> str:
+def tag_is(tag: sch.TagSpec, value: str) -> str:
     """``"tag" = 'value'``; a fixed value must belong to the tag's vocabulary."""
     if not value.startswith("$") and tag.values and value not in tag.values:
         raise ValueError(f"{value!r} is not a value of tag {tag.name!r}: {tag.values}")
     return f"{ident(tag.name)} = {literal(value)}"
 
 
-def field_is(m: S.Measurement, key: str, value: str) -> str:
+def field_is(m: sch.Measurement, key: str, value: str) -> str:
     """``"field" = 'value'`` for a string field of ``m``."""
     spec = m.field(key)
     return f"{ident(spec.name)} = {literal(value)}"
@@ -297,12 +305,12 @@ class Query:
 
 
 def select(
-    m: S.Measurement,
+    m: sch.Measurement,
     cols: Sequence[Col],
     where: Iterable[str],
     *,
     interval: str | None = None,
-    group_tags: Sequence[S.TagSpec] = (),
+    group_tags: Sequence[sch.TagSpec] = (),
     fill: str | None = None,
     alias: str | None = None,
 ) -> Query:
@@ -321,11 +329,11 @@ def select(
 
 
 def participant_is() -> str:
-    return tag_is(S.PARTICIPANT, "$participant")
+    return tag_is(sch.PARTICIPANT, "$participant")
 
 
 def scorer_is() -> str:
-    return tag_is(S.SCORER, "$scorer")
+    return tag_is(sch.SCORER, "$scorer")
 
 
 # --------------------------------------------------------------------------------------
@@ -350,7 +358,7 @@ def colour_override(name: str, colour: str) -> list[dm.DynamicConfigValue]:
 def stage_mappings() -> list[dm.ValueMapping]:
     options = {
         stage: dm.ValueMappingResult(text=STAGE_LABELS[stage], color=STAGE_COLOURS[stage], index=i)
-        for i, stage in enumerate(S.STAGES)
+        for i, stage in enumerate(sch.STAGES)
     }
     return [dm.ValueMap(options=options)]
 
@@ -394,29 +402,27 @@ def table_panel(title: str, description: str, w: int, h: int) -> table.Panel:
 
 
 def participant_variable() -> QueryVariable:
-    q = (
-        f"SHOW TAG VALUES FROM {ident(S.NIGHT.name)} WITH KEY = {ident(S.PARTICIPANT.name)}"
-    )
-    S.NIGHT.tag(S.PARTICIPANT.name)
+    q = f"SHOW TAG VALUES FROM {ident(sch.NIGHT.name)} WITH KEY = {ident(sch.PARTICIPANT.name)}"
+    sch.NIGHT.tag(sch.PARTICIPANT.name)
     return QueryVariable("participant", "Participant", q)
 
 
 def scorer_variable() -> QueryVariable:
-    S.EPOCH.tag(S.SCORER.name)
+    sch.EPOCH.tag(sch.SCORER.name)
     q = (
-        f"SHOW TAG VALUES FROM {ident(S.EPOCH.name)} WITH KEY = {ident(S.SCORER.name)} "
+        f"SHOW TAG VALUES FROM {ident(sch.EPOCH.name)} WITH KEY = {ident(sch.SCORER.name)} "
         f"WHERE {participant_is()}"
     )
     return QueryVariable("scorer", "Scorer", q)
 
 
-def pain_substance_annotations(c: Collector) -> list[InfluxAnnotationBuilder]:
+def pain_substance_annotations(c: Collector) -> list[cogbuilder.Builder[dm.AnnotationQuery]]:
     """Pain ratings and substance intakes, drawn on every time panel of the dashboard."""
-    a = S.ANNOTATION
-    out = []
+    a = sch.ANNOTATION
+    out: list[cogbuilder.Builder[dm.AnnotationQuery]] = []
     for kind, name, colour in (("pain", "Pain", "#F2495C"), ("substance", "Substances", "#5794F2")):
         text, tags = col(a, "text", "text"), col(a, "tags", "tags")
-        q = select(a, [text, tags], [participant_is(), tag_is(S.KIND, kind)])
+        q = select(a, [text, tags], [participant_is(), tag_is(sch.KIND, kind)])
         c.add(f"annotation: {name}", "Anno", q, "table")
         out.append(InfluxAnnotationBuilder(InfluxAnnotation(name, colour, q.text, "text", "tags")))
     return out
@@ -430,7 +436,7 @@ def pain_substance_annotations(c: Collector) -> list[InfluxAnnotationBuilder]:
 def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     """One night of one participant: hypnogram, probabilities, cardiac, motion, devices."""
     c = Collector("night")
-    n, e, ef = S.NIGHT, S.EPOCH, S.EPOCH_FEATURES
+    n, e, ef = sch.NIGHT, sch.EPOCH, sch.EPOCH_FEATURES
     night_is = field_is(e, "night", "$night")
     d = (
         dash.Dashboard("sensord · Night")
@@ -472,8 +478,16 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         col(n, "scored_frac", "Scored", "last"),
     ]
     q = select(n, cols, [participant_is(), scorer_is(), field_is(n, "night", "$night")])
-    units = {"TST": "m", "SOL": "m", "WASO": "m", "REM": "m", "Deep": "m",
-             "Efficiency": "percent", "Awakenings": "none", "Scored": "percentunit"}
+    units = {
+        "TST": "m",
+        "SOL": "m",
+        "WASO": "m",
+        "REM": "m",
+        "Deep": "m",
+        "Efficiency": "percent",
+        "Awakenings": "none",
+        "Scored": "percentunit",
+    }
     p = (
         stat.Panel()
         .title(title)
@@ -515,11 +529,16 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 
     # Stage probabilities
     title = "Stage probabilities"
-    prob_cols = [col(e, f"p_{s}", STAGE_LABELS[s]) for s in S.STAGES if s != "unscored"]
+    prob_cols = [col(e, f"p_{s}", STAGE_LABELS[s]) for s in sch.STAGES if s != "unscored"]
     q = select(e, prob_cols, [participant_is(), scorer_is(), night_is])
-    p = (
-        ts_panel(title, "Scorer's class probabilities per epoch (stacked; sum to 1).",
-                 "percentunit", 24, 7)
+    probs = (
+        ts_panel(
+            title,
+            "Scorer's class probabilities per epoch (stacked; sum to 1).",
+            "percentunit",
+            24,
+            7,
+        )
         .with_target(c.add(title, "A", q, "time_series"))
         .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
         .fill_opacity(70)
@@ -527,17 +546,21 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .max(1)
         .interval("30s")
     )
-    for s in S.STAGES:
+    for s in sch.STAGES:
         if s != "unscored":
-            p = p.override_by_name(STAGE_LABELS[s], colour_override(s, STAGE_COLOURS[s]))
-    d = d.with_panel(p)
+            probs = probs.override_by_name(STAGE_LABELS[s], colour_override(s, STAGE_COLOURS[s]))
+    d = d.with_panel(probs)
 
     # Heart rate
     title = "Heart rate"
-    hr = S.HEART_RATE
+    hr = sch.HEART_RATE
     q = select(
-        hr, [col(hr, "hr_bpm", "HR", "mean")], [participant_is()],
-        interval="$__interval", group_tags=[S.DEVICE_ROLE], fill="none",
+        hr,
+        [col(hr, "hr_bpm", "HR", "mean")],
+        [participant_is()],
+        interval="$__interval",
+        group_tags=[sch.DEVICE_ROLE],
+        fill="none",
         alias="HR $tag_device_role",
     )
     d = d.with_panel(
@@ -548,19 +571,27 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 
     # RR and HRV
     title = "RR intervals and HRV"
-    b = S.BEAT
+    b = sch.BEAT
     q_rr = select(
-        b, [col(b, "rr_ms", "RR", "mean")], [participant_is()],
-        interval="$__interval", group_tags=[S.DEVICE_ROLE], fill="none",
+        b,
+        [col(b, "rr_ms", "RR", "mean")],
+        [participant_is()],
+        interval="$__interval",
+        group_tags=[sch.DEVICE_ROLE],
+        fill="none",
         alias="RR $tag_device_role",
     )
     q_hrv = select(
-        ef, [col(ef, "rmssd_ms", "RMSSD", "mean")], [participant_is(), scorer_is()],
-        interval="$__interval", fill="none",
+        ef,
+        [col(ef, "rmssd_ms", "RMSSD", "mean")],
+        [participant_is(), scorer_is()],
+        interval="$__interval",
+        fill="none",
     )
     d = d.with_panel(
-        ts_panel(title, "Mean RR interval per interval; RMSSD per 30-s epoch (right axis).",
-                 "ms", 12, 8)
+        ts_panel(
+            title, "Mean RR interval per interval; RMSSD per 30-s epoch (right axis).", "ms", 12, 8
+        )
         .with_target(c.add(title, "A", q_rr, "time_series"))
         .with_target(c.add(title, "B", q_hrv, "time_series"))
         .interval("30s")
@@ -571,32 +602,45 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     title = "Motion"
     q = select(
         ef,
-        [col(ef, "activity_counts", "Activity counts", "mean"),
-         col(ef, "acc_std_g", "Acceleration SD", "mean")],
+        [
+            col(ef, "activity_counts", "Activity counts", "mean"),
+            col(ef, "acc_std_g", "Acceleration SD", "mean"),
+        ],
         [participant_is(), scorer_is()],
-        interval="$__interval", fill="none",
+        interval="$__interval",
+        fill="none",
     )
     d = d.with_panel(
-        ts_panel(title, "Activity counts per epoch; SD of acceleration magnitude (right axis).",
-                 "none", 12, 7)
+        ts_panel(
+            title,
+            "Activity counts per epoch; SD of acceleration magnitude (right axis).",
+            "none",
+            12,
+            7,
+        )
         .with_target(c.add(title, "A", q, "time_series"))
         .interval("30s")
         .draw_style(common.GraphDrawStyle.BARS)
         .fill_opacity(60)
         .override_by_name(
             "Acceleration SD",
-            [dm.DynamicConfigValue("custom.axisPlacement", "right"),
-             dm.DynamicConfigValue("unit", "none"),
-             dm.DynamicConfigValue("custom.drawStyle", "line")],
+            [
+                dm.DynamicConfigValue("custom.axisPlacement", "right"),
+                dm.DynamicConfigValue("unit", "none"),
+                dm.DynamicConfigValue("custom.drawStyle", "line"),
+            ],
         )
     )
 
     # Device connection
     title = "Device connection"
-    ev = S.DEVICE_EVENT
+    ev = sch.DEVICE_EVENT
     q = select(
-        ev, [col(ev, "connected", "connected")], [participant_is()],
-        group_tags=[S.DEVICE_ROLE], alias="$tag_device_role",
+        ev,
+        [col(ev, "connected", "connected")],
+        [participant_is()],
+        group_tags=[sch.DEVICE_ROLE],
+        alias="$tag_device_role",
     )
     d = d.with_panel(
         statetimeline.Panel()
@@ -606,12 +650,16 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .span(12)
         .height(7)
         .with_target(c.add(title, "A", q, "time_series"))
-        .mappings([
-            dm.ValueMap(options={
-                "true": dm.ValueMappingResult(text="connected", color="green", index=0),
-                "false": dm.ValueMappingResult(text="disconnected", color="red", index=1),
-            })
-        ])
+        .mappings(
+            [
+                dm.ValueMap(
+                    options={
+                        "true": dm.ValueMappingResult(text="connected", color="green", index=0),
+                        "false": dm.ValueMappingResult(text="disconnected", color="red", index=1),
+                    }
+                )
+            ]
+        )
         .show_value(common.VisibilityMode.NEVER)
         .merge_values(True)
         .legend(legend_bottom())
@@ -619,17 +667,27 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 
     # Coverage
     title = "Data coverage"
-    cov = S.DEVICE_COVERAGE
+    cov = sch.DEVICE_COVERAGE
     q = select(
         cov,
-        [col(cov, "hr_coverage_frac", "HR", "mean"), col(cov, "acc_coverage_frac", "Motion", "mean")],
+        [
+            col(cov, "hr_coverage_frac", "HR", "mean"),
+            col(cov, "acc_coverage_frac", "Motion", "mean"),
+        ],
         [participant_is()],
-        interval="$__interval", group_tags=[S.DEVICE_ROLE], fill="none",
+        interval="$__interval",
+        group_tags=[sch.DEVICE_ROLE],
+        fill="none",
         alias="$col $tag_device_role",
     )
     d = d.with_panel(
-        ts_panel(title, "Fraction of each epoch with samples, per device and stream.",
-                 "percentunit", 12, 7)
+        ts_panel(
+            title,
+            "Fraction of each epoch with samples, per device and stream.",
+            "percentunit",
+            12,
+            7,
+        )
         .with_target(c.add(title, "A", q, "time_series"))
         .interval("30s")
         .min(0)
@@ -646,12 +704,12 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     """One participant over weeks and months: metrics, substances, pain, with vs without."""
     c = Collector("person")
-    n, a = S.NIGHT, S.ANNOTATION
+    n, a = sch.NIGHT, sch.ANNOTATION
     substance_var = QueryVariable(
         "substance",
         "Substance",
         f"SELECT DISTINCT({ident(a.field('substance').name)}) FROM {ident(a.name)} "
-        f"WHERE {participant_is()} AND {tag_is(S.KIND, 'substance')} AND $timeFilter",
+        f"WHERE {participant_is()} AND {tag_is(sch.KIND, 'substance')} AND $timeFilter",
         refresh=dm.VariableRefresh.ON_TIME_RANGE_CHANGED,
         multi=True,
     )
@@ -685,34 +743,50 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             .span_nulls(True)
         )
         if right:
-            p = p.override_by_name(right, [dm.DynamicConfigValue("custom.axisPlacement", "right"),
-                                           dm.DynamicConfigValue("unit", "none")])
+            p = p.override_by_name(
+                right,
+                [
+                    dm.DynamicConfigValue("custom.axisPlacement", "right"),
+                    dm.DynamicConfigValue("unit", "none"),
+                ],
+            )
         d = d.with_panel(p)
 
     metric_panel(
-        "Sleep duration", "Total sleep time, wake after sleep onset, sleep onset latency.", "m",
+        "Sleep duration",
+        "Total sleep time, wake after sleep onset, sleep onset latency.",
+        "m",
         [col(n, "tst_min", "TST"), col(n, "waso_min", "WASO"), col(n, "sol_min", "SOL")],
     )
     metric_panel(
-        "Sleep architecture", "Minutes of REM, deep (N3) and light (N1+N2) sleep.", "m",
+        "Sleep architecture",
+        "Minutes of REM, deep (N3) and light (N1+N2) sleep.",
+        "m",
         [col(n, "rem_min", "REM"), col(n, "deep_min", "Deep"), col(n, "light_min", "Light")],
     )
     metric_panel(
-        "Efficiency and awakenings", "Sleep efficiency (100 TST/TIB); awakenings (right axis).",
-        "percent", [col(n, "se_pct", "Efficiency"), col(n, "awakenings", "Awakenings")],
+        "Efficiency and awakenings",
+        "Sleep efficiency (100 TST/TIB); awakenings (right axis).",
+        "percent",
+        [col(n, "se_pct", "Efficiency"), col(n, "awakenings", "Awakenings")],
         right="Awakenings",
     )
     metric_panel(
-        "Nocturnal heart rate and HRV", "Mean and lowest HR during sleep; RMSSD (right axis).",
+        "Nocturnal heart rate and HRV",
+        "Mean and lowest HR during sleep; RMSSD (right axis).",
         "bpm",
-        [col(n, "hr_mean_bpm", "HR mean"), col(n, "hr_min_bpm", "HR min"),
-         col(n, "rmssd_ms", "RMSSD")],
+        [
+            col(n, "hr_mean_bpm", "HR mean"),
+            col(n, "hr_min_bpm", "HR min"),
+            col(n, "rmssd_ms", "RMSSD"),
+        ],
         right="RMSSD",
     )
 
     title = "Diary: sleep quality"
-    q = select(a, [col(a, "sleep_quality", "Sleep quality")],
-               [participant_is(), tag_is(S.KIND, "diary")])
+    q = select(
+        a, [col(a, "sleep_quality", "Sleep quality")], [participant_is(), tag_is(sch.KIND, "diary")]
+    )
     d = d.with_panel(
         ts_panel(title, "Morning diary rating, 1 very poor to 5 very good.", "none", 12, 7)
         .with_target(c.add(title, "A", q, "time_series"))
@@ -723,10 +797,15 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     )
 
     title = "Pain ratings"
-    q = select(a, [col(a, "pain_nrs", "Pain NRS")], [participant_is(), tag_is(S.KIND, "pain")])
+    q = select(a, [col(a, "pain_nrs", "Pain NRS")], [participant_is(), tag_is(sch.KIND, "pain")])
     d = d.with_panel(
-        ts_panel(title, "Pain intensity, numeric rating scale 0-10 (bedtime, night, morning).",
-                 "none", 12, 7)
+        ts_panel(
+            title,
+            "Pain intensity, numeric rating scale 0-10 (bedtime, night, morning).",
+            "none",
+            12,
+            7,
+        )
         .with_target(c.add(title, "A", q, "time_series"))
         .draw_style(common.GraphDrawStyle.POINTS)
         .point_size(8)
@@ -738,18 +817,28 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     title = "Doses of $substance and pain"
     substance_is = field_is(a, "substance", "$substance")
     q_dose = select(
-        a, [col(a, "dose", "$substance dose", "sum")],
-        [participant_is(), tag_is(S.KIND, "substance"), substance_is],
-        interval="1d", fill="none",
+        a,
+        [col(a, "dose", "$substance dose", "sum")],
+        [participant_is(), tag_is(sch.KIND, "substance"), substance_is],
+        interval="1d",
+        fill="none",
     )
     q_pain = select(
-        a, [col(a, "pain_nrs", "Pain NRS (max)", "max")],
-        [participant_is(), tag_is(S.KIND, "pain")],
-        interval="1d", fill="none",
+        a,
+        [col(a, "pain_nrs", "Pain NRS (max)", "max")],
+        [participant_is(), tag_is(sch.KIND, "pain")],
+        interval="1d",
+        fill="none",
     )
     d = d.with_panel(
-        ts_panel(title, "Daily total dose (UTC days) with the day's highest pain rating "
-                 "(right axis), on the dashboard's time axis.", "none", 12, 8)
+        ts_panel(
+            title,
+            "Daily total dose (UTC days) with the day's highest pain rating "
+            "(right axis), on the dashboard's time axis.",
+            "none",
+            12,
+            8,
+        )
         .with_target(c.add(title, "A", q_dose, "time_series", repeat="substance"))
         .with_target(c.add(title, "B", q_pain, "time_series", repeat="substance"))
         .repeat("substance")
@@ -758,36 +847,62 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .fill_opacity(60)
         .override_by_name(
             "Pain NRS (max)",
-            [dm.DynamicConfigValue("custom.axisPlacement", "right"),
-             dm.DynamicConfigValue("custom.drawStyle", "points"),
-             dm.DynamicConfigValue("custom.pointSize", 8),
-             dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "#F2495C"})],
+            [
+                dm.DynamicConfigValue("custom.axisPlacement", "right"),
+                dm.DynamicConfigValue("custom.drawStyle", "points"),
+                dm.DynamicConfigValue("custom.pointSize", 8),
+                dm.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": "#F2495C"}),
+            ],
         )
     )
 
     title = "Nights with vs without $substance"
     metrics = [
-        ("tst_min", "TST"), ("se_pct", "Efficiency"), ("waso_min", "WASO"),
-        ("sol_min", "SOL"), ("rem_min", "REM"), ("deep_min", "Deep"),
-        ("awakenings", "Awakenings"), ("hr_mean_bpm", "HR mean"), ("rmssd_ms", "RMSSD"),
+        ("tst_min", "TST"),
+        ("se_pct", "Efficiency"),
+        ("waso_min", "WASO"),
+        ("sol_min", "SOL"),
+        ("rem_min", "REM"),
+        ("deep_min", "Deep"),
+        ("awakenings", "Awakenings"),
+        ("hr_mean_bpm", "HR mean"),
+        ("rmssd_ms", "RMSSD"),
     ]
     q_nights = select(
-        n, [col(n, key, name, "mean") for key, name in metrics], where,
-        interval=f"1d, {SUBSTANCE_DAY_OFFSET}", fill="none",
+        n,
+        [col(n, key, name, "mean") for key, name in metrics],
+        where,
+        interval=f"1d, {SUBSTANCE_DAY_OFFSET}",
+        fill="none",
     )
     q_taken = select(
         a,
-        [Col(f"count({ident(a.field('dose').name)}) / count({ident(a.field('dose').name)})",
-             "taken", "number")],
-        [participant_is(), tag_is(S.KIND, "substance"), substance_is],
-        interval=f"1d, {SUBSTANCE_DAY_OFFSET}", fill="0",
+        [
+            Col(
+                f"count({ident(a.field('dose').name)}) / count({ident(a.field('dose').name)})",
+                "taken",
+                "number",
+            )
+        ],
+        [participant_is(), tag_is(sch.KIND, "substance"), substance_is],
+        interval=f"1d, {SUBSTANCE_DAY_OFFSET}",
+        fill="0",
     )
     group_fields: dict[str, object] = {"taken": {"operation": "groupby"}}
     group_fields["TST"] = {"operation": "aggregate", "aggregations": ["count", "mean"]}
     for _, name in metrics[1:]:
         group_fields[name] = {"operation": "aggregate", "aggregations": ["mean"]}
-    units = {"TST": "m", "Efficiency": "percent", "WASO": "m", "SOL": "m", "REM": "m",
-             "Deep": "m", "Awakenings": "none", "HR mean": "bpm", "RMSSD": "ms"}
+    units = {
+        "TST": "m",
+        "Efficiency": "percent",
+        "WASO": "m",
+        "SOL": "m",
+        "REM": "m",
+        "Deep": "m",
+        "Awakenings": "none",
+        "HR mean": "bpm",
+        "RMSSD": "ms",
+    }
     p = (
         table_panel(
             title,
@@ -801,18 +916,38 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .with_target(c.add(title, "B", q_taken, "table", repeat="substance"))
         .repeat("substance")
         .repeat_direction("v")
-        .with_transformation(dm.DataTransformerConfig(
-            id_val="joinByField", options={"byField": "Time", "mode": "inner"}))
-        .with_transformation(dm.DataTransformerConfig(
-            id_val="groupBy", options={"fields": group_fields}))
-        .with_transformation(dm.DataTransformerConfig(
-            id_val="organize",
-            options={"renameByName": {"taken": "$substance", "TST (count)": "Nights"}}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="joinByField", options={"byField": "Time", "mode": "inner"}
+            )
+        )
+        .with_transformation(
+            dm.DataTransformerConfig(id_val="groupBy", options={"fields": group_fields})
+        )
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={"renameByName": {"taken": "$substance", "TST (count)": "Nights"}},
+            )
+        )
         .decimals(1)
-        .override_by_name("$substance", [dm.DynamicConfigValue("mappings", [
-            {"type": "value", "options": {
-                "0": {"text": "nights without", "index": 0},
-                "1": {"text": "nights with", "index": 1}}}])])
+        .override_by_name(
+            "$substance",
+            [
+                dm.DynamicConfigValue(
+                    "mappings",
+                    [
+                        {
+                            "type": "value",
+                            "options": {
+                                "0": {"text": "nights without", "index": 0},
+                                "1": {"text": "nights with", "index": 1},
+                            },
+                        }
+                    ],
+                )
+            ],
+        )
         .override_by_name("Nights", [dm.DynamicConfigValue("decimals", 0)])
     )
     for name, unit in units.items():
@@ -823,9 +958,15 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     title = "Nights"
     q = select(
         n,
-        [col(n, "night", "Night"), col(n, "tst_min", "TST"), col(n, "se_pct", "Efficiency"),
-         col(n, "waso_min", "WASO"), col(n, "awakenings", "Awakenings"),
-         col(n, "scored_frac", "Scored"), col(n, "end_ns", "end_ms", scale="/ 1000000")],
+        [
+            col(n, "night", "Night"),
+            col(n, "tst_min", "TST"),
+            col(n, "se_pct", "Efficiency"),
+            col(n, "waso_min", "WASO"),
+            col(n, "awakenings", "Awakenings"),
+            col(n, "scored_frac", "Scored"),
+            col(n, "end_ns", "end_ms", scale="/ 1000000"),
+        ],
         where,
     )
     link = dm.DashboardLink(
@@ -859,7 +1000,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     """What a study coordinator checks each morning, for every participant at once."""
     c = Collector("operations")
-    n, st, bat, cov = S.NIGHT, S.SENDER_STATUS, S.DEVICE_BATTERY, S.DEVICE_COVERAGE
+    n, st, bat, cov = sch.NIGHT, sch.SENDER_STATUS, sch.DEVICE_BATTERY, sch.DEVICE_COVERAGE
     d = (
         dash.Dashboard("sensord · Study operations")
         .uid("sensord-operations")
@@ -870,7 +1011,7 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .refresh("5m")
         .readonly()
     )
-    by_p = [S.PARTICIPANT]
+    by_p = [sch.PARTICIPANT]
 
     title = "Participants"
     nights_missing = Query(
@@ -879,21 +1020,32 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         f"SELECT 1 - count({ident(n.field('tst_min').name)}) / "
         f"count({ident(n.field('tst_min').name)}) AS {ident('missing')} "
         f"FROM {ident(n.name)} WHERE $timeFilter "
-        f"GROUP BY time(1d, {SUBSTANCE_DAY_OFFSET}), {ident(S.PARTICIPANT.name)} fill(0)"
-        f") GROUP BY {ident(S.PARTICIPANT.name)}",
+        f"GROUP BY time(1d, {SUBSTANCE_DAY_OFFSET}), {ident(sch.PARTICIPANT.name)} fill(0)"
+        f") GROUP BY {ident(sch.PARTICIPANT.name)}",
         (Col("", "Nights missing", "number"),),
-        (S.PARTICIPANT.name,),
+        (sch.PARTICIPANT.name,),
     )
     queries = [
         ("A", select(n, [col(n, "night", "Last night received", "last")], [], group_tags=by_p)),
         ("B", select(n, [col(n, "tst_min", "Nights received", "count")], [], group_tags=by_p)),
         ("C", nights_missing),
-        ("D", select(st, [col(st, "backlog_points", "Outbox backlog", "last")], [],
-                     group_tags=by_p)),
-        ("E", select(st, [col(st, "quarantined_points", "Quarantined", "last")], [],
-                     group_tags=by_p)),
-        ("F", select(st, [col(st, "last_ok_ns", "Last successful push", "last",
-                              scale="/ 1000000")], [], group_tags=by_p)),
+        (
+            "D",
+            select(st, [col(st, "backlog_points", "Outbox backlog", "last")], [], group_tags=by_p),
+        ),
+        (
+            "E",
+            select(st, [col(st, "quarantined_points", "Quarantined", "last")], [], group_tags=by_p),
+        ),
+        (
+            "F",
+            select(
+                st,
+                [col(st, "last_ok_ns", "Last successful push", "last", scale="/ 1000000")],
+                [],
+                group_tags=by_p,
+            ),
+        ),
     ]
     p = (
         table_panel(
@@ -904,33 +1056,72 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             24,
             8,
         )
-        .with_transformation(dm.DataTransformerConfig(
-            id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}
+            )
+        )
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .override_by_name("Last successful push", [
-            dm.DynamicConfigValue("unit", "dateTimeFromNow")])
-        .override_by_name("Nights missing", [
-            dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-            dm.DynamicConfigValue("thresholds", {"mode": "absolute", "steps": [
-                {"value": None, "color": "green"}, {"value": 1, "color": "red"}]})])
-        .override_by_name("Outbox backlog", [
-            dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-            dm.DynamicConfigValue("thresholds", {"mode": "absolute", "steps": [
-                {"value": None, "color": "green"}, {"value": 10000, "color": "orange"}]})])
+        .override_by_name(
+            "Last successful push", [dm.DynamicConfigValue("unit", "dateTimeFromNow")]
+        )
+        .override_by_name(
+            "Nights missing",
+            [
+                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
+                dm.DynamicConfigValue(
+                    "thresholds",
+                    {
+                        "mode": "absolute",
+                        "steps": [{"value": None, "color": "green"}, {"value": 1, "color": "red"}],
+                    },
+                ),
+            ],
+        )
+        .override_by_name(
+            "Outbox backlog",
+            [
+                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
+                dm.DynamicConfigValue(
+                    "thresholds",
+                    {
+                        "mode": "absolute",
+                        "steps": [
+                            {"value": None, "color": "green"},
+                            {"value": 10000, "color": "orange"},
+                        ],
+                    },
+                ),
+            ],
+        )
     )
     for ref, q in queries:
         p = p.with_target(c.add(title, ref, q, "table"))
     d = d.with_panel(p)
 
     title = "Devices"
-    by_dev = [S.PARTICIPANT, S.DEVICE_ROLE]
-    ev = S.DEVICE_EVENT
+    by_dev = [sch.PARTICIPANT, sch.DEVICE_ROLE]
+    ev = sch.DEVICE_EVENT
     dev_queries = [
         ("A", select(bat, [col(bat, "battery_pct", "Battery", "last")], [], group_tags=by_dev)),
-        ("B", select(cov, [col(cov, "hr_coverage_frac", "HR hours covered", "sum",
-                               scale="* 30 / 3600")], [], group_tags=by_dev)),
-        ("C", select(cov, [col(cov, "acc_coverage_frac", "Motion hours covered", "sum",
-                               scale="* 30 / 3600")], [], group_tags=by_dev)),
+        (
+            "B",
+            select(
+                cov,
+                [col(cov, "hr_coverage_frac", "HR hours covered", "sum", scale="* 30 / 3600")],
+                [],
+                group_tags=by_dev,
+            ),
+        ),
+        (
+            "C",
+            select(
+                cov,
+                [col(cov, "acc_coverage_frac", "Motion hours covered", "sum", scale="* 30 / 3600")],
+                [],
+                group_tags=by_dev,
+            ),
+        ),
         ("D", select(ev, [col(ev, "event", "Last event", "last")], [], group_tags=by_dev)),
     ]
     p = (
@@ -941,15 +1132,30 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             24,
             8,
         )
-        .with_transformation(dm.DataTransformerConfig(
-            id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}
+            )
+        )
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .override_by_name("Battery", [
-            dm.DynamicConfigValue("unit", "percent"),
-            dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-            dm.DynamicConfigValue("thresholds", {"mode": "absolute", "steps": [
-                {"value": None, "color": "red"}, {"value": 20, "color": "orange"},
-                {"value": 40, "color": "green"}]})])
+        .override_by_name(
+            "Battery",
+            [
+                dm.DynamicConfigValue("unit", "percent"),
+                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
+                dm.DynamicConfigValue(
+                    "thresholds",
+                    {
+                        "mode": "absolute",
+                        "steps": [
+                            {"value": None, "color": "red"},
+                            {"value": 20, "color": "orange"},
+                            {"value": 40, "color": "green"},
+                        ],
+                    },
+                ),
+            ],
+        )
         .override_by_name("HR hours covered", [dm.DynamicConfigValue("decimals", 1)])
         .override_by_name("Motion hours covered", [dm.DynamicConfigValue("decimals", 1)])
     )
@@ -958,9 +1164,15 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     d = d.with_panel(p)
 
     title = "Outbox backlog"
-    q = select(st, [col(st, "backlog_points", "backlog", "max")], [],
-               interval="$__interval", group_tags=by_p, fill="none",
-               alias="$tag_participant")
+    q = select(
+        st,
+        [col(st, "backlog_points", "backlog", "max")],
+        [],
+        interval="$__interval",
+        group_tags=by_p,
+        fill="none",
+        alias="$tag_participant",
+    )
     d = d.with_panel(
         ts_panel(title, "Points waiting on each Pi after each push attempt.", "none", 12, 8)
         .with_target(c.add(title, "A", q, "time_series"))
@@ -968,9 +1180,15 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     )
 
     title = "Battery"
-    q = select(bat, [col(bat, "battery_pct", "battery", "min")], [],
-               interval="$__interval", group_tags=by_dev, fill="none",
-               alias="$tag_participant $tag_device_role")
+    q = select(
+        bat,
+        [col(bat, "battery_pct", "battery", "min")],
+        [],
+        interval="$__interval",
+        group_tags=by_dev,
+        fill="none",
+        alias="$tag_participant $tag_device_role",
+    )
     d = d.with_panel(
         ts_panel(title, "Battery level of every device.", "percent", 12, 8)
         .with_target(c.add(title, "A", q, "time_series"))

@@ -61,6 +61,5 @@ def errors(doc: dict[str, Any]) -> Iterator[str]:
         custom = panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
         for err in _validator(name, "FieldConfig").iter_errors(custom):
             yield (
-                f"/panels/{i}/fieldConfig/defaults/custom{_where(err.absolute_path)}: "
-                f"{err.message}"
+                f"/panels/{i}/fieldConfig/defaults/custom{_where(err.absolute_path)}: {err.message}"
             )
