@@ -143,7 +143,14 @@ def test_check_point_accepts_valid_point() -> None:
             {"participant": "p\nq", "scorer": "s"},
             {"stage": "rem"},
             "epoch.participant",
-            "must match",
+            "control characters",
+        ),
+        (
+            "epoch",
+            {"participant": "p\\", "scorer": "s"},
+            {"stage": "rem"},
+            "epoch.participant",
+            "end with a backslash",
         ),
         (
             "epoch",

@@ -57,6 +57,12 @@ class TagSpec:
         """Return a reason why ``value`` is not allowed, or ``None``."""
         if not isinstance(value, str) or value == "":
             return "must be a non-empty string"
+        if _CONTROL.search(value):
+            # line protocol has no escape for control characters in tags: InfluxDB would
+            # store a newline as the two characters backslash-n
+            return "must not contain control characters (newline, tab, ...)"
+        if value.endswith("\\"):
+            return "must not end with a backslash (line protocol cannot carry it in a tag)"
         if self.values and value not in self.values:
             return f"must be one of {', '.join(self.values)}"
         if self.pattern and not re.fullmatch(self.pattern, value):
@@ -108,6 +114,7 @@ class Measurement:
 
 
 MAX_TAG_VALUE_BYTES = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_STRING_FIELD_BYTES = 16_000
 """Our own limit for string fields (InfluxDB 1.x allows 64 KiB); notes are short."""
 
