@@ -270,6 +270,8 @@ class Frame:
     name: str
     fields: list[Field]
     ref_id: str = ""
+    column: str = ""
+    """The InfluxQL column a time-series frame came from."""
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -351,7 +353,7 @@ def frames_from_influx(
                 values = [row[j] for row in s.get("values", [])]
                 name = series_name(s.get("name", ""), column, tags, alias)
                 frames.append(
-                    Frame(name, [Field("Time", times), Field("Value", values, tags)], ref_id)
+                    Frame(name, [Field("Time", times), Field("Value", values, tags)], ref_id, column)
                 )
     return frames
 
