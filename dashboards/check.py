@@ -119,6 +119,11 @@ def resolve_variables(
     values: dict[str, g.VariableValue] = {}
     for var in doc.get("templating", {}).get("list", []):
         name = var["name"]
+        if var.get("type") in ("textbox", "constant", "custom"):
+            current = var.get("current", {}).get("value")
+            text = str(current if current is not None else var.get("query", ""))
+            values[name] = prefer.get(name, text.split(",")[0])
+            continue
         try:
             q = g.interpolate(var["query"], values, from_ms=from_ms, to_ms=to_ms, interval_ms=1000)
             options = g.variable_values(run(q), q)
@@ -163,13 +168,15 @@ def check_dashboard(
             q = g.interpolate(
                 anno["target"]["query"], variables, from_ms=from_ms, to_ms=to_ms, interval_ms=1000
             )
-            frames = g.frames_from_influx(run(q), ref_id="Anno", result_format="table", alias=None)
+            anno_frames = g.frames_from_influx(
+                run(q), ref_id="Anno", result_format="table", alias=None
+            )
         except g.GrafanaEmulationError as exc:
             result.problems.append(f"{where}: {exc}")
             continue
         result.queries_run += 1
-        result.annotations[anno["name"]] = frames
-        result.problems += _check_target(spec, frames, where)
+        result.annotations[anno["name"]] = anno_frames
+        result.problems += _check_target(spec, anno_frames, where)
 
     for panel in doc.get("panels", []):
         title = panel["title"]
@@ -201,11 +208,16 @@ def check_dashboard(
                     result.problems.append(f"{where}: JSON query differs from the generator's")
                 try:
                     q = g.interpolate(
-                        target["query"], scoped, from_ms=from_ms, to_ms=to_ms,
+                        target["query"],
+                        scoped,
+                        from_ms=from_ms,
+                        to_ms=to_ms,
                         interval_ms=interval_ms,
                     )
                     got = g.frames_from_influx(
-                        run(q), ref_id=ref, result_format=target.get("resultFormat", ""),
+                        run(q),
+                        ref_id=ref,
+                        result_format=target.get("resultFormat", ""),
                         alias=target.get("alias"),
                     )
                 except g.GrafanaEmulationError as exc:
@@ -221,6 +233,8 @@ def check_dashboard(
                 result.problems.append(f"{result.uid} / {shown}: transformations: {exc}")
                 pr.frames = frames
             if frames and not any(len(f) for f in pr.frames):
-                result.problems.append(f"{result.uid} / {shown}: nothing left after transformations")
+                result.problems.append(
+                    f"{result.uid} / {shown}: nothing left after transformations"
+                )
             result.panels.append(pr)
     return result

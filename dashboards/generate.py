@@ -67,8 +67,10 @@ STAGE_COLOURS = {
 }
 """Fixed hypnogram colours, one per stage (same in every panel and in the rendered PNGs)."""
 
-SUBSTANCE_DAY_OFFSET = "12h"
-"""Nights and doses are matched per noon-to-noon UTC day (``GROUP BY time(1d, 12h)``)."""
+DAY_START_DEFAULT = "6h"
+"""Default of the Person dashboard's ``day_start`` variable: a study day (which a night and the
+doses before it share) starts at 06:00 UTC, after waking for participants near UTC. Set it to the
+participant's usual wake-up time in UTC (e.g. ``22h`` for 06:00 in UTC+8)."""
 
 Kind = Literal["number", "string", "bool"]
 ResultFormat = Literal["time_series", "table"]
@@ -177,6 +179,24 @@ class QueryVariable(cogbuilder.Builder[dm.VariableModel]):
         return var
 
 
+class DayStartVariable(cogbuilder.Builder[dm.VariableModel]):
+    """Text box ``day_start``: UTC offset of the study day used to pair doses with nights."""
+
+    def build(self) -> dm.VariableModel:
+        var = (
+            dash.TextBoxVariable("day_start")
+            .label("Day starts (UTC)")
+            .description(
+                "Doses and the night that follows them share a day that starts at this UTC "
+                "time: the participant's usual wake-up time in UTC (6h = 06:00 UTC)."
+            )
+            .default_value(DAY_START_DEFAULT)
+            .build()
+        )
+        var.auto = var.auto_min = var.auto_count = None
+        return var
+
+
 # --------------------------------------------------------------------------------------
 # Query expectations (what each target must return; checked by the tests)
 # --------------------------------------------------------------------------------------
@@ -271,7 +291,9 @@ def col(m: sch.Measurement, key: str, name: str, agg: str | None = None, scale: 
     spec = m.field(key)
     expr = ident(spec.name)
     kind = _kind(spec)
-    if agg:
+    if agg == "count_distinct":
+        expr, kind = f"count(distinct({expr}))", "number"
+    elif agg:
         expr = f"{agg}({expr})"
         if agg in ("mean", "sum", "count", "median", "stddev", "spread"):
             kind = "number"
@@ -416,7 +438,9 @@ def scorer_variable() -> QueryVariable:
     return QueryVariable("scorer", "Scorer", q)
 
 
-def pain_substance_annotations(c: Collector) -> list[cogbuilder.Builder[dm.AnnotationQuery]]:
+def pain_substance_annotations(
+    c: Collector, *, enable: bool = True
+) -> list[cogbuilder.Builder[dm.AnnotationQuery]]:
     """Pain ratings and substance intakes, drawn on every time panel of the dashboard."""
     a = sch.ANNOTATION
     out: list[cogbuilder.Builder[dm.AnnotationQuery]] = []
@@ -424,7 +448,9 @@ def pain_substance_annotations(c: Collector) -> list[cogbuilder.Builder[dm.Annot
         text, tags = col(a, "text", "text"), col(a, "tags", "tags")
         q = select(a, [text, tags], [participant_is(), tag_is(sch.KIND, kind)])
         c.add(f"annotation: {name}", "Anno", q, "table")
-        out.append(InfluxAnnotationBuilder(InfluxAnnotation(name, colour, q.text, "text", "tags")))
+        anno = InfluxAnnotation(name, colour, q.text, "text", "tags")
+        anno.enable = enable
+        out.append(InfluxAnnotationBuilder(anno))
     return out
 
 
@@ -693,6 +719,25 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .min(0)
         .max(1)
     )
+
+    title = "Battery"
+    bat = sch.DEVICE_BATTERY
+    q = select(
+        bat,
+        [col(bat, "battery_pct", "Battery", "min")],
+        [participant_is()],
+        interval="$__interval",
+        group_tags=[sch.DEVICE_ROLE],
+        fill="none",
+    )
+    d = d.with_panel(
+        ts_panel(title, "Battery level reported by each device.", "percent", 12, 7)
+        .with_target(c.add(title, "A", q, "time_series"))
+        .interval("1m")
+        .min(0)
+        .max(100)
+        .show_points(common.VisibilityMode.ALWAYS)
+    )
     return d, c.targets
 
 
@@ -728,11 +773,14 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .with_variable(participant_variable())
         .with_variable(scorer_variable())
         .with_variable(substance_var)
-        .annotations(pain_substance_annotations(c))
+        .with_variable(DayStartVariable())
+        .annotations(pain_substance_annotations(c, enable=False))
     )
     where = [participant_is(), scorer_is()]
 
-    def metric_panel(title: str, desc: str, unit: str, cols: list[Col], right: str = "") -> None:
+    def metric_panel(
+        title: str, desc: str, unit: str, cols: list[Col], right: tuple[str, ...] = ()
+    ) -> None:
         nonlocal d
         q = select(n, cols, where)
         p = (
@@ -742,21 +790,16 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             .point_size(5)
             .span_nulls(True)
         )
-        if right:
-            p = p.override_by_name(
-                right,
-                [
-                    dm.DynamicConfigValue("custom.axisPlacement", "right"),
-                    dm.DynamicConfigValue("unit", "none"),
-                ],
-            )
+        for name in right:
+            p = p.override_by_name(name, [dm.DynamicConfigValue("custom.axisPlacement", "right")])
         d = d.with_panel(p)
 
     metric_panel(
         "Sleep duration",
-        "Total sleep time, wake after sleep onset, sleep onset latency.",
+        "Total sleep time; wake after sleep onset and sleep onset latency (right axis).",
         "m",
         [col(n, "tst_min", "TST"), col(n, "waso_min", "WASO"), col(n, "sol_min", "SOL")],
+        right=("WASO", "SOL"),
     )
     metric_panel(
         "Sleep architecture",
@@ -769,7 +812,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         "Sleep efficiency (100 TST/TIB); awakenings (right axis).",
         "percent",
         [col(n, "se_pct", "Efficiency"), col(n, "awakenings", "Awakenings")],
-        right="Awakenings",
+        right=("Awakenings",),
     )
     metric_panel(
         "Nocturnal heart rate and HRV",
@@ -780,7 +823,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             col(n, "hr_min_bpm", "HR min"),
             col(n, "rmssd_ms", "RMSSD"),
         ],
-        right="RMSSD",
+        right=("RMSSD",),
     )
 
     title = "Diary: sleep quality"
@@ -872,7 +915,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         n,
         [col(n, key, name, "mean") for key, name in metrics],
         where,
-        interval=f"1d, {SUBSTANCE_DAY_OFFSET}",
+        interval="1d, $day_start",
         fill="none",
     )
     q_taken = select(
@@ -885,7 +928,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             )
         ],
         [participant_is(), tag_is(sch.KIND, "substance"), substance_is],
-        interval=f"1d, {SUBSTANCE_DAY_OFFSET}",
+        interval="1d, $day_start",
         fill="0",
     )
     group_fields: dict[str, object] = {"taken": {"operation": "groupby"}}
@@ -907,8 +950,9 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         table_panel(
             title,
             "Mean night metrics on nights with at least one dose of the substance versus "
-            "nights without, within the time range. A dose belongs to the night starting in "
-            "the same noon-to-noon UTC day. Association only: N-of-1, not randomised.",
+            "nights without, within the time range. A dose belongs to the night that starts "
+            "in the same study day (from $day_start UTC). Association only: N-of-1, not "
+            "randomised.",
             12,
             8,
         )
@@ -927,12 +971,18 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .with_transformation(
             dm.DataTransformerConfig(
                 id_val="organize",
-                options={"renameByName": {"taken": "$substance", "TST (count)": "Nights"}},
+                options={
+                    "renameByName": {
+                        "taken": "Nights of",
+                        "TST (count)": "Nights",
+                        **{f"{name} (mean)": name for _, name in metrics},
+                    }
+                },
             )
         )
         .decimals(1)
         .override_by_name(
-            "$substance",
+            "Nights of",
             [
                 dm.DynamicConfigValue(
                     "mappings",
@@ -940,8 +990,8 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
                         {
                             "type": "value",
                             "options": {
-                                "0": {"text": "nights without", "index": 0},
-                                "1": {"text": "nights with", "index": 1},
+                                "0": {"text": "without", "index": 0},
+                                "1": {"text": "with", "index": 1},
                             },
                         }
                     ],
@@ -951,7 +1001,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .override_by_name("Nights", [dm.DynamicConfigValue("decimals", 0)])
     )
     for name, unit in units.items():
-        p = p.override_by_name(f"{name} (mean)", [dm.DynamicConfigValue("unit", unit)])
+        p = p.override_by_name(name, [dm.DynamicConfigValue("unit", unit)])
     d = d.with_panel(p)
 
     # Nights table with links to the Night dashboard
@@ -1014,20 +1064,26 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     by_p = [sch.PARTICIPANT]
 
     title = "Participants"
+    end_ns, night_label = n.field("end_ns").name, n.field("night").name
     nights_missing = Query(
-        # Days (noon-to-noon UTC) in the range without any night summary.
-        f"SELECT sum({ident('missing')}) AS {ident('Nights missing')} FROM ("
-        f"SELECT 1 - count({ident(n.field('tst_min').name)}) / "
-        f"count({ident(n.field('tst_min').name)}) AS {ident('missing')} "
-        f"FROM {ident(n.name)} WHERE $timeFilter "
-        f"GROUP BY time(1d, {SUBSTANCE_DAY_OFFSET}), {ident(sch.PARTICIPANT.name)} fill(0)"
-        f") GROUP BY {ident(sch.PARTICIPANT.name)}",
+        # Calendar days between the first and the last night received, minus the nights.
+        f"SELECT round(spread({ident(end_ns)}) / 86400000000000) + 1 - "
+        f"count(distinct({ident(night_label)})) AS {ident('Nights missing')} "
+        f"FROM {ident(n.name)} WHERE $timeFilter GROUP BY {ident(sch.PARTICIPANT.name)}",
         (Col("", "Nights missing", "number"),),
         (sch.PARTICIPANT.name,),
     )
     queries = [
         ("A", select(n, [col(n, "night", "Last night received", "last")], [], group_tags=by_p)),
-        ("B", select(n, [col(n, "tst_min", "Nights received", "count")], [], group_tags=by_p)),
+        (
+            "B",
+            select(
+                n,
+                [col(n, "night", "Nights received", "count_distinct")],
+                [],
+                group_tags=by_p,
+            ),
+        ),
         ("C", nights_missing),
         (
             "D",
@@ -1062,6 +1118,15 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             )
         )
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "indexByName": {sch.PARTICIPANT.name: 0},
+                    "renameByName": {sch.PARTICIPANT.name: "Participant"},
+                },
+            )
+        )
         .override_by_name(
             "Last successful push", [dm.DynamicConfigValue("unit", "dateTimeFromNow")]
         )
@@ -1138,6 +1203,18 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             )
         )
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "indexByName": {sch.PARTICIPANT.name: 0, sch.DEVICE_ROLE.name: 1},
+                    "renameByName": {
+                        sch.PARTICIPANT.name: "Participant",
+                        sch.DEVICE_ROLE.name: "Device",
+                    },
+                },
+            )
+        )
         .override_by_name(
             "Battery",
             [

@@ -353,7 +353,9 @@ def frames_from_influx(
                 values = [row[j] for row in s.get("values", [])]
                 name = series_name(s.get("name", ""), column, tags, alias)
                 frames.append(
-                    Frame(name, [Field("Time", times), Field("Value", values, tags)], ref_id, column)
+                    Frame(
+                        name, [Field("Time", times), Field("Value", values, tags)], ref_id, column
+                    )
                 )
     return frames
 
@@ -431,20 +433,18 @@ def _group_by(frames: list[Frame], options: Mapping[str, Any]) -> list[Frame]:
 
 
 def _organize(frames: list[Frame], options: Mapping[str, Any]) -> list[Frame]:
+    """Drop, reorder (``indexByName``; unlisted fields keep their order after) and rename."""
     rename: Mapping[str, str] = options.get("renameByName", {})
     exclude: Mapping[str, bool] = options.get("excludeByName", {})
-    return [
-        Frame(
-            f.name,
-            [
-                Field(rename.get(x.name, x.name), x.values, x.labels)
-                for x in f.fields
-                if not exclude.get(x.name)
-            ],
-            f.ref_id,
-        )
-        for f in frames
-    ]
+    index: Mapping[str, int] = options.get("indexByName", {})
+    out = []
+    for f in frames:
+        kept = [x for x in f.fields if not exclude.get(x.name)]
+        order = {x.name: (index.get(x.name, len(index) + i)) for i, x in enumerate(kept)}
+        kept.sort(key=lambda x: order[x.name])
+        fields = [Field(rename.get(x.name, x.name), x.values, x.labels) for x in kept]
+        out.append(Frame(f.name, fields, f.ref_id, f.column))
+    return out
 
 
 def _filter_fields(frames: list[Frame], options: Mapping[str, Any]) -> list[Frame]:

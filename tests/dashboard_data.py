@@ -29,7 +29,9 @@ PARTICIPANTS = ("p01", "p02")
 SCORER = "hr-motion-lr@0.1.0"
 NIGHTS = tuple(f"2026-03-0{d}" for d in range(1, 8))
 MISSING = {("p02", "2026-03-04")}
-SUBSTANCE_NIGHTS = {"kratom": ("2026-03-01", "2026-03-03", "2026-03-05", "2026-03-06", "2026-03-07")}
+SUBSTANCE_NIGHTS = {
+    "kratom": ("2026-03-01", "2026-03-03", "2026-03-05", "2026-03-06", "2026-03-07")
+}
 """Evenings with a dose (p01 and p02), so nights with and without exist in the range."""
 
 
@@ -136,7 +138,9 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
             hr_epoch = hr_epoch + np.where(stages == sch.STAGE_CODES["wake"], 10.0, 0.0)
             hr_epoch += rng.normal(0, 1.5, n)
             rmssd = np.where(stages == sch.STAGE_CODES["deep"], 55.0, 40.0) + rng.normal(0, 4, n)
-            counts = np.where(stages == sch.STAGE_CODES["wake"], 80.0, 2.0) * rng.uniform(0.5, 1.5, n)
+            counts = np.where(stages == sch.STAGE_CODES["wake"], 80.0, 2.0) * rng.uniform(
+                0.5, 1.5, n
+            )
             cover = np.where(scored, 1.0, 0.2)
             ef = sch.EPOCH_FEATURES
             _write(
@@ -198,7 +202,7 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
             lines += _annotations(p, label, start, end)
             lines += _status(p, start, end, rng)
         _write(db, lineproto.join_lines(lines), study)
-        last = max((lab for (q, lab) in study.nights if q == p))
+        last = max(lab for (q, lab) in study.nights if q == p)
         _samples(db, p, *study.nights[(p, last)], rng, study)
     return study
 
@@ -245,22 +249,64 @@ def _annotations(p: str, label: str, start: int, end: int) -> list[str]:
         out.append(lineproto.schema_line(a.name, tags, fields, sch.annotation_time_ns(t_ns, ident)))
 
     pain = 3 + (k * 5) % 6
-    add("pain", start - 20 * 60 * S_NS, f"{p}-{label}-pb", {
-        "pain_nrs": pain, "pain_when": "bedtime", "body_site": "lower back",
-        "text": f"Pain {pain}/10 at bedtime (lower back)", "tags": "pain,bedtime"})
-    add("pain", end + 10 * 60 * S_NS, f"{p}-{label}-pm", {
-        "pain_nrs": max(pain - 2, 0), "pain_when": "morning",
-        "text": f"Pain {max(pain - 2, 0)}/10 on waking", "tags": "pain,morning"})
+    add(
+        "pain",
+        start - 20 * 60 * S_NS,
+        f"{p}-{label}-pb",
+        {
+            "pain_nrs": pain,
+            "pain_when": "bedtime",
+            "body_site": "lower back",
+            "text": f"Pain {pain}/10 at bedtime (lower back)",
+            "tags": "pain,bedtime",
+        },
+    )
+    add(
+        "pain",
+        end + 10 * 60 * S_NS,
+        f"{p}-{label}-pm",
+        {
+            "pain_nrs": max(pain - 2, 0),
+            "pain_when": "morning",
+            "text": f"Pain {max(pain - 2, 0)}/10 on waking",
+            "tags": "pain,morning",
+        },
+    )
     for substance, nights in SUBSTANCE_NIGHTS.items():
         if label in nights:
-            add("substance", start - 90 * 60 * S_NS, f"{p}-{label}-{substance}", {
-                "substance": substance, "dose": 2.5, "dose_unit": "g", "form": "powder",
-                "text": f"{substance} 2.5 g (powder)", "tags": f"substance,{substance}"})
-    add("substance", start - 14 * 3600 * S_NS, f"{p}-{label}-caffeine", {
-        "substance": "caffeine", "dose": 95.0 + 10 * (k % 3), "dose_unit": "mg",
-        "form": "coffee", "text": "caffeine 95 mg (coffee)", "tags": "substance,caffeine"})
-    add("diary", end + 20 * 60 * S_NS, f"{p}-{label}-diary", {
-        "sleep_quality": 2 + k % 4, "text": f"Slept {2 + k % 4}/5", "tags": "diary"})
+            add(
+                "substance",
+                start - 90 * 60 * S_NS,
+                f"{p}-{label}-{substance}",
+                {
+                    "substance": substance,
+                    "dose": 2.5,
+                    "dose_unit": "g",
+                    "form": "powder",
+                    "text": f"{substance} 2.5 g (powder)",
+                    "tags": f"substance,{substance}",
+                },
+            )
+    if k % 3 != 2:  # coffee most mornings
+        add(
+            "substance",
+            start - 14 * 3600 * S_NS,
+            f"{p}-{label}-caffeine",
+            {
+                "substance": "caffeine",
+                "dose": 95.0 + 10 * (k % 3),
+                "dose_unit": "mg",
+                "form": "coffee",
+                "text": "caffeine 95 mg (coffee)",
+                "tags": "substance,caffeine",
+            },
+        )
+    add(
+        "diary",
+        end + 20 * 60 * S_NS,
+        f"{p}-{label}-diary",
+        {"sleep_quality": 2 + k % 4, "text": f"Slept {2 + k % 4}/5", "tags": "diary"},
+    )
     return out
 
 
@@ -278,8 +324,12 @@ def _status(p: str, start: int, end: int, rng: np.random.Generator) -> list[str]
             lineproto.schema_line(
                 sch.SENDER_STATUS.name,
                 {sch.PARTICIPANT.name: p},
-                {"backlog_points": backlog, "quarantined_points": 0, "push_ok": ok,
-                 "last_ok_ns": last_ok},
+                {
+                    "backlog_points": backlog,
+                    "quarantined_points": 0,
+                    "push_ok": ok,
+                    "last_ok_ns": last_ok,
+                },
                 t_ns,
             )
         )
@@ -296,7 +346,8 @@ def _samples(
     for role, noise in (("chest", 0.8), ("wrist", 2.0)):
         tags = {sch.PARTICIPANT.name: p, sch.DEVICE_ROLE.name: role}
         hr_dev = hr + rng.normal(0, noise, t.size)
-        _write(db, lineproto.schema_columns(sch.HEART_RATE.name, tags, t, {"hr_bpm": hr_dev}),
-               study)
+        _write(
+            db, lineproto.schema_columns(sch.HEART_RATE.name, tags, t, {"hr_bpm": hr_dev}), study
+        )
         rr = 60_000.0 / hr_dev + rng.normal(0, 25, t.size)
         _write(db, lineproto.schema_columns(sch.BEAT.name, tags, t, {"rr_ms": rr}), study)
