@@ -973,8 +973,8 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
                 id_val="organize",
                 options={
                     "renameByName": {
-                        "taken": "Nights of",
-                        "TST (count)": "Nights",
+                        "taken": "Nights",
+                        "TST (count)": "n",
                         **{f"{name} (mean)": name for _, name in metrics},
                     }
                 },
@@ -982,7 +982,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         )
         .decimals(1)
         .override_by_name(
-            "Nights of",
+            "Nights",
             [
                 dm.DynamicConfigValue(
                     "mappings",
@@ -990,15 +990,15 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
                         {
                             "type": "value",
                             "options": {
-                                "0": {"text": "without", "index": 0},
-                                "1": {"text": "with", "index": 1},
+                                "0": {"text": "without a dose", "index": 0},
+                                "1": {"text": "with a dose", "index": 1},
                             },
                         }
                     ],
                 )
             ],
         )
-        .override_by_name("Nights", [dm.DynamicConfigValue("decimals", 0)])
+        .override_by_name("n", [dm.DynamicConfigValue("decimals", 0)])
     )
     for name, unit in units.items():
         p = p.override_by_name(name, [dm.DynamicConfigValue("unit", unit)])

@@ -38,6 +38,20 @@ def _where(path: Any) -> str:
     return "/" + "/".join(str(p) for p in path)
 
 
+def _leaves(err: jsonschema.ValidationError) -> Iterator[jsonschema.ValidationError]:
+    """For an ``anyOf`` failure (a panel is a Panel or a RowPanel), the errors of the branch
+    that came closest, so messages point at the offending key instead of the whole panel."""
+    if not err.context:
+        yield err
+        return
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in err.context:
+        branches.setdefault(sub.schema_path[0] if sub.schema_path else None, []).append(sub)
+    closest = min(branches.values(), key=len)
+    for sub in closest:
+        yield from _leaves(sub)
+
+
 def errors(doc: dict[str, Any]) -> Iterator[str]:
     """Every schema violation of ``doc`` as ``"<json path>: <message>"``.
 
@@ -45,8 +59,9 @@ def errors(doc: dict[str, Any]) -> Iterator[str]:
     ``fieldConfig.defaults.custom`` against its panel type's schema. A panel type without a
     schema is itself an error (the schema would not be checking it).
     """
-    for err in _validator("dashboard.schema.json", "").iter_errors(doc):
-        yield f"{_where(err.absolute_path)}: {err.message}"
+    for top in _validator("dashboard.schema.json", "").iter_errors(doc):
+        for err in _leaves(top):
+            yield f"{_where(err.absolute_path)}: {err.message}"
     known = set(panel_types())
     for i, panel in enumerate(doc.get("panels", [])):
         ptype = panel.get("type")

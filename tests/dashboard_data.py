@@ -41,6 +41,8 @@ class Study:
 
     nights: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     """(participant, night label) -> (first epoch start ns, end ns)."""
+    summaries: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    """(participant, night label) -> the night summary fields written."""
     points: int = 0
 
     @property
@@ -198,6 +200,7 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
                 "scored_frac": float(scored.mean()),
             }
             lines.append(lineproto.schema_line(sch.NIGHT.name, tags_s, summary, start))
+            study.summaries[(p, label)] = summary
             lines += _devices(p, label, start, end, rng)
             lines += _annotations(p, label, start, end)
             lines += _status(p, start, end, rng)

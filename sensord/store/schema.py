@@ -324,7 +324,7 @@ SENDER_STATUS = Measurement(
         _f("backlog_points", INT, "points", "Points still waiting in the outbox after the attempt"),
         _f("quarantined_points", INT, "points", "Points the server refused, kept in quarantine"),
         _f("push_ok", B, "", "Whether the attempt delivered its batch"),
-        _f("last_ok_ns", INT, "ns", "Time of the last successful push, UTC ns (0 before the first)"),
+        _f("last_ok_ns", INT, "ns", "Last successful push, UTC ns (0 before the first)"),
     ),
 )
 
