@@ -3,6 +3,7 @@ read-only InfluxDB user (as the 1.x example asks for) is enough for every dashbo
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,5 @@ def test_a_read_only_user_can_run_every_dashboard(influx_auth_server: InfluxServ
         assert denied.status == 403 or b"not authorized" in denied.body
     finally:
         server.drop_database(db.name)
-        try:
+        with contextlib.suppress(InfluxQueryError):
             server.query(f'DROP USER "{user}"')
-        except InfluxQueryError:
-            pass
