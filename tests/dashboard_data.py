@@ -1,10 +1,11 @@
 """A small study in InfluxDB for the dashboard tests: nights, samples, devices, annotations.
 
-Every point goes through the store's real line-protocol encoder (``schema_line`` /
-``schema_columns``), which validates names, tags and types against
-:mod:`sensord.store.schema`; nothing here spells a measurement or field name that the schema
-does not define. The values are synthetic but plausible (a 90-minute sleep cycle structure,
-heart rate falling in deep sleep, RR = 60000 / HR), fixed by a seed, and the clock is never read.
+Every point goes through the store's own point builders (:mod:`sensord.store.points`, the code
+the daemon and ``sensord backfill`` use) or, where it has none (night summaries, annotations),
+through its line-protocol encoder (``schema_line``); both validate names, tags and types
+against :mod:`sensord.store.schema`. The values are synthetic but plausible (a 90-minute
+sleep cycle structure, heart rate falling in deep sleep, RR = 60000 / HR), fixed by a seed, and
+the clock is never read.
 
 Study: two participants, seven nights (2026-03-01 .. 2026-03-07, evenings in UTC), the second
 participant misses the night of 2026-03-04. Heart rate (1 Hz) and beats for the last night of
@@ -19,7 +20,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from sensord.store import lineproto
+from sensord.model import BeatStream, HeartRateStream
+from sensord.store import lineproto, points
 from sensord.store import schema as sch
 from tests.influx import InfluxDB
 
@@ -92,7 +94,6 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
     """Write the study into ``db``."""
     rng = np.random.default_rng(seed)
     study = Study()
-    names = {v: k for k, v in sch.STAGE_CODES.items()}
     for p in PARTICIPANTS:
         lines: list[str] = []
         for label in NIGHTS:
@@ -111,31 +112,11 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
             prob[np.arange(n)[scored], stages[scored]] += 0.7
             prob[~scored] = np.nan
             tags_s = {sch.PARTICIPANT.name: p, sch.SCORER.name: SCORER}
-            e = sch.EPOCH
             _write(
                 db,
-                lineproto.schema_columns(
-                    e.name,
-                    tags_s,
-                    t,
-                    {
-                        "stage_code": stages,
-                        "p_wake": prob[:, 0],
-                        "p_light": prob[:, 1],
-                        "p_deep": prob[:, 2],
-                        "p_rem": prob[:, 3],
-                        "final": np.ones(n, dtype=bool),
-                    },
-                ),
+                points.epoch_lines(p, SCORER, t, stages, prob, final=True, night=label),
                 study,
             )
-            # string fields go row by row (the columnar path takes numbers only)
-            lines += [
-                lineproto.schema_line(
-                    e.name, tags_s, {"stage": names[int(c)], "night": label}, int(ti)
-                )
-                for ti, c in zip(t, stages, strict=True)
-            ]
             hr_epoch = np.where(stages == sch.STAGE_CODES["deep"], 52.0, 58.0)
             hr_epoch = hr_epoch + np.where(stages == sch.STAGE_CODES["wake"], 10.0, 0.0)
             hr_epoch += rng.normal(0, 1.5, n)
@@ -144,12 +125,11 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
                 0.5, 1.5, n
             )
             cover = np.where(scored, 1.0, 0.2)
-            ef = sch.EPOCH_FEATURES
             _write(
                 db,
-                lineproto.schema_columns(
-                    ef.name,
-                    tags_s,
+                points.epoch_feature_lines(
+                    p,
+                    SCORER,
                     t,
                     {
                         "hr_mean_bpm": np.where(scored, hr_epoch, np.nan),
@@ -165,11 +145,8 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
             for role, hr_cov in (("chest", cover), ("wrist", np.minimum(cover, 0.95))):
                 _write(
                     db,
-                    lineproto.schema_columns(
-                        sch.DEVICE_COVERAGE.name,
-                        {sch.PARTICIPANT.name: p, sch.DEVICE_ROLE.name: role},
-                        t,
-                        {"hr_coverage_frac": hr_cov, "acc_coverage_frac": cover},
+                    points.coverage_lines(
+                        p, role, t, {"hr_coverage_frac": hr_cov, "acc_coverage_frac": cover}
                     ),
                     study,
                 )
@@ -213,15 +190,9 @@ def fill(db: InfluxDB, *, seed: int = 7) -> Study:
 def _devices(p: str, label: str, start: int, end: int, rng: np.random.Generator) -> list[str]:
     out = []
     for i, role in enumerate(("chest", "wrist")):
-        tags = {sch.PARTICIPANT.name: p, sch.DEVICE_ROLE.name: role}
         level = 95 - 7 * NIGHTS.index(label) - 10 * i
         for h in range(0, (end - start) // (3600 * S_NS) + 1):
-            lines_t = start + h * 3600 * S_NS
-            out.append(
-                lineproto.schema_line(
-                    sch.DEVICE_BATTERY.name, tags, {"battery_pct": max(level - h, 3)}, lines_t
-                )
-            )
+            out.append(points.battery_line(p, role, start + h * 3600 * S_NS, max(level - h, 3)))
         drop = start + int(rng.integers(2, 5)) * 3600 * S_NS
         events = [
             (start - 60 * S_NS, "connected", True, ""),
@@ -231,12 +202,7 @@ def _devices(p: str, label: str, start: int, end: int, rng: np.random.Generator)
         ]
         for t_ns, ev, connected, detail in events:
             out.append(
-                lineproto.schema_line(
-                    sch.DEVICE_EVENT.name,
-                    tags,
-                    {"event": ev, "connected": connected, "detail": detail or None},
-                    t_ns,
-                )
+                points.device_event_line(p, role, t_ns, ev, connected=connected, detail=detail)
             )
     return out
 
@@ -324,16 +290,13 @@ def _status(p: str, start: int, end: int, rng: np.random.Generator) -> list[str]
         if ok:
             backlog, last_ok = 0, t_ns
         out.append(
-            lineproto.schema_line(
-                sch.SENDER_STATUS.name,
-                {sch.PARTICIPANT.name: p},
-                {
-                    "backlog_points": backlog,
-                    "quarantined_points": 0,
-                    "push_ok": ok,
-                    "last_ok_ns": last_ok,
-                },
+            points.sender_status_line(
+                p,
                 t_ns,
+                backlog_points=backlog,
+                quarantined_points=0,
+                push_ok=ok,
+                last_ok_ns=last_ok,
             )
         )
     return out
@@ -347,10 +310,7 @@ def _samples(
     minutes = (t - start) / (60 * S_NS)
     hr = 58 + 4 * np.sin(minutes / 45) - 5 * np.exp(-(((minutes - 120) / 40) ** 2))
     for role, noise in (("chest", 0.8), ("wrist", 2.0)):
-        tags = {sch.PARTICIPANT.name: p, sch.DEVICE_ROLE.name: role}
         hr_dev = hr + rng.normal(0, noise, t.size)
-        _write(
-            db, lineproto.schema_columns(sch.HEART_RATE.name, tags, t, {"hr_bpm": hr_dev}), study
-        )
+        _write(db, points.heart_rate_lines(p, role, HeartRateStream(t, hr_dev)), study)
         rr = 60_000.0 / hr_dev + rng.normal(0, 25, t.size)
-        _write(db, lineproto.schema_columns(sch.BEAT.name, tags, t, {"rr_ms": rr}), study)
+        _write(db, points.beat_lines(p, role, BeatStream(t, rr)), study)
