@@ -142,8 +142,9 @@ DEVICE_EVENTS = (
 
 ANNOTATION_KINDS = ("pain", "substance", "diary", "event")
 
-PAIN_WHEN = ("bedtime", "night", "morning")
-"""When a pain rating was given: at bedtime, at a night waking, on waking in the morning."""
+PAIN_WHEN = ("bedtime", "night", "morning", "other")
+"""When a pain rating was given: at bedtime, at a night waking, on waking in the morning,
+or at another time."""
 
 PARTICIPANT_PATTERN = r"[^\x00-\x1f\x7f]{1,64}"
 """Participant ids: 1-64 characters, any printable Unicode (escaped on the wire)."""
@@ -307,6 +308,19 @@ ANNOTATION = Measurement(
         _f("sleep_quality", INT, "1-5", "Diary: sleep quality, 1 very poor to 5 very good"),
         _f("note", S, "", "Free text"),
         _f("deleted", B, "", "true when the participant deleted the annotation"),
+        # added by the annotate area (sensord/annotate.py, sensord/notebook.py)
+        _f("night", S, "", "Night label the annotation belongs to: YYYY-MM-DD"),
+        _f("recorded_ns", INT, "ns", "When the participant entered it, UTC ns"),
+        _f("category", S, "", "Substance class (opioid, gabapentinoid, kratom, ..., other)"),
+        _f("curated", B, "", "Substance name is in sensord's curated list (false: free text)"),
+        _f("route", S, "", "Route taken (oral, smoked, sublingual, ...)"),
+        _f("descriptors", S, "", "Neuropathic pain descriptors, comma-separated (DN4 items)"),
+        _f("sleep_rested", INT, "1-5", "Diary: feeling rested, 1 not at all to 5 very well"),
+        _f("sol_min", F, "min", "Diary: sleep-onset latency"),
+        _f("waso_min", F, "min", "Diary: total duration of night awakenings"),
+        _f("awakenings", INT, "", "Diary: number of awakenings before the final one"),
+        _f("tst_min", F, "min", "Diary: total sleep time (Carney et al. 2012 definition)"),
+        _f("record", S, "", "The annotation record in force as JSON (sensord.annotate.to_fields)"),
     ),
 )
 
