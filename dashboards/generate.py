@@ -350,6 +350,15 @@ def select(
     return Query(" ".join(parts), tuple(cols), tuple(t.name for t in group_tags), alias)
 
 
+def live() -> str:
+    """Annotations still in force: an edit or a deletion overwrites the point with
+    ``deleted = true`` (every annotation point carries the field)."""
+    spec = sch.ANNOTATION.field("deleted")
+    if spec.type is not sch.FieldType.BOOLEAN:
+        raise TypeError(f"annotation.{spec.name} must be boolean, is {spec.type}")
+    return f"{ident(spec.name)} = false"
+
+
 def participant_is() -> str:
     return tag_is(sch.PARTICIPANT, "$participant")
 
@@ -446,7 +455,7 @@ def pain_substance_annotations(
     out: list[cogbuilder.Builder[dm.AnnotationQuery]] = []
     for kind, name, colour in (("pain", "Pain", "#F2495C"), ("substance", "Substances", "#5794F2")):
         text, tags = col(a, "text", "text"), col(a, "tags", "tags")
-        q = select(a, [text, tags], [participant_is(), tag_is(sch.KIND, kind)])
+        q = select(a, [text, tags], [participant_is(), tag_is(sch.KIND, kind), live()])
         c.add(f"annotation: {name}", "Anno", q, "table")
         anno = InfluxAnnotation(name, colour, q.text, "text", "tags")
         anno.enable = enable
@@ -533,7 +542,14 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 
     # Hypnogram
     title = "Hypnogram"
-    q = select(e, [col(e, "stage", "Stage")], [participant_is(), scorer_is(), night_is])
+    # one bucket per epoch, null outside the night: the last stage ends with the night
+    q = select(
+        e,
+        [col(e, "stage", "Stage", "last")],
+        [participant_is(), scorer_is(), night_is],
+        interval="30s",
+        fill="null",
+    )
     d = d.with_panel(
         statetimeline.Panel()
         .title(title)
@@ -717,7 +733,7 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .with_target(c.add(title, "A", q, "time_series"))
         .interval("30s")
         .min(0)
-        .max(1)
+        .axis_soft_max(1.05)
     )
 
     title = "Battery"
@@ -754,7 +770,8 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         "substance",
         "Substance",
         f"SELECT DISTINCT({ident(a.field('substance').name)}) FROM {ident(a.name)} "
-        f"WHERE {participant_is()} AND {tag_is(sch.KIND, 'substance')} AND $timeFilter",
+        f"WHERE {participant_is()} AND {tag_is(sch.KIND, 'substance')} AND {live()} "
+        "AND $timeFilter",
         refresh=dm.VariableRefresh.ON_TIME_RANGE_CHANGED,
         multi=True,
     )
@@ -828,7 +845,9 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
 
     title = "Diary: sleep quality"
     q = select(
-        a, [col(a, "sleep_quality", "Sleep quality")], [participant_is(), tag_is(sch.KIND, "diary")]
+        a,
+        [col(a, "sleep_quality", "Sleep quality")],
+        [participant_is(), tag_is(sch.KIND, "diary"), live()],
     )
     d = d.with_panel(
         ts_panel(title, "Morning diary rating, 1 very poor to 5 very good.", "none", 12, 7)
@@ -840,7 +859,9 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     )
 
     title = "Pain ratings"
-    q = select(a, [col(a, "pain_nrs", "Pain NRS")], [participant_is(), tag_is(sch.KIND, "pain")])
+    q = select(
+        a, [col(a, "pain_nrs", "Pain NRS")], [participant_is(), tag_is(sch.KIND, "pain"), live()]
+    )
     d = d.with_panel(
         ts_panel(
             title,
@@ -862,14 +883,14 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     q_dose = select(
         a,
         [col(a, "dose", "$substance dose", "sum")],
-        [participant_is(), tag_is(sch.KIND, "substance"), substance_is],
+        [participant_is(), tag_is(sch.KIND, "substance"), substance_is, live()],
         interval="1d",
         fill="none",
     )
     q_pain = select(
         a,
         [col(a, "pain_nrs", "Pain NRS (max)", "max")],
-        [participant_is(), tag_is(sch.KIND, "pain")],
+        [participant_is(), tag_is(sch.KIND, "pain"), live()],
         interval="1d",
         fill="none",
     )
@@ -927,7 +948,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
                 "number",
             )
         ],
-        [participant_is(), tag_is(sch.KIND, "substance"), substance_is],
+        [participant_is(), tag_is(sch.KIND, "substance"), substance_is, live()],
         interval="1d, $day_start",
         fill="0",
     )
@@ -974,7 +995,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
                 options={
                     "renameByName": {
                         "taken": "Nights",
-                        "TST (count)": "n",
+                        "TST (count)": "Count",
                         **{f"{name} (mean)": name for _, name in metrics},
                     }
                 },
@@ -998,7 +1019,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
                 )
             ],
         )
-        .override_by_name("n", [dm.DynamicConfigValue("decimals", 0)])
+        .override_by_name("Count", [dm.DynamicConfigValue("decimals", 0)])
     )
     for name, unit in units.items():
         p = p.override_by_name(name, [dm.DynamicConfigValue("unit", unit)])
@@ -1110,7 +1131,7 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             "(noon-to-noon UTC days without a summary) in the time range, the Pi's outbox "
             "backlog and last successful push (reported by the Pi after each push).",
             24,
-            8,
+            6,
         )
         .with_transformation(
             dm.DataTransformerConfig(
@@ -1195,7 +1216,7 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             "Per device: last battery reading, hours covered by heart-rate and motion data in "
             "the time range (sum of per-epoch coverage x 30 s), last connection event.",
             24,
-            8,
+            6,
         )
         .with_transformation(
             dm.DataTransformerConfig(

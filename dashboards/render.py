@@ -220,6 +220,9 @@ def draw_timeseries(
     defaults = panel.get("fieldConfig", {}).get("defaults", {})
     if "min" in defaults or "max" in defaults:
         ax.set_ylim(defaults.get("min"), defaults.get("max"))
+    soft_max = custom.get("axisSoftMax")
+    if soft_max is not None and ax.get_ylim()[1] < soft_max:
+        ax.set_ylim(top=soft_max)
     unit = defaults.get("unit", "")
     ax.set_ylabel({"m": "min", "percentunit": "fraction", "none": ""}.get(unit, unit), fontsize=7)
     _time_axis(ax, result)
@@ -249,7 +252,7 @@ def draw_state_timeline(
         for i, (t, v) in enumerate(zip(times, values, strict=True)):
             if v is None:
                 continue
-            end = times[i + 1] if i + 1 < len(times) else min(result.to_ms, t + 30_000)
+            end = times[i + 1] if i + 1 < len(times) else result.to_ms  # last state: to the end
             text, colour = _mapping_lookup(cfg.get("mappings", []), v)
             colour = colour or PALETTE[hash(text) % len(PALETTE)]
             seen[text] = colour

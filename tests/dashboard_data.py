@@ -1,40 +1,69 @@
-"""A small study in InfluxDB for the dashboard tests: nights, samples, devices, annotations.
+"""A small study in InfluxDB for the dashboard tests, written by sensord's own code path.
 
-Every point goes through the store's own point builders (:mod:`sensord.store.points`, the code
-the daemon and ``sensord backfill`` use) or, where it has none (night summaries, annotations),
-through its line-protocol encoder (``schema_line``); both validate names, tags and types
-against :mod:`sensord.store.schema`. The values are synthetic but plausible (a 90-minute
-sleep cycle structure, heart rate falling in deep sleep, RR = 60000 / HR), fixed by a seed, and
-the clock is never read.
+Two participants, seven nights each in Europe/Berlin (evenings 2026-03-01 .. 2026-03-07); the
+second participant misses the night of 2026-03-04. For every night:
 
-Study: two participants, seven nights (2026-03-01 .. 2026-03-07, evenings in UTC), the second
-participant misses the night of 2026-03-04. Heart rate (1 Hz) and beats for the last night of
-each participant; epochs, features, coverage, summaries, batteries, connection events,
-annotations and the Pi's push status for every night.
+* **simulate**: :mod:`sensord.simulate` (the logs area's night model; kratom evenings get
+  ``NightEffects(rem_scale=0.6, waso_extra_min=40)`` on the following night). The last night
+  of each participant is simulated in full: a Polar H10 (heart rate with RR, 25-Hz PMD
+  accelerometer, one disconnect) whose notifications go through the real
+  :class:`sensord.pipeline.Pipeline` decoders. The other nights use the simulator's
+  hypnogram and beat model only (no BLE payloads), to keep the test fast.
+* **score**: the staging core (:mod:`sensord.staging`): epoch grid, heart rate, NN correction
+  and RMSSD per epoch, ActiGraph counts, coverage, :class:`~sensord.staging.hypnogram.Hypnogram`
+  and :func:`~sensord.staging.metrics.night_metrics`. The stages are the simulator's ground
+  truth (scorer ``sim-truth@1``, one-hot probabilities), unscored where the heart-rate data
+  cover less than half of the epoch, because the staging area's trained scorer is not merged
+  yet.
+* **store**: :mod:`sensord.store.points` builders, ``LocalStore.put_night``, the annotate
+  area's records (:mod:`sensord.annotate` -> :class:`sensord.notebook.NoteBook`) into the
+  real SQLite outbox, then the real :class:`~sensord.store.sender.Sender` with an
+  :class:`~sensord.store.sinks.Influx1Sink`.
+
+Pain ratings at bedtime and on waking, kratom on some evenings, coffee most mornings, a sleep
+diary every morning. The Pi's ``sender_status`` points (which no sender writes yet) are
+added to the outbox with :func:`sensord.store.points.sender_status_line`. Everything is fixed
+by seeds; the clock is never read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sensord.model import BeatStream, HeartRateStream
-from sensord.store import lineproto, points
-from sensord.store import schema as sch
+from sensord import annotate as an
+from sensord import simulate as sim
+from sensord.model import BeatStream, DeviceEvent, RawNotification
+from sensord.notebook import NoteBook
+from sensord.pipeline import Pipeline
+from sensord.staging import cardiac, epochs, motion
+from sensord.staging.hypnogram import Hypnogram
+from sensord.staging.metrics import night_metrics
+from sensord.store import points
+from sensord.store.local import LocalStore
+from sensord.store.sender import Sender
+from sensord.store.sinks import Influx1Sink
 from tests.influx import InfluxDB
 
 S_NS = 1_000_000_000
 EPOCH_NS = 30 * S_NS
+TZ = "Europe/Berlin"
 PARTICIPANTS = ("p01", "p02")
-SCORER = "hr-motion-lr@0.1.0"
+SEEDS = {"p01": 11, "p02": 12}
+SCORER = "sim-truth@1"
+ROLE = "chest"
 NIGHTS = tuple(f"2026-03-0{d}" for d in range(1, 8))
 MISSING = {("p02", "2026-03-04")}
 SUBSTANCE_NIGHTS = {
     "kratom": ("2026-03-01", "2026-03-03", "2026-03-05", "2026-03-06", "2026-03-07")
 }
-"""Evenings with a dose (p01 and p02), so nights with and without exist in the range."""
+"""Evenings with a kratom dose (both participants)."""
+KRATOM = sim.NightEffects(rem_scale=0.6, waso_extra_min=40.0)
+SIM_TO_CODE = np.array([0, 1, 1, 2, 3], dtype=np.int8)
+"""Simulator stages W, N1, N2, N3, R -> schema stage codes wake, light, light, deep, rem."""
 
 
 @dataclass
@@ -43,9 +72,11 @@ class Study:
 
     nights: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     """(participant, night label) -> (first epoch start ns, end ns)."""
-    summaries: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
-    """(participant, night label) -> the night summary fields written."""
-    points: int = 0
+    summaries: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """(participant, night label) -> the night summary stored."""
+    stages: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    """(participant, night label) -> stage code per epoch (schema STAGE_CODES)."""
+    lines_sent: int = 0
 
     @property
     def span_ns(self) -> tuple[int, int]:
@@ -54,263 +85,197 @@ class Study:
         return min(starts) - 12 * 3600 * S_NS, max(ends) + 12 * 3600 * S_NS
 
 
-def _evening_ns(label: str, hour: float) -> int:
-    day = datetime.strptime(label, "%Y-%m-%d").replace(tzinfo=UTC)
-    return int(day.timestamp()) * S_NS + int(hour * 3600 * S_NS)
+def sim_config(p: str) -> sim.SimConfig:
+    effects = tuple(KRATOM if n in SUBSTANCE_NIGHTS["kratom"] else sim.NightEffects()
+                    for n in NIGHTS)  # fmt: skip
+    return sim.SimConfig(
+        seed=SEEDS[p], start_local=f"{NIGHTS[0]}T23:00", tz=TZ, nights=len(NIGHTS),
+        profile="polar_h10", acc_rate_hz=25.0, effects=effects, disconnects_per_night=1.0,
+        participant=p,
+    )  # fmt: skip
 
 
-def hypnogram(n_epochs: int, rng: np.random.Generator) -> np.ndarray:
-    """Stage codes (schema STAGE_CODES) with sleep onset, 90-min cycles, brief awakenings."""
-    codes = sch.STAGE_CODES
-    out = np.full(n_epochs, codes["light"], dtype=np.int64)
-    onset = int(rng.integers(20, 40))
-    out[:onset] = codes["wake"]
-    cycle = 180  # epochs (90 min)
-    for start in range(onset, n_epochs, cycle):
-        k = (start - onset) // cycle
-        deep = max(40 - 10 * k, 0)
-        rem = 10 + 8 * k
-        a = start + 30
-        out[a : a + deep] = codes["deep"]
-        b = min(start + cycle, n_epochs)
-        out[max(b - rem, a + deep) : b] = codes["rem"]
-    wakes = rng.choice(np.arange(onset + 10, n_epochs - 5), size=4, replace=False)
-    for w in wakes:
-        out[w : w + int(rng.integers(1, 5))] = codes["wake"]
-    gap = int(rng.integers(onset + 50, n_epochs - 60))
-    out[gap : gap + 6] = codes["unscored"]
-    return out
+def _decode(cfg: sim.SimConfig, night: sim.SimNight) -> Pipeline:
+    """The night's notifications and device events through the daemon's pipeline."""
+    walls, items = sim.night_events(cfg, night)
+    pipe = Pipeline()
+    dev = cfg.device_id()
+    for wall, item in zip(walls.tolist(), items, strict=True):
+        if isinstance(item, DeviceEvent):
+            pipe.feed(DeviceEvent(item.device, item.kind, wall, wall, item.detail))
+        else:
+            pipe.feed(RawNotification(dev, item[0], wall, wall, item[1]))
+    pipe.end_session()
+    return pipe
 
 
-def _write(db: InfluxDB, body: bytes | str, study: Study) -> None:
-    data = body.encode() if isinstance(body, str) else body
-    ans = db.write(data)
-    if ans.status != 204:
-        raise RuntimeError(f"write refused: {ans.status} {ans.text}")
-    study.points += data.count(b"\n")
+def _epoch_sd(grid: epochs.EpochGrid, t_ns: np.ndarray, x: np.ndarray) -> np.ndarray:
+    mean = epochs.epoch_mean(grid, t_ns, x)
+    mean_sq = epochs.epoch_mean(grid, t_ns, x * x)
+    return np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
 
 
-def fill(db: InfluxDB, *, seed: int = 7) -> Study:
-    """Write the study into ``db``."""
-    rng = np.random.default_rng(seed)
-    study = Study()
-    for p in PARTICIPANTS:
-        lines: list[str] = []
-        for label in NIGHTS:
-            if (p, label) in MISSING:
-                continue
-            start = _evening_ns(label, 22.5 + float(rng.uniform(-0.4, 0.4)))
-            start -= start % EPOCH_NS
-            n = 960 - int(rng.integers(0, 60))
-            end = start + n * EPOCH_NS
-            study.nights[(p, label)] = (start, end)
-            t = start + EPOCH_NS * np.arange(n, dtype=np.int64)
-            stages = hypnogram(n, rng)
-            scored = stages >= 0
-            # probabilities: the true stage gets most of the mass
-            prob = rng.dirichlet(np.ones(4), size=n) * 0.3
-            prob[np.arange(n)[scored], stages[scored]] += 0.7
-            prob[~scored] = np.nan
-            tags_s = {sch.PARTICIPANT.name: p, sch.SCORER.name: SCORER}
-            _write(
-                db,
-                points.epoch_lines(p, SCORER, t, stages, prob, final=True, night=label),
-                study,
-            )
-            hr_epoch = np.where(stages == sch.STAGE_CODES["deep"], 52.0, 58.0)
-            hr_epoch = hr_epoch + np.where(stages == sch.STAGE_CODES["wake"], 10.0, 0.0)
-            hr_epoch += rng.normal(0, 1.5, n)
-            rmssd = np.where(stages == sch.STAGE_CODES["deep"], 55.0, 40.0) + rng.normal(0, 4, n)
-            counts = np.where(stages == sch.STAGE_CODES["wake"], 80.0, 2.0) * rng.uniform(
-                0.5, 1.5, n
-            )
-            cover = np.where(scored, 1.0, 0.2)
-            _write(
-                db,
-                points.epoch_feature_lines(
-                    p,
-                    SCORER,
-                    t,
-                    {
-                        "hr_mean_bpm": np.where(scored, hr_epoch, np.nan),
-                        "hr_std_bpm": np.where(scored, rng.uniform(1, 4, n), np.nan),
-                        "rmssd_ms": np.where(scored, rmssd, np.nan),
-                        "activity_counts": counts,
-                        "acc_std_g": counts / 4000.0,
-                        "coverage_frac": cover,
-                    },
-                ),
-                study,
-            )
-            for role, hr_cov in (("chest", cover), ("wrist", np.minimum(cover, 0.95))):
-                _write(
-                    db,
-                    points.coverage_lines(
-                        p, role, t, {"hr_coverage_frac": hr_cov, "acc_coverage_frac": cover}
-                    ),
-                    study,
-                )
-            # summary, from the epochs (definitions as in docs/staging.md)
-            sleep = np.isin(stages, [sch.STAGE_CODES[s] for s in ("light", "deep", "rem")])
-            first = int(np.argmax(sleep))
-            last = n - int(np.argmax(sleep[::-1]))
-            wake_after = (stages[first:last] == sch.STAGE_CODES["wake"]).astype(np.int64)
-            awakenings = int(np.sum(np.diff(np.concatenate([[0], wake_after])) == 1))
-            rem_idx = np.flatnonzero(stages == sch.STAGE_CODES["rem"])
-            summary = {
-                "night": label,
-                "final": True,
-                "end_ns": end,
-                "tib_min": n / 2,
-                "tst_min": float(sleep.sum()) / 2,
-                "sol_min": first / 2,
-                "waso_min": float(wake_after.sum()) / 2,
-                "se_pct": 100.0 * float(sleep.sum()) / n,
-                "awakenings": awakenings,
-                "light_min": float(np.sum(stages == sch.STAGE_CODES["light"])) / 2,
-                "deep_min": float(np.sum(stages == sch.STAGE_CODES["deep"])) / 2,
-                "rem_min": float(np.sum(stages == sch.STAGE_CODES["rem"])) / 2,
-                "rem_latency_min": (int(rem_idx[0]) - first) / 2 if rem_idx.size else None,
-                "hr_mean_bpm": float(np.mean(hr_epoch[sleep])),
-                "hr_min_bpm": float(np.min(hr_epoch[sleep])),
-                "rmssd_ms": float(np.mean(rmssd[sleep])),
-                "scored_frac": float(scored.mean()),
-            }
-            lines.append(lineproto.schema_line(sch.NIGHT.name, tags_s, summary, start))
-            study.summaries[(p, label)] = summary
-            lines += _devices(p, label, start, end, rng)
-            lines += _annotations(p, label, start, end)
-            lines += _status(p, start, end, rng)
-        _write(db, lineproto.join_lines(lines), study)
-        last = max(lab for (q, lab) in study.nights if q == p)
-        _samples(db, p, *study.nights[(p, last)], rng, study)
-    return study
-
-
-def _devices(p: str, label: str, start: int, end: int, rng: np.random.Generator) -> list[str]:
-    out = []
-    for i, role in enumerate(("chest", "wrist")):
-        level = 95 - 7 * NIGHTS.index(label) - 10 * i
-        for h in range(0, (end - start) // (3600 * S_NS) + 1):
-            out.append(points.battery_line(p, role, start + h * 3600 * S_NS, max(level - h, 3)))
-        drop = start + int(rng.integers(2, 5)) * 3600 * S_NS
-        events = [
-            (start - 60 * S_NS, "connected", True, ""),
-            (drop, "disconnected", False, "link loss"),
-            (drop + 4 * 60 * S_NS, "connected", True, ""),
-            (end + 60 * S_NS, "disconnected", False, "night window closed"),
-        ]
-        for t_ns, ev, connected, detail in events:
-            out.append(
-                points.device_event_line(p, role, t_ns, ev, connected=connected, detail=detail)
-            )
-    return out
-
-
-def _annotations(p: str, label: str, start: int, end: int) -> list[str]:
-    a = sch.ANNOTATION
-    out = []
-    k = NIGHTS.index(label)
-
-    def add(kind: str, t_ns: int, ident: str, fields: dict[str, object]) -> None:
-        tags = {sch.PARTICIPANT.name: p, sch.KIND.name: kind}
-        fields = {"id": ident, "deleted": False, **fields}
-        out.append(lineproto.schema_line(a.name, tags, fields, sch.annotation_time_ns(t_ns, ident)))
-
-    pain = 3 + (k * 5) % 6
-    add(
-        "pain",
-        start - 20 * 60 * S_NS,
-        f"{p}-{label}-pb",
-        {
-            "pain_nrs": pain,
-            "pain_when": "bedtime",
-            "body_site": "lower back",
-            "text": f"Pain {pain}/10 at bedtime (lower back)",
-            "tags": "pain,bedtime",
-        },
-    )
-    add(
-        "pain",
-        end + 10 * 60 * S_NS,
-        f"{p}-{label}-pm",
-        {
-            "pain_nrs": max(pain - 2, 0),
-            "pain_when": "morning",
-            "text": f"Pain {max(pain - 2, 0)}/10 on waking",
-            "tags": "pain,morning",
-        },
-    )
-    for substance, nights in SUBSTANCE_NIGHTS.items():
-        if label in nights:
-            add(
-                "substance",
-                start - 90 * 60 * S_NS,
-                f"{p}-{label}-{substance}",
-                {
-                    "substance": substance,
-                    "dose": 2.5,
-                    "dose_unit": "g",
-                    "form": "powder",
-                    "text": f"{substance} 2.5 g (powder)",
-                    "tags": f"substance,{substance}",
-                },
-            )
-    if k % 3 != 2:  # coffee most mornings
-        add(
-            "substance",
-            start - 14 * 3600 * S_NS,
-            f"{p}-{label}-caffeine",
-            {
-                "substance": "caffeine",
-                "dose": 95.0 + 10 * (k % 3),
-                "dose_unit": "mg",
-                "form": "coffee",
-                "text": "caffeine 95 mg (coffee)",
-                "tags": "substance,caffeine",
-            },
+def _night(store: LocalStore, p: str, cfg: sim.SimConfig, k: int, full: bool, study: Study) -> None:
+    label = NIGHTS[k]
+    start = sim.night_starts_ns(cfg)[k]
+    lines: list[bytes] = []
+    if full:
+        night = sim.simulate_night(cfg, k, start_ns=start)
+        pipe = _decode(cfg, night)
+        streams = pipe.night()
+        truth = night.stage
+        beats, hr, acc = streams.beats, streams.hr, streams.acc
+        assert beats is not None and hr is not None and acc is not None
+    else:
+        rng = np.random.default_rng([cfg.seed, k])
+        truth = sim.simulate_hypnogram(int(cfg.duration_h * 120), rng, cfg.effects_for(k))
+        beat_s, _, _ = sim.simulate_beats(truth, rng, cfg.effects_for(k))
+        beats = BeatStream(start + np.round(beat_s[1:] * S_NS).astype(np.int64),
+                           np.diff(beat_s) * 1000.0)  # fmt: skip
+        hr = acc = None
+    grid = epochs.EpochGrid(start, int(truth.size))
+    end = grid.end_ns
+    nn = cardiac.correct_rr(beats)
+    rmssd = cardiac.hrv_per_epoch(grid, nn)["rmssd_ms"]
+    if hr is not None:
+        hr_epoch = epochs.epoch_mean(grid, hr.t_ns, hr.hr_bpm)
+        hr_cov = epochs.second_coverage(grid, hr.t_ns)
+    else:
+        hr_epoch = cardiac.hr_from_nn(grid, nn)
+        hr_cov = epochs.interval_coverage(
+            grid, beats.t_ns, np.round(beats.rr_ms * 1e6).astype(np.int64)
         )
-    add(
-        "diary",
-        end + 20 * 60 * S_NS,
-        f"{p}-{label}-diary",
-        {"sleep_quality": 2 + k % 4, "text": f"Slept {2 + k % 4}/5", "tags": "diary"},
+    codes = SIM_TO_CODE[truth]
+    codes[hr_cov < 0.5] = -1
+    proba = np.full((grid.n, 4), np.nan)
+    scored = codes >= 0
+    proba[scored] = np.eye(4)[codes[scored]]
+    hyp = Hypnogram(start, codes, proba, SCORER)
+    m = night_metrics(hyp, hr_bpm=hr_epoch, rmssd_ms=rmssd)
+    lines.append(points.epoch_lines(p, SCORER, grid.t_ns, codes, proba, final=True, night=label))
+    acc_cov = hr_cov
+    if full:
+        assert hr is not None and acc is not None
+        lines.append(points.heart_rate_lines(p, ROLE, hr))
+        lines.append(points.beat_lines(p, ROLE, beats))
+        counts = motion.counts_from_stream(acc)
+        idx = epochs.epoch_index(grid, counts.t_ns)
+        ok = idx >= 0
+        act = np.bincount(idx[ok], weights=counts.counts[ok], minlength=grid.n)[: grid.n]
+        acc_cov = epochs.second_coverage(grid, acc.t_ns)
+        feats = {
+            "hr_mean_bpm": hr_epoch,
+            "rmssd_ms": rmssd,
+            "activity_counts": np.where(acc_cov > 0, act, np.nan),
+            "acc_std_g": _epoch_sd(grid, acc.t_ns, np.linalg.norm(acc.acc_g, axis=1)),
+            "coverage_frac": hr_cov,
+        }
+        lines.append(points.epoch_feature_lines(p, SCORER, grid.t_ns, feats))
+        for ev in pipe.device_events:
+            line = points.device_event_line(
+                p, ROLE, ev.wall_ns, ev.kind, connected=ev.kind != "disconnected", detail=ev.detail
+            )
+            lines.append(line.encode() + b"\n")
+        battery = pipe.devices[cfg.device_id()].get("battery")
+        for t_ns, pct in zip(battery.t_ns.tolist(), battery.battery_pct.tolist(), strict=True):
+            lines.append(points.battery_line(p, ROLE, t_ns, int(pct)).encode() + b"\n")
+    else:
+        level = 90 - 6 * k
+        for h in range(0, (end - start) // (3600 * S_NS) + 1):
+            t_ns = start + h * 3600 * S_NS
+            lines.append(points.battery_line(p, ROLE, t_ns, max(level - h, 3)).encode() + b"\n")
+        for t_ns, kind in ((start - 60 * S_NS, "connected"), (end + 60 * S_NS, "disconnected")):
+            line = points.device_event_line(p, ROLE, t_ns, kind, connected=kind == "connected")
+            lines.append(line.encode() + b"\n")
+    lines.append(
+        points.coverage_lines(
+            p, ROLE, grid.t_ns, {"hr_coverage_frac": hr_cov, "acc_coverage_frac": acc_cov}
+        )
     )
-    return out
+    for body in lines:
+        store.add_body(body, source="dashboard-study")
+    summary = {
+        "participant": p, "scorer": SCORER, "night": label, "start_ns": start, "end_ns": end,
+        "final": True, "scored_frac": m["coverage"],
+        **{k2: m[k2] for k2 in ("tib_min", "tst_min", "sol_min", "waso_min", "se_pct",
+                                "awakenings", "light_min", "deep_min", "rem_min",
+                                "rem_latency_min", "hr_mean_bpm", "hr_min_bpm", "rmssd_ms")
+           if m.get(k2) is not None},
+    }  # fmt: skip
+    store.put_night(summary)
+    study.nights[(p, label)] = (start, end)
+    study.summaries[(p, label)] = summary
+    study.stages[(p, label)] = codes
+    _annotations(store, p, label, start, end)
+    _status(store, p, start, end, np.random.default_rng([cfg.seed, k, 3]))
 
 
-def _status(p: str, start: int, end: int, rng: np.random.Generator) -> list[str]:
+def _annotations(store: LocalStore, p: str, label: str, start: int, end: int) -> None:
+    """What the participant enters, through the annotate area's model and notebook."""
+    k = NIGHTS.index(label)
+    now = end + 2 * 3600 * S_NS  # entered in the morning at the latest
+    pain = 3 + (k * 5) % 6
+    records = [
+        an.pain(pain, "bedtime", now_ns=now, tz=TZ, at=start - 20 * 60 * S_NS,
+                body_site="lower back"),
+        an.pain(max(pain - 2, 0), "morning", now_ns=now, tz=TZ, at=end + 10 * 60 * S_NS),
+        an.diary(now_ns=now, tz=TZ, night=label, in_bed="22:40", tried_sleep="22:50",
+                 sol_min=15, awakenings=1, waso_min=10, final_wake="06:30", out_of_bed="06:45",
+                 quality=2 + k % 4, rested=3),
+    ]  # fmt: skip
+    if label in SUBSTANCE_NIGHTS["kratom"]:
+        records.append(an.substance("kratom", now_ns=now, tz=TZ, dose=2.5, unit="g",
+                                    form="powder", at=start - 90 * 60 * S_NS))  # fmt: skip
+    if k % 3 != 2:  # coffee most mornings
+        records.append(an.substance("caffeine", now_ns=now, tz=TZ, dose=95 + 10 * (k % 3),
+                                    unit="mg", form="drink", at=start - 14 * 3600 * S_NS))  # fmt: skip
+    book = NoteBook(store, p)
+    book.append(records)
+    if p == "p01" and k == len(NIGHTS) - 1:
+        # entered by mistake, then deleted: must not show on any dashboard
+        wrong = an.substance("alcohol", now_ns=now, tz=TZ, dose=2, unit="standard drinks",
+                             at=start - 60 * 60 * S_NS)  # fmt: skip
+        book.append([wrong])
+        book.append([an.delete(book.history(), wrong, now_ns=now)])
+
+
+def _status(store: LocalStore, p: str, start: int, end: int, rng: np.random.Generator) -> None:
+    backlog, last_ok = 0, 0
     out = []
-    backlog = 0
-    last_ok = 0
     for h in range(0, (end - start) // (3600 * S_NS) + 2):
         t_ns = start + h * 3600 * S_NS
         backlog += int(rng.integers(3000, 6000))
         ok = bool(rng.uniform() > 0.2)
         if ok:
             backlog, last_ok = 0, t_ns
-        out.append(
-            points.sender_status_line(
-                p,
-                t_ns,
-                backlog_points=backlog,
-                quarantined_points=0,
-                push_ok=ok,
-                last_ok_ns=last_ok,
-            )
-        )
-    return out
+        out.append(points.sender_status_line(p, t_ns, backlog_points=backlog,
+                                             quarantined_points=0, push_ok=ok,
+                                             last_ok_ns=last_ok))  # fmt: skip
+    store.add_lines(out, source="dashboard-study")
 
 
-def _samples(
-    db: InfluxDB, p: str, start: int, end: int, rng: np.random.Generator, study: Study
-) -> None:
-    """1-Hz heart rate and beats for one night, chest and wrist."""
-    t = np.arange(start, end, S_NS, dtype=np.int64)
-    minutes = (t - start) / (60 * S_NS)
-    hr = 58 + 4 * np.sin(minutes / 45) - 5 * np.exp(-(((minutes - 120) / 40) ** 2))
-    for role, noise in (("chest", 0.8), ("wrist", 2.0)):
-        hr_dev = hr + rng.normal(0, noise, t.size)
-        _write(db, points.heart_rate_lines(p, role, HeartRateStream(t, hr_dev)), study)
-        rr = 60_000.0 / hr_dev + rng.normal(0, 25, t.size)
-        _write(db, points.beat_lines(p, role, BeatStream(t, rr)), study)
+def fill(
+    db: InfluxDB, workdir: Path, *, full: bool = True, auth: tuple[str, str] = ("", "")
+) -> Study:
+    """Simulate, score and store the study, then push the outbox into ``db``.
+
+    ``full=False`` skips the BLE-level simulation of the last nights (no samples stored):
+    enough for the Person and Operations dashboards.
+    """
+    study = Study()
+    with LocalStore(workdir / "outbox.sqlite") as store:
+        for p in PARTICIPANTS:
+            cfg = sim_config(p)
+            for k, label in enumerate(NIGHTS):
+                if (p, label) not in MISSING:
+                    last = full and k == len(NIGHTS) - 1
+                    _night(store, p, cfg, k, full=last, study=study)
+        sink = Influx1Sink(db.url, db.name, username=auth[0], password=auth[1], gzip_body=False)
+        try:
+            report = Sender(store, sink, batch_lines=20_000, batch_bytes=4_000_000).flush()
+        finally:
+            sink.close()
+        if not report.finished or report.quarantined:
+            raise RuntimeError(f"push incomplete: {report}")
+        study.lines_sent = report.sent_lines
+    return study

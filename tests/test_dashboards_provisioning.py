@@ -12,7 +12,14 @@ import yaml
 
 from dashboards import check, generate
 from tests import dashboard_data as dd
-from tests.influx import InfluxDB, InfluxQueryError, InfluxServer, unique_db_name
+from tests.influx import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    InfluxDB,
+    InfluxQueryError,
+    InfluxServer,
+    unique_db_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROV = ROOT / "dashboards" / "provisioning"
@@ -49,7 +56,9 @@ def test_dashboard_provider_loads_a_folder_of_json() -> None:
     assert provider["allowUiUpdates"] is False  # the JSON in git stays the source of truth
 
 
-def test_a_read_only_user_can_run_every_dashboard(influx_auth_server: InfluxServer) -> None:
+def test_a_read_only_user_can_run_every_dashboard(
+    influx_auth_server: InfluxServer, tmp_path: Path
+) -> None:
     server = influx_auth_server
     if not server.running:
         server.start()
@@ -57,7 +66,7 @@ def test_a_read_only_user_can_run_every_dashboard(influx_auth_server: InfluxServ
     server.create_database(db.name)
     user, password = f"grafana_{db.name}", "read 'only' pass"
     try:
-        study = dd.fill(db)
+        study = dd.fill(db, tmp_path, full=False, auth=(ADMIN_USER, ADMIN_PASSWORD))
         # exactly what the 1.x provisioning example tells the operator to run
         server.create_user(user, password, db=db.name, privilege="READ")
 

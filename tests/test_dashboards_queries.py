@@ -32,12 +32,14 @@ H_NS = 3600 * 1_000_000_000
 
 
 @pytest.fixture(scope="module")
-def study_db(influx_server: InfluxServer) -> Iterator[tuple[InfluxDB, dd.Study]]:
+def study_db(
+    influx_server: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[InfluxDB, dd.Study]]:
     if not influx_server.running:
         influx_server.start()
     db = InfluxDB(influx_server, unique_db_name("dash"))
     influx_server.create_database(db.name)
-    study = dd.fill(db)
+    study = dd.fill(db, tmp_path_factory.mktemp("dash"))
     yield db, study
     if influx_server.running:
         influx_server.drop_database(db.name)
@@ -129,8 +131,20 @@ def test_with_versus_without_matches_a_python_split(study_db: tuple[InfluxDB, dd
     without = [n for n in dd.NIGHTS if n not in dd.SUBSTANCE_NIGHTS["kratom"]]
     for taken, labels in ((1, with_k), (0, without)):
         tst = [float(study.summaries[("p01", n)]["tst_min"]) for n in labels]  # type: ignore[arg-type]
-        assert rows[taken]["n"] == len(labels)
+        assert rows[taken]["Count"] == len(labels)
         assert rows[taken]["TST"] == pytest.approx(np.mean(tst))
+
+
+def test_deleted_annotations_stay_hidden(study_db: tuple[InfluxDB, dd.Study]) -> None:
+    """p01 entered alcohol by mistake on the last evening and deleted it."""
+    db, study = study_db
+    stored = db.query('SELECT "deleted" FROM "annotation" WHERE "substance" = \'alcohol\'')
+    assert [r["deleted"] for r in stored.rows()] == [True]  # it is in InfluxDB, marked
+    night = run_check(db, study, "night")
+    texts = [t for f in night.annotations["Substances"] for t in f.field("text").values]
+    assert texts and not any("alcohol" in t for t in texts)
+    person = run_check(db, study, "person")
+    assert sorted(person.variables["substance"]) == ["caffeine", "kratom"]
 
 
 def test_night_panels_show_the_written_night(study_db: tuple[InfluxDB, dd.Study]) -> None:
@@ -142,44 +156,48 @@ def test_night_panels_show_the_written_night(study_db: tuple[InfluxDB, dd.Study]
     assert stat.field("Awakenings").values == [summary["awakenings"]]
     (hyp,) = _panel(result, "Hypnogram").frames
     start, end = study.nights[("p01", dd.NIGHTS[-1])]
-    assert len(hyp) == (end - start) // dd.EPOCH_NS
-    assert set(hyp.field("Value").values) <= set(sch.STAGES)
+    shown = [v for v in hyp.field("Value").values if v is not None]
+    by_code = {code: name for name, code in sch.STAGE_CODES.items()}
+    assert shown == [by_code[int(c)] for c in study.stages[("p01", dd.NIGHTS[-1])]]
+    assert len(shown) == (end - start) // dd.EPOCH_NS
 
 
 def test_renaming_a_field_makes_the_check_fail(
-    influx_server: InfluxServer, monkeypatch: pytest.MonkeyPatch
+    study_db: tuple[InfluxDB, dd.Study], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer that follows a renamed schema field leaves the dashboard's panel empty, and the
     check says which panel and query; regenerating refuses until the dashboards are updated."""
-    db = InfluxDB(influx_server, unique_db_name("rename"))
-    influx_server.create_database(db.name)
+    db, study = study_db
+    assert run_check(db, study, "night").problems == []  # clean before the rename
+    renamed = tuple(
+        dataclasses.replace(f, name="rr_interval_ms") if f.name == "rr_ms" else f
+        for f in sch.BEAT.fields
+    )
+    beat = dataclasses.replace(sch.BEAT, fields=renamed)
+    monkeypatch.setattr(sch, "BEAT", beat)
+    monkeypatch.setitem(sch.BY_NAME, beat.name, beat)
+    # the writer, updated to the new schema, stores the beats under the new field name
+    start, end = study.nights[("p01", dd.NIGHTS[-1])]
+    t = np.arange(start, end, 1_000_000_000, dtype=np.int64)
+    body = lineproto.schema_columns(
+        beat.name,
+        {sch.PARTICIPANT.name: "p01", sch.DEVICE_ROLE.name: dd.ROLE},
+        t,
+        {"rr_interval_ms": np.full(t.size, 1000.0)},
+    )
+    copy = InfluxDB(db.server, unique_db_name("rename"))
+    db.server.create_database(copy.name)
     try:
-        study = dd.fill(db)
-        assert run_check(db, study, "night").problems == []  # sanity: clean before the rename
-        renamed = tuple(
-            dataclasses.replace(f, name="rr_interval_ms") if f.name == "rr_ms" else f
-            for f in sch.BEAT.fields
-        )
-        beat = dataclasses.replace(sch.BEAT, fields=renamed)
-        monkeypatch.setattr(sch, "BEAT", beat)
-        monkeypatch.setitem(sch.BY_NAME, beat.name, beat)
-        # the pipeline, updated to the new schema, re-writes the beats under the new name
-        db.query(f'DROP MEASUREMENT "{beat.name}"')
-        start, end = study.nights[("p01", dd.NIGHTS[-1])]
-        t = np.arange(start, end, 1_000_000_000, dtype=np.int64)
-        body = lineproto.schema_columns(
-            beat.name,
-            {sch.PARTICIPANT.name: "p01", sch.DEVICE_ROLE.name: "chest"},
-            t,
-            {"rr_interval_ms": np.full(t.size, 1000.0)},
-        )
-        assert db.write(body).status == 204
-        problems = run_check(db, study, "night").problems
+        # same study, except that RR intervals only exist under the new name
+        db.query(f'SELECT * INTO "{copy.name}"."autogen".:MEASUREMENT FROM /.*/ GROUP BY *')
+        copy.query(f'DROP MEASUREMENT "{beat.name}"')
+        assert copy.write(body).status == 204
+        problems = run_check(copy, study, "night").problems
         assert problems == ["sensord-night / RR intervals and HRV / A: no data"]
         with pytest.raises(KeyError, match="rr_ms"):
             generate.build_all()
     finally:
-        influx_server.drop_database(db.name)
+        db.server.drop_database(copy.name)
 
 
 def test_renaming_a_measurement_makes_the_check_fail(
