@@ -227,8 +227,9 @@ def _annotations(store: LocalStore, p: str, label: str, start: int, end: int) ->
         records.append(an.substance("kratom", now_ns=now, tz=TZ, dose=2.5, unit="g",
                                     form="powder", at=start - 90 * 60 * S_NS))  # fmt: skip
     if k % 3 != 2:  # coffee most mornings
-        records.append(an.substance("caffeine", now_ns=now, tz=TZ, dose=95 + 10 * (k % 3),
-                                    unit="mg", form="drink", at=start - 14 * 3600 * S_NS))  # fmt: skip
+        coffee = an.substance("caffeine", now_ns=now, tz=TZ, dose=95 + 10 * (k % 3), unit="mg",
+                              form="drink", at=start - 14 * 3600 * S_NS)  # fmt: skip
+        records.append(coffee)
     book = NoteBook(store, p)
     book.append(records)
     if p == "p01" and k == len(NIGHTS) - 1:
