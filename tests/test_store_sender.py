@@ -282,3 +282,32 @@ def test_push_cli_shows_progress(influxdb: InfluxDB, tmp_path: Path) -> None:
     assert f"pushed {n} lines" in res.output and "0 left in the outbox" in res.output
     assert "left" in res.output and "sent 1000 lines" in res.output
     assert http("GET", influxdb.url + "/ping").status == 204
+
+
+def test_send_now_direct_path_and_fallback_to_outbox(influxdb: InfluxDB, tmp_path: Path) -> None:
+    night = make_night(hours=1.0, seed=9)
+    body = night.lines()
+    n = body.count(b"\n")
+    with LocalStore(tmp_path / "s.sqlite") as store:
+        # server down: nothing is lost, everything waits in the outbox
+        dead = Influx1Sink(f"http://127.0.0.1:{free_port()}", influxdb.name, timeout_s=2)
+        report = Sender(store, dead, batch_lines=1000).send_now(body, source="backfill")
+        assert not report.finished and report.pending_lines == n
+        assert "no answer" in store.stats().last_error
+        # a type conflict in the middle: only those lines are quarantined
+        assert (
+            influxdb.write(
+                f"beat,device_role=chest,participant=P-001 rr_ms=1i {night.beats.t_ns[0] - 1}\n"
+            ).status
+            == 204
+        )
+        live = Sender(store, Influx1Sink(influxdb.url, influxdb.name), batch_lines=1000)
+        report = live.send_now(body, source="backfill")
+        assert report.finished and report.quarantined == len(night.beats)
+        assert report.sent_lines == n - len(night.beats)
+        assert store.stats().sent_lines_total == n - len(night.beats)
+        assert store.stats().quarantined == len(night.beats)
+        # the outbox copy from the outage goes too (same points again: idempotent)
+        assert live.flush().finished
+    assert influxdb.count("heart_rate", "hr_bpm") == int((~np.isnan(night.hr.hr_bpm)).sum())
+    assert influxdb.count("epoch", "stage") == night.epoch_t_ns.size

@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sensord.errors import AuthError, StoreError
 from sensord.store.local import Batch, LocalStore
@@ -102,20 +102,7 @@ class Sender:
                         self.on_progress(report)
                     continue
                 report.last_error = f"{self.sink.where}: {stop.message}"
-                if stop.verdict is Verdict.AUTH:
-                    self.store.record_error(report.last_error)
-                    raise AuthError(
-                        f"{self.sink.where} refused the credentials (HTTP {stop.status}): "
-                        f"{stop.message}. Sending stopped; fix username/password or token "
-                        "in the config, nothing is lost (data stays in the outbox)."
-                    )
-                if stop.verdict is Verdict.MISSING:
-                    self.store.record_error(report.last_error)
-                    raise StoreError(
-                        f"{self.sink.where}: {stop.message} (HTTP {stop.status}). Was the "
-                        "database/bucket deleted or misspelt? Sending stopped; the data "
-                        "stays in the outbox until it exists again."
-                    )
+                self._raise_if_fatal(stop, report)
                 # transient
                 self.store.reject(batch, report.last_error)
                 if max_retries is not None and failures >= max_retries:
@@ -130,10 +117,110 @@ class Sender:
             report.pending_lines = self.store.stats().pending_lines
         return report
 
-    def _deliver(self, batch: Batch, report: FlushReport) -> WriteOutcome | None:
-        """Send one batch; ``None`` when it is settled (delivered and/or quarantined)."""
+    def send_now(self, body: bytes, *, source: str = "") -> FlushReport:
+        """Send newline-split line protocol (columnar output) straight to the sink,
+        bypassing the outbox -- for backfills, whose source of truth is the session log.
+
+        Batches go out in order, one request at a time; with a sink that can
+        ``prepare`` (gzip) and ``post`` separately, the next batch is compressed while
+        the current request is in flight. Refused lines still go to quarantine. At the
+        first failure that is not about the data (server down, credentials, missing
+        database) everything not yet delivered is queued in the outbox instead, so
+        nothing is lost; then :class:`AuthError` / :class:`StoreError` is raised as in
+        :meth:`flush`, or the report says ``finished=False`` for a transient failure.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        import numpy as np
+
+        report = FlushReport()
+        t0 = self.clock()
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1
+        cuts: list[tuple[int, int]] = []  # (first line, end line) of each batch
+        start = 0
+        while start < ends.size:
+            base = int(ends[start - 1]) if start else 0
+            stop = min(ends.size, start + self.batch_lines)
+            fit = int(np.searchsorted(ends[start:stop], base + self.batch_bytes, side="right"))
+            stop = start + max(1, fit)
+            cuts.append((start, stop))
+            start = stop
+
+        def make(i: int) -> Batch:
+            a, b = cuts[i]
+            base = int(ends[a - 1]) if a else 0
+            rel = cast(Sequence[int], ends[a:b] - base)
+            return Batch((), body[base : int(ends[b - 1])], rel, (source,))
+
+        prepare = getattr(self.sink, "prepare", None)
+        post = getattr(self.sink, "post", None)
+        pool = ThreadPoolExecutor(1) if prepare and post else None
+        delivered = 0
+        try:
+            in_flight: Future[WriteOutcome] | None = None
+            for i in range(len(cuts)):
+                batch = make(i)
+                if pool is not None and prepare is not None and post is not None:
+                    if in_flight is None:
+                        in_flight = pool.submit(post, prepare(batch.body))
+                    nxt = make(i + 1) if i + 1 < len(cuts) else None
+                    prepared_next = prepare(nxt.body) if nxt is not None else None
+                    first = in_flight.result()
+                    in_flight = None
+                    outcome = self._deliver(batch, report, first=first, bookkeeping=False)
+                    if outcome is None and prepared_next is not None:
+                        in_flight = pool.submit(post, prepared_next)
+                else:
+                    outcome = self._deliver(batch, report, bookkeeping=False)
+                if outcome is not None:
+                    base = int(ends[cuts[i][0] - 1]) if cuts[i][0] else 0
+                    self.store.add_body(body[base:], source=source)
+                    report.last_error = f"{self.sink.where}: {outcome.message}"
+                    self._raise_if_fatal(outcome, report)
+                    self.store.record_error(report.last_error)
+                    return report
+                delivered += 1
+            report.finished = True
+            return report
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            if delivered:
+                self.store.note_delivered(report.sent_lines)
+            report.seconds = self.clock() - t0
+            report.pending_lines = self.store.stats().pending_lines
+
+    def _raise_if_fatal(self, stop: WriteOutcome, report: FlushReport) -> None:
+        if stop.verdict is Verdict.AUTH:
+            self.store.record_error(report.last_error)
+            raise AuthError(
+                f"{self.sink.where} refused the credentials (HTTP {stop.status}): "
+                f"{stop.message}. Sending stopped; fix username/password or token "
+                "in the config, nothing is lost (data stays in the outbox)."
+            )
+        if stop.verdict is Verdict.MISSING:
+            self.store.record_error(report.last_error)
+            raise StoreError(
+                f"{self.sink.where}: {stop.message} (HTTP {stop.status}). Was the "
+                "database/bucket deleted or misspelt? Sending stopped; the data "
+                "stays in the outbox until it exists again."
+            )
+
+    def _deliver(
+        self,
+        batch: Batch,
+        report: FlushReport,
+        *,
+        first: WriteOutcome | None = None,
+        bookkeeping: bool = True,
+    ) -> WriteOutcome | None:
+        """Send one batch (``first``: its answer, when already sent); ``None`` when it is
+        settled (delivered and/or quarantined). ``bookkeeping=False`` skips the store's
+        per-batch success record when nothing was refused (the caller records once)."""
         refused: list[tuple[bytes, str, int]] = []
-        outcome = self.sink.write(batch.body)
+        outcome = self.sink.write(batch.body) if first is None else first
         report.requests += 1
         if outcome.verdict in (Verdict.TOO_LARGE, Verdict.REFUSED):
             lines = batch.lines()
@@ -170,7 +257,8 @@ class Sender:
                 message,
                 lines[0][:200],
             )
-        self.store.settle(batch, refused, sink=self.sink.where)
+        if bookkeeping or refused or batch.chunk_ids or batch.partial:
+            self.store.settle(batch, refused, sink=self.sink.where, count=bookkeeping)
         report.sent_lines += batch.n_lines - len(refused)
         report.quarantined += len(refused)
         return None

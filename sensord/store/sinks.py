@@ -129,15 +129,23 @@ class Influx1Sink:
         return resp.status, resp.data, dict(resp.headers.items())
 
     def write(self, body: bytes) -> WriteOutcome:
+        return self.post(self.prepare(body))
+
+    def prepare(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """Request body and headers for ``body`` (gzip applied): the CPU part of a write,
+        which a pipelining caller does while the previous request is in flight."""
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+            return _gzip(body), headers
+        return body, headers
+
+    def post(self, prepared: tuple[bytes, dict[str, str]]) -> WriteOutcome:
+        """Send what :meth:`prepare` made."""
         params = {"db": self.database, "precision": self.precision}
         if self.retention_policy:
             params["rp"] = self.retention_policy
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        data = body
-        if self.gzip:
-            data = _gzip(body)
-            headers["Content-Encoding"] = "gzip"
-        ans = self._request("POST", "/write", params, data, headers)
+        ans = self._request("POST", "/write", params, prepared[0], prepared[1])
         if isinstance(ans, WriteOutcome):
             return ans
         status, text, _ = ans
