@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensord import clock
+from sensord.errors import StagingError
 from sensord.model import EPOCH_S, AccStream, BeatStream, CountStream, NightStreams
 from sensord.staging import cardiac, features, motion
 from sensord.staging.epochs import (
@@ -154,7 +155,11 @@ def score_night(
         quality["counts_dropped"] = dropped + int((v < 0).sum())
         counts = CountStream(t[ok], v[ok], float(streams.counts.bin_s))
     elif streams.acc is not None and len(streams.acc):
-        acc = np.asarray(streams.acc.acc_g, dtype=np.float64).reshape(-1, 3)
+        acc = np.asarray(streams.acc.acc_g, dtype=np.float64)
+        if acc.ndim != 2 or acc.shape != (len(streams.acc), 3):
+            raise StagingError(
+                f"acc_g must have shape ({len(streams.acc)}, 3) (x, y, z in g), got {acc.shape}"
+            )
         t, a, dropped = clean_series(streams.acc.t_ns, acc)
         ok = (np.abs(a) <= ACC_MAX_G).all(axis=1) & _clip(grid, t)
         quality["acc_dropped"] = dropped + int((~(np.abs(a) <= ACC_MAX_G).all(axis=1)).sum())
