@@ -510,7 +510,7 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         col(n, "awakenings", "Awakenings", "last"),
         col(n, "rem_min", "REM", "last"),
         col(n, "deep_min", "Deep", "last"),
-        col(n, "scored_frac", "Scored", "last"),
+        col(n, "coverage", "Scored", "last"),
     ]
     q = select(n, cols, [participant_is(), scorer_is(), field_is(n, "night", "$night")])
     units = {
@@ -645,8 +645,8 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     q = select(
         ef,
         [
-            col(ef, "activity_counts", "Activity counts", "mean"),
-            col(ef, "acc_std_g", "Acceleration SD", "mean"),
+            col(ef, "counts", "Activity counts", "mean"),
+            col(ef, "count_feature", "Activity feature", "mean"),
         ],
         [participant_is(), scorer_is()],
         interval="$__interval",
@@ -655,7 +655,8 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
     d = d.with_panel(
         ts_panel(
             title,
-            "Activity counts per epoch; SD of acceleration magnitude (right axis).",
+            "ActiGraph activity counts per epoch; the scorer's smoothed activity feature "
+            "(Walch et al. 2019, right axis).",
             "none",
             12,
             7,
@@ -665,7 +666,7 @@ def night_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         .draw_style(common.GraphDrawStyle.BARS)
         .fill_opacity(60)
         .override_by_name(
-            "Acceleration SD",
+            "Activity feature",
             [
                 dm.DynamicConfigValue("custom.axisPlacement", "right"),
                 dm.DynamicConfigValue("unit", "none"),
@@ -1035,7 +1036,7 @@ def person_dashboard() -> tuple[dash.Dashboard, list[Target]]:
             col(n, "se_pct", "Efficiency"),
             col(n, "waso_min", "WASO"),
             col(n, "awakenings", "Awakenings"),
-            col(n, "scored_frac", "Scored"),
+            col(n, "coverage", "Scored"),
             col(n, "end_ns", "end_ms", scale="/ 1000000"),
         ],
         where,

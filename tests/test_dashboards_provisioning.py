@@ -3,7 +3,6 @@ read-only InfluxDB user (as the 1.x example asks for) is enough for every dashbo
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,7 @@ import yaml
 
 from dashboards import check, generate
 from tests import dashboard_data as dd
-from tests.influx import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
-    InfluxDB,
-    InfluxQueryError,
-    InfluxServer,
-    unique_db_name,
-)
+from tests.influx import InfluxDB
 
 ROOT = Path(__file__).resolve().parents[1]
 PROV = ROOT / "dashboards" / "provisioning"
@@ -57,18 +49,14 @@ def test_dashboard_provider_loads_a_folder_of_json() -> None:
 
 
 def test_a_read_only_user_can_run_every_dashboard(
-    influx_auth_server: InfluxServer, tmp_path: Path
+    dashboard_study: tuple[InfluxDB, dd.Study],
 ) -> None:
-    server = influx_auth_server
-    if not server.running:
-        server.start()
-    db = InfluxDB(server, unique_db_name("ro"))
-    server.create_database(db.name)
+    db, study = dashboard_study
+    server = db.server
     user, password = f"grafana_{db.name}", "read 'only' pass"
+    # exactly what the 1.x provisioning example tells the operator to run
+    server.create_user(user, password, db=db.name, privilege="READ")
     try:
-        study = dd.fill(db, tmp_path, full=False, auth=(ADMIN_USER, ADMIN_PASSWORD))
-        # exactly what the 1.x provisioning example tells the operator to run
-        server.create_user(user, password, db=db.name, privilege="READ")
 
         def run(q: str) -> dict[str, Any]:
             ans = server.raw_query(q, db=db.name, epoch="ms", auth=(user, password))
@@ -77,20 +65,24 @@ def test_a_read_only_user_can_run_every_dashboard(
 
         docs, targets = generate.build_all()
         a, b = study.span_ns
-        for stem in ("person", "operations"):
+        for stem in ("night", "person", "operations"):
+            if stem == "night":
+                start, end = study.nights[("p01", dd.NIGHTS[-1])]
+                from_ms, to_ms = (start - 3 * 3600 * 10**9) // MS, (end + 3600 * 10**9) // MS
+            else:
+                from_ms, to_ms = a // MS, b // MS
             result = check.check_dashboard(
                 docs[stem],
                 [t for t in targets if t.dashboard == stem],
                 run,
-                from_ms=a // MS,
-                to_ms=b // MS,
-                prefer={"participant": "p01"},
+                from_ms=from_ms,
+                to_ms=to_ms,
+                prefer={"participant": "p01", "night": dd.NIGHTS[-1]},
             )
             assert result.problems == [], stem
-        # ... and it cannot write
+        # ... and it cannot change anything
         denied = server.raw_query('DROP MEASUREMENT "night"', db=db.name, auth=(user, password))
         assert denied.status == 403 or b"not authorized" in denied.body
+        assert db.count("night", "tst_min") == len(study.nights)
     finally:
-        server.drop_database(db.name)
-        with contextlib.suppress(InfluxQueryError):
-            server.query(f'DROP USER "{user}"')
+        server.query(f'DROP USER "{user}"')

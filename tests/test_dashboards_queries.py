@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,17 @@ from dashboards import check, generate, render
 from sensord.store import lineproto
 from sensord.store import schema as sch
 from tests import dashboard_data as dd
-from tests.influx import InfluxDB, InfluxServer, unique_db_name
+from tests.influx import InfluxDB, unique_db_name
 
 ROOT = Path(__file__).resolve().parents[1]
 MS = 1_000_000
 H_NS = 3600 * 1_000_000_000
 
 
-@pytest.fixture(scope="module")
-def study_db(
-    influx_server: InfluxServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[InfluxDB, dd.Study]]:
-    if not influx_server.running:
-        influx_server.start()
-    db = InfluxDB(influx_server, unique_db_name("dash"))
-    influx_server.create_database(db.name)
-    study = dd.fill(db, tmp_path_factory.mktemp("dash"))
-    yield db, study
-    if influx_server.running:
-        influx_server.drop_database(db.name)
+@pytest.fixture
+def study_db(dashboard_study: tuple[InfluxDB, dd.Study]) -> tuple[InfluxDB, dd.Study]:
+    """The session's study (``tests/conftest.py``), typed."""
+    return dashboard_study
 
 
 def committed(stem: str) -> dict[str, Any]:
