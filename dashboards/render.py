@@ -249,6 +249,8 @@ def draw_state_timeline(
         times = frame.field("Time").values
         values = frame.field("Value").values
         names.append(frame.name)
+        merge = pr.panel.get("options", {}).get("mergeValues", False)
+        segments: list[tuple[int, int, str, str]] = []
         for i, (t, v) in enumerate(zip(times, values, strict=True)):
             if v is None:
                 continue
@@ -256,7 +258,12 @@ def draw_state_timeline(
             text, colour = _mapping_lookup(cfg.get("mappings", []), v)
             colour = colour or PALETTE[hash(text) % len(PALETTE)]
             seen[text] = colour
-            start_d, end_d = _dt([t, end])
+            if merge and segments and segments[-1][2] == text and segments[-1][1] == t:
+                segments[-1] = (segments[-1][0], end, text, colour)
+            else:
+                segments.append((t, end, text, colour))
+        for t0, t1, _, colour in segments:
+            start_d, end_d = _dt([t0, t1])
             ax.barh(row, end_d - start_d, left=start_d, height=0.8, color=colour, lw=0)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_ylim(-0.6, len(names) - 0.4)
