@@ -18,7 +18,7 @@ listens to. Only used by tests: this process stands in for a wearable.
 import argparse
 import asyncio
 
-from dbus_fast import BusType, Variant
+from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 

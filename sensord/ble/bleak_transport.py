@@ -27,6 +27,16 @@ from sensord.timesource import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
+
+_TASKS: set[asyncio.Future[Any]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    """Run ``coro`` in the background, keeping a reference until it finishes."""
+    task = asyncio.ensure_future(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
 DisconnectCallback = Callable[[str], Awaitable[None] | None]
 
 
@@ -110,12 +120,10 @@ class BleakTransport:
         self, *, timeout_s: float, service_uuids: tuple[str, ...] = ()
     ) -> list[Advertisement]:
         try:
-            found = await BleakScanner.discover(
-                timeout=timeout_s,
-                return_adv=True,
-                service_uuids=[_norm_uuid(u) for u in service_uuids] or None,
-                **self._bluez_kwargs(),
-            )
+            kwargs: dict[str, Any] = dict(self._bluez_kwargs())
+            if service_uuids:
+                kwargs["service_uuids"] = [_norm_uuid(u) for u in service_uuids]
+            found = await BleakScanner.discover(timeout=timeout_s, return_adv=True, **kwargs)
         except (BleakError, OSError, EOFError) as exc:
             raise TransportError(f"scan failed: {exc} (is bluetoothd running?)") from exc
         out = []
@@ -165,7 +173,7 @@ class BleakTransport:
             if on_disconnect is not None:
                 result = on_disconnect(device)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    _spawn(result)
 
         try:
             client = await asyncio.wait_for(

@@ -25,6 +25,16 @@ from sensord.timesource import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
+
+_TASKS: set[asyncio.Future[Any]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    """Run ``coro`` in the background, keeping a reference until it finishes."""
+    task = asyncio.ensure_future(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
 DisconnectCallback = Callable[[str], Awaitable[None] | None]
 _ERRORS = (BaseBumbleError, hci.HCI_Error, OSError, EOFError, TimeoutError, asyncio.TimeoutError)
 
@@ -224,7 +234,7 @@ class BumbleTransport:
             if on_disconnect is not None:
                 result = on_disconnect(device)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    _spawn(result)
 
         connection.on("disconnection", on_disconnection)
         sink(DeviceEvent(device, "connected", clock.wall_ns(), clock.mono_ns(), address))

@@ -21,7 +21,7 @@ or a ``tcp-client:`` bumble transport would:
     again); ``SIGUSR2`` makes it disconnect and vanish (no advertising) for ``--vanish-s``
     real seconds. Profiles: ``hr`` (Heart Rate 0x180D with RR; the Energy Expended field
     carries a 16-bit sequence number so tests can count every frame), ``pmd`` (a Polar
-    Measurement Data–like service: control point + 50 Hz accelerometer, raw 16-bit frames),
+    Measurement Data-like service: control point + 50 Hz accelerometer, raw 16-bit frames),
     ``garbage`` (Heart Rate service that floods malformed payloads and notifies an unknown
     characteristic).
 """
@@ -37,12 +37,13 @@ import os
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bumble import hci, ll
 from bumble.controller import Controller
-from bumble.core import AdvertisingData, UUID
+from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.link import LocalLink
@@ -50,6 +51,16 @@ from bumble.transport import open_transport
 from bumble.transport.common import StreamPacketSource
 
 log = logging.getLogger(__name__)
+
+
+_TASKS: set[asyncio.Future[Any]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    """Run ``coro`` in the background, keeping a reference until it finishes."""
+    task = asyncio.ensure_future(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
 
 HR_SERVICE = "0000180d-0000-1000-8000-00805f9b34fb"
 HR_MEASUREMENT = "00002a37-0000-1000-8000-00805f9b34fb"
@@ -126,12 +137,13 @@ class VirtualAir:
     async def open(self, slots: list[str]) -> dict[str, int]:
         loop = asyncio.get_running_loop()
         for slot in slots:
-            server = await loop.create_server(
-                lambda slot=slot: _HostLinkProtocol(self, slot), "127.0.0.1", 0
-            )
+            server = await loop.create_server(self._protocol_factory(slot), "127.0.0.1", 0)
             self._servers.append(server)
             self.ports[slot] = server.sockets[0].getsockname()[1]
         return dict(self.ports)
+
+    def _protocol_factory(self, slot: str) -> Callable[[], _HostLinkProtocol]:
+        return lambda: _HostLinkProtocol(self, slot)
 
     def attach(self, slot: str, controller: Controller) -> None:
         old = self.current.get(slot)
@@ -238,6 +250,10 @@ class VirtualWearable:
         self.seq = 0
         self.acc_seq = 0
         self.vanished = False
+        self.hr_subscribed = False
+
+    def _on_hr_subscription(self, _bearer: Any, notify: bool, _indicate: bool) -> None:
+        self.hr_subscribed = notify
 
     def _services(self) -> list[Service]:
         battery = Characteristic(
@@ -250,19 +266,22 @@ class VirtualWearable:
                 HR_MEASUREMENT, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
             )
             services.append(Service(HR_SERVICE, [self.hr_char]))
+            self.hr_char.on("subscription", self._on_hr_subscription)
         if profile == "garbage":
             self.unknown_char = Characteristic(
                 UNKNOWN_CHAR, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
             )
             services.append(Service("5e45d000-0000-4000-8000-00000000cafe", [self.unknown_char]))
         if profile == "pmd":
-            self.pmd_cp = Characteristic(
+            self.pmd_cp: Characteristic[Any] = Characteristic(
                 PMD_CONTROL,
                 Characteristic.Properties.READ
                 | Characteristic.Properties.WRITE
                 | Characteristic.Properties.INDICATE,
                 Characteristic.READABLE | Characteristic.WRITEABLE,
-                CharacteristicValue(read=lambda _c: bytes([0x0F, 0x05]), write=self._on_cp_write),
+                CharacteristicValue(
+                    read=lambda _c: bytes([0x0F, 0x05]), write=self._on_cp_write
+                ),
             )
             self.pmd_data = Characteristic(
                 PMD_DATA, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
@@ -279,7 +298,7 @@ class VirtualWearable:
         # Response: 0xF0, op code, measurement type, status (0 = success), more = 0.
         reply = bytes([0xF0, op, mtype, 0x00 if ok else 0x01, 0x00])
         assert self.device is not None
-        asyncio.ensure_future(self.device.indicate_subscribers(self.pmd_cp, reply))
+        _spawn(self.device.indicate_subscribers(self.pmd_cp, reply))
 
     async def _advertise(self) -> None:
         assert self.device is not None
@@ -307,8 +326,9 @@ class VirtualWearable:
     def _on_disconnection(self, _reason: int) -> None:
         self.connection = None
         self.streaming_acc = False
+        self.hr_subscribed = False
         if not self.vanished:
-            asyncio.ensure_future(self._advertise())
+            _spawn(self._advertise())
 
     async def disconnect(self, vanish: bool) -> None:
         assert self.device is not None
@@ -336,7 +356,7 @@ class VirtualWearable:
             conn = self.connection
             if profile == "hr" and now >= next_hr:
                 next_hr += hr_period
-                if conn is not None:
+                if conn is not None and self.hr_subscribed:
                     await self.device.notify_subscribers(self.hr_char, hr_frame(self.seq))
                     self.seq += 1
             elif profile == "pmd" and now >= next_acc:
@@ -374,10 +394,10 @@ class VirtualWearable:
             await self._advertise()
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(
-                signal.SIGUSR1, lambda: asyncio.ensure_future(self.disconnect(False))
+                signal.SIGUSR1, lambda: _spawn(self.disconnect(False))
             )
             loop.add_signal_handler(
-                signal.SIGUSR2, lambda: asyncio.ensure_future(self.disconnect(True))
+                signal.SIGUSR2, lambda: _spawn(self.disconnect(True))
             )
             print("ready", flush=True)
             await self._stream()
