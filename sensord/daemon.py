@@ -26,78 +26,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Connection, Transport
-from sensord.errors import ControlPointError, SensordError, TransportError
-from sensord.model import ClockEvent, DeviceEvent, RawNotification, SessionEvent, sig_uuid
+from sensord.devices import (
+    PROFILES,
+    DecodeContext,
+    Profile,
+    SetupStep,
+    decode_batch,
+    decode_one,
+    is_known,
+)
+from sensord.devices.polar_pmd import PMD_CONTROL_POINT
+from sensord.errors import ConfigError, SensordError, TransportError
+from sensord.model import (
+    EPOCH_NS,
+    ClockEvent,
+    DeviceEvent,
+    RawNotification,
+    SessionEvent,
+    sig_uuid,
+)
 from sensord.timesource import Clock, SystemClock
 
 log = logging.getLogger("sensord.daemon")
 
-PMD_CONTROL = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"
-PMD_DATA = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"
-HR_MEASUREMENT = sig_uuid(0x2A37)
 BATTERY_LEVEL = sig_uuid(0x2A19)
 
 
 # --------------------------------------------------------------------------- profiles
 
 
-@dataclass(frozen=True, slots=True)
-class SetupSequence:
-    """What the supervisor does after connecting, in order.
-
-    ``notify``: characteristics to subscribe to; ``writes``: control-point requests
-    ``(char_uuid, payload)`` sent after subscribing, each answered by an indication on the
-    same characteristic (checked when ``control_reply`` is true).
-    """
-
-    notify: tuple[str, ...]
-    writes: tuple[tuple[str, bytes], ...] = ()
-    control_reply: bool = True
-
-
-def _pmd_start_acc(rate_hz: int = 50) -> bytes:
-    # Polar PMD "start measurement" (0x02) for ACC (0x02): sample rate, 16-bit, 8 g range.
-    # Setting triplets (type, count=1, uint16 LE value); Polar BLE SDK documentation.
-    out = bytearray([0x02, 0x02])
-    for setting, value in ((0x00, rate_hz), (0x01, 16), (0x02, 8)):
-        out += bytes([setting, 1]) + value.to_bytes(2, "little")
-    return bytes(out)
-
-
-SETUP_SEQUENCES: dict[str, SetupSequence] = {
-    "heart_rate": SetupSequence(notify=(HR_MEASUREMENT,)),
-    "polar_pmd_acc": SetupSequence(
-        notify=(PMD_CONTROL, PMD_DATA), writes=((PMD_CONTROL, _pmd_start_acc(50)),)
-    ),
-    "polar_h10": SetupSequence(
-        notify=(HR_MEASUREMENT, PMD_CONTROL, PMD_DATA),
-        writes=((PMD_CONTROL, _pmd_start_acc(50)),),
-    ),
-}
-"""Setup per profile name. Unknown profiles fall back to ``heart_rate``."""
-
-
-def setup_for(profile: str) -> SetupSequence:
-    return SETUP_SEQUENCES.get(profile, SETUP_SEQUENCES["heart_rate"])
-
-
-def check_pmd_reply(payload: bytes, request: bytes, *, device: str) -> None:
-    """Raise :class:`ControlPointError` unless ``payload`` acknowledges ``request``.
-
-    PMD control-point response: 0xF0, op code, measurement type, status (0 = success), ...
-    """
-    if len(payload) < 4 or payload[0] != 0xF0:
-        raise ControlPointError(
-            "not a control-point response", status=-1, profile="polar_pmd",
-            characteristic=PMD_CONTROL, payload=payload,
-        )
-    if payload[1:3] != request[:2] or payload[3] != 0:
-        raise ControlPointError(
-            f"{device}: request {request.hex()} refused (status {payload[3]})",
-            status=payload[3], profile="polar_pmd", characteristic=PMD_CONTROL, payload=payload,
-        )
+def profile_named(name: str) -> Profile:
+    """The device profile (setup sequence) for a configured profile name."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown device profile {name!r}; known: {', '.join(PROFILES)}", key="profile"
+        ) from None
 
 
 # --------------------------------------------------------------------------- recording
@@ -159,9 +128,72 @@ class DeviceStatus:
 
 
 class DeviceSpec(Protocol):
+    """A configured device (``sensord.config.DeviceConfig`` satisfies this).
+
+    An optional ``extra_notify`` attribute lists further characteristics to subscribe to
+    and record raw (e.g. a vendor characteristic being explored); they are logged, and
+    counted as "unknown characteristic" when nothing can decode them.
+    """
+
     name: str
     address: str
     profile: str
+
+
+class LiveDecoder:
+    """Downstream of the log: batches notifications, decodes them once per epoch tick.
+
+    Keeps the last ``keep_s`` seconds of each decoded stream per device (rolling buffers
+    bounded in memory). Malformed payloads and characteristics without a decoder are
+    counted in ``problems`` (each kind logged once per device); nothing here can stop a
+    device or lose a logged record.
+    """
+
+    def __init__(self, problems: OncePerKind, *, keep_s: float = 900.0) -> None:
+        self.problems = problems
+        self.keep_ns = int(keep_s * 1e9)
+        self._pending: dict[tuple[str, str], tuple[list[bytes], list[int]]] = {}
+        self._context: dict[str, DecodeContext] = {}
+        self.buffers: dict[tuple[str, str], list[Any]] = {}
+        self.decoded: dict[str, int] = {}
+        self.epochs_with_data: dict[str, set[int]] = {}
+
+    def __call__(self, event: SessionEvent) -> None:
+        if isinstance(event, RawNotification):
+            payloads, walls = self._pending.setdefault((event.device, event.char_uuid), ([], []))
+            payloads.append(event.payload)
+            walls.append(event.wall_ns)
+            self.epochs_with_data.setdefault(event.device, set()).add(event.wall_ns // EPOCH_NS)
+
+    def flush(self, now_wall_ns: int) -> None:
+        """Decode everything pending (control points before data, for PMD scale factors)."""
+        pending, self._pending = self._pending, {}
+        order = sorted(pending, key=lambda k: (k[0], k[1] != PMD_CONTROL_POINT))
+        for device, char in order:
+            payloads, walls = pending[(device, char)]
+            if not is_known(char):
+                for _ in payloads:
+                    self.problems.add(device, "unknown characteristic", char)
+                continue
+            ctx = self._context.setdefault(device, DecodeContext())
+            result = decode_batch(char, payloads, np.asarray(walls, dtype=np.int64), context=ctx)
+            ctx.update(result.context)
+            for err in result.errors:
+                self.problems.add(device, f"malformed {err.characteristic}", str(err))
+            self.decoded[device] = self.decoded.get(device, 0) + result.n_decoded
+            for kind, stream in result.streams.items():
+                self.buffers.setdefault((device, kind), []).append(stream)
+        cutoff = now_wall_ns - self.keep_ns
+        for chunks in self.buffers.values():
+            while chunks and (len(chunks[0].t_ns) == 0 or int(chunks[0].t_ns[-1]) < cutoff):
+                chunks.pop(0)
+        for epochs in self.epochs_with_data.values():
+            for e in [e for e in epochs if e * EPOCH_NS < cutoff]:
+                epochs.discard(e)
+
+    def stream(self, device: str, kind: str) -> list[Any]:
+        """Decoded chunks of ``kind`` for ``device`` still in the rolling buffer."""
+        return list(self.buffers.get((device, kind), []))
 
 
 # --------------------------------------------------------------------------- supervisor
@@ -201,15 +233,15 @@ class DeviceSupervisor:
         self.options = options
         self.problems = problems
         self.rng = rng
-        self.setup = setup_for(spec.profile)
+        self.profile = profile_named(spec.profile)
         self.status = DeviceStatus(spec.name, spec.address, spec.profile)
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()
         self._conn: Connection | None = None
-        self._cp_waiter: asyncio.Future[bytes] | None = None
+        self._reply_char: str | None = None
+        self._reply: asyncio.Future[bytes] | None = None
         self._bucket = options.max_notifications_per_s
         self._bucket_mono_ns = 0
-        self._known = set(self.setup.notify)
 
     # -- events from the transport (called on the loop, must not block) --
 
@@ -222,10 +254,11 @@ class DeviceSupervisor:
             st.notifications += 1
             st.last_notification_wall_ns = event.wall_ns
             st.last_notification_mono_ns = event.mono_ns
-            if event.char_uuid not in self._known:
-                self.problems.add(self.spec.name, "unknown characteristic", event.char_uuid)
-            if event.char_uuid == PMD_CONTROL and self._cp_waiter and not self._cp_waiter.done():
-                self._cp_waiter.set_result(event.payload)
+            if event.char_uuid == BATTERY_LEVEL and event.payload:
+                st.battery_pct = event.payload[0]
+            if (event.char_uuid == self._reply_char and self._reply is not None
+                    and not self._reply.done()):
+                self._reply.set_result(event.payload)
             return
         self.emit(event)
         if isinstance(event, DeviceEvent) and event.kind == "disconnected":
@@ -310,29 +343,53 @@ class DeviceSupervisor:
             task.cancel()
 
     async def _set_up(self, conn: Connection) -> None:
-        with contextlib.suppress(TransportError):
-            level = await conn.read(BATTERY_LEVEL)
-            if level:
-                self.status.battery_pct = level[0]
-                self._device_event("battery", f"{level[0]}%")
-        for uuid in self.setup.notify:
-            await conn.start_notify(uuid)
-        self._device_event("subscribed", ",".join(self.setup.notify))
-        for uuid, request in self.setup.writes:
-            loop = asyncio.get_running_loop()
-            self._cp_waiter = loop.create_future()
-            await conn.write(uuid, request, response=True)
-            if self.setup.control_reply:
-                try:
-                    reply = await asyncio.wait_for(self._cp_waiter, self.options.connect_timeout_s)
-                except TimeoutError:
-                    raise TransportError(
-                        f"{self.spec.name}: no control-point reply to {request.hex()}"
-                    ) from None
-                check_pmd_reply(reply, request, device=self.spec.name)
-                self._device_event("setup", f"{request.hex()} -> {reply.hex()}")
-            self._cp_waiter = None
+        """Run the profile's setup sequence; optional steps may fail, others abort."""
+        for step in self.profile.setup:
+            try:
+                await self._run_step(conn, step)
+            except (TransportError, SensordError) as exc:
+                if not step.optional:
+                    raise
+                log.debug("%s: optional setup step %s %s skipped: %s", self.spec.name,
+                          step.action, step.char_uuid, exc)
+        # Extra characteristics to record raw (vendor ones, exploration); may be absent.
+        for uuid in getattr(self.spec, "extra_notify", ()):
+            try:
+                await conn.start_notify(uuid)
+            except TransportError as exc:
+                self.problems.add(self.spec.name, "extra characteristic unavailable", str(exc))
+        self._device_event("subscribed", self.profile.name)
         self.status.last_notification_mono_ns = self.clock.mono_ns()
+
+    async def _run_step(self, conn: Connection, step: SetupStep) -> None:
+        if step.action == "read":
+            value = await conn.read(step.char_uuid)
+            # A read value is recorded like a notification: the log keeps everything.
+            self.on_event(RawNotification(self.spec.name, step.char_uuid, self.clock.wall_ns(),
+                                          self.clock.mono_ns(), value))
+        elif step.action == "subscribe":
+            await conn.start_notify(step.char_uuid)
+        elif step.action == "write":
+            self._reply_char = step.response_char
+            self._reply = asyncio.get_running_loop().create_future()
+            try:
+                await conn.write(step.char_uuid, step.value, response=True)
+                if step.response_char is not None:
+                    try:
+                        reply = await asyncio.wait_for(self._reply,
+                                                       self.options.connect_timeout_s)
+                    except TimeoutError:
+                        raise TransportError(
+                            f"{self.spec.name}: no reply on {step.response_char} to "
+                            f"{step.value.hex()} ({step.note})"
+                        ) from None
+                    decode_one(step.response_char, reply)  # raises ControlPointError
+                    self._device_event("setup", f"{step.note}: {step.value.hex()} -> "
+                                                f"{reply.hex()}")
+            finally:
+                self._reply_char, self._reply = None, None
+        else:
+            raise ConfigError(f"unknown setup action {step.action!r}", key="profile")
 
     async def _stream(self) -> None:
         """Return when the link is lost, the watchdog fires, or the daemon stops."""
@@ -471,9 +528,10 @@ class Daemon:
         self.clock: Clock = clock or SystemClock()
         self.options = options or DaemonOptions()
         self.recorder = recorder
-        self.consumer = consumer
         self.on_epoch = on_epoch
         self.problems = OncePerKind(log)
+        self.decoder = LiveDecoder(self.problems)
+        self.consumer: EventConsumer = consumer or self.decoder
         self.events_recorded = 0
         self._stop = asyncio.Event()
         rng = random.Random(seed)
@@ -496,12 +554,22 @@ class Daemon:
         """Log first; then hand to the downstream consumer, which may fail without loss."""
         self.recorder.write(event)
         self.events_recorded += 1
-        if self.consumer is not None:
-            try:
-                self.consumer(event)
-            except SensordError as exc:
-                device = getattr(event, "device", "host")
-                self.problems.add(device, type(exc).__name__, str(exc))
+        try:
+            self.consumer(event)
+        except SensordError as exc:
+            device = getattr(event, "device", "host")
+            self.problems.add(device, type(exc).__name__, str(exc))
+
+    def epoch_tick(self) -> None:
+        """Every epoch: flush the log, decode what arrived, run the downstream hook."""
+        self.recorder.flush()
+        now = self.clock.wall_ns()
+        try:
+            self.decoder.flush(now)
+            if self.on_epoch is not None:
+                self.on_epoch(now)
+        except SensordError as exc:
+            self.problems.add("host", type(exc).__name__, str(exc))
 
     def stop(self) -> None:
         self._stop.set()
@@ -525,8 +593,8 @@ class Daemon:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self.epoch_tick()
             self.write_status()
-            self.recorder.flush()
             self.recorder.close()
 
     async def _housekeeping(self) -> None:
@@ -543,12 +611,7 @@ class Daemon:
                 last_clock = now
             if now - last_epoch >= opts.epoch_s * 1e9:
                 last_epoch = now
-                self.recorder.flush()
-                if self.on_epoch is not None:
-                    try:
-                        self.on_epoch(self.clock.wall_ns())
-                    except SensordError as exc:
-                        self.problems.add("host", type(exc).__name__, str(exc))
+                self.epoch_tick()
             if now - last_status >= opts.status_every_s * 1e9:
                 self.write_status()
                 last_status = now
@@ -572,6 +635,8 @@ class Daemon:
                 "disconnects": st.disconnects,
                 "watchdogs": st.watchdogs,
                 "battery_pct": st.battery_pct,
+                "decoded": self.decoder.decoded.get(st.name, 0),
+                "epochs_with_data": len(self.decoder.epochs_with_data.get(st.name, ())),
             }
         return {
             "written_wall_ns": self.clock.wall_ns(),

@@ -138,8 +138,13 @@ class BumbleTransport:
         self._hci: Any = None
         self._device: Device | None = None
         self._lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
 
     async def _ensure(self) -> Device:
+        async with self._open_lock:  # several supervisors start at once
+            return await self._open()
+
+    async def _open(self) -> Device:
         if self._device is not None:
             return self._device
         try:
@@ -216,6 +221,8 @@ class BumbleTransport:
                 raise TransportError(f"{device} ({address}): connect failed: {exc}") from exc
         try:
             peer = Peer(connection)
+            # Like BlueZ, ask for a large ATT MTU: PMD frames do not fit in the default 23.
+            await asyncio.wait_for(peer.request_mtu(247), timeout=timeout_s)
             await asyncio.wait_for(peer.discover_services(), timeout=timeout_s)
             for service in peer.services:
                 await asyncio.wait_for(

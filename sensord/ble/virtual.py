@@ -20,8 +20,9 @@ or a ``tcp-client:`` bumble transport would:
     time while a central is subscribed. ``SIGUSR1`` makes it disconnect (and advertise
     again); ``SIGUSR2`` makes it disconnect and vanish (no advertising) for ``--vanish-s``
     real seconds. Profiles: ``hr`` (Heart Rate 0x180D with RR; the Energy Expended field
-    carries a 16-bit sequence number so tests can count every frame), ``pmd`` (a Polar
-    Measurement Data-like service: control point + 50 Hz accelerometer, raw 16-bit frames),
+    carries a 16-bit sequence number so tests can count every frame), ``pmd`` (Heart Rate plus a
+    Polar Measurement Data service: control point + 50 Hz accelerometer in raw 16-bit frames,
+    like a Polar H10 or Verity Sense),
     ``garbage`` (Heart Rate service that floods malformed payloads and notifies an unknown
     characteristic).
 """
@@ -32,7 +33,6 @@ import argparse
 import asyncio
 import json
 import logging
-import math
 import os
 import signal
 import struct
@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from bumble import hci, ll
 from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
@@ -49,6 +50,9 @@ from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 from bumble.transport.common import StreamPacketSource
+
+from sensord.devices import heart_rate as hrs
+from sensord.devices import polar_pmd as pmd
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +70,14 @@ HR_SERVICE = "0000180d-0000-1000-8000-00805f9b34fb"
 HR_MEASUREMENT = "00002a37-0000-1000-8000-00805f9b34fb"
 BATTERY_SERVICE = "0000180f-0000-1000-8000-00805f9b34fb"
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
-PMD_SERVICE = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
-PMD_CONTROL = "fb005c81-02e7-f387-1cad-8acd2d8df0c8"
-PMD_DATA = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"
+PMD_SERVICE = pmd.PMD_SERVICE
+PMD_CONTROL = pmd.PMD_CONTROL_POINT
+PMD_DATA = pmd.PMD_DATA
 UNKNOWN_CHAR = "5e45d000-0000-4000-8000-00000000beef"
 
 ACC_RATE_HZ = 50
 ACC_SAMPLES_PER_FRAME = 36
-PMD_MEASUREMENT_ACC = 0x02
-PMD_FRAME_RAW_16BIT = 0x01
+PMD_MEASUREMENT_ACC = int(pmd.MeasurementType.ACC)
 
 
 # --------------------------------------------------------------------------- the air
@@ -184,45 +187,31 @@ async def _run_air(slots: list[str], centrals: list[str]) -> None:
 
 
 def hr_frame(seq: int) -> bytes:
-    """Heart Rate Measurement: uint8 HR, contact, energy field = ``seq``, one RR interval.
+    """Heart Rate Measurement with contact, one RR interval and ``seq`` in the energy field.
 
-    Flags 0x1E: HR uint8 (bit 0 = 0), sensor contact supported and detected (bits 1-2),
-    Energy Expended present (bit 3), RR present (bit 4); Bluetooth SIG Heart Rate Service
-    1.0, section 3.1. HR cycles 50..79 bpm; RR is 60/HR s in units of 1/1024 s.
+    HR cycles 50..79 bpm; RR is 60/HR s in 1/1024-s ticks. The Energy Expended field (a
+    legal uint16 of the Heart Rate Service) carries a sequence number so tests can check
+    that every frame sent was recorded.
     """
     hr_bpm = 50 + seq % 30
-    rr_1024 = round(60.0 / hr_bpm * 1024)
-    return struct.pack("<BBHH", 0x1E, hr_bpm, seq & 0xFFFF, rr_1024)
+    return hrs.encode_hrm(hr_bpm, [round(60.0 / hr_bpm * 1024)], contact=True,
+                          energy_kj=seq & 0xFFFF)
 
 
 def acc_frame(seq: int) -> bytes:
-    """A Polar PMD accelerometer data frame: raw 16-bit samples in mg, 36 per frame.
+    """A raw 16-bit PMD accelerometer frame of 36 samples at 50 Hz (milli-g).
 
-    Layout (Polar BLE SDK, PMD data frames): measurement type 0x02 (ACC), sensor timestamp
-    uint64 LE ns (time of the last sample), frame type 0x01 (raw, 16-bit), then x, y, z int16 LE
-    per sample. The signal is gravity on z plus a slow 0.25 Hz sway on x.
+    The sensor timestamp is the time of the last sample on the device's own clock. The
+    signal is gravity on z plus a slow 0.25 Hz sway on x.
     """
     n = ACC_SAMPLES_PER_FRAME
-    first = seq * n
-    last_t_ns = (first + n - 1) * (1_000_000_000 // ACC_RATE_HZ)
-    header = struct.pack("<BQB", PMD_MEASUREMENT_ACC, last_t_ns, PMD_FRAME_RAW_16BIT)
-    body = bytearray()
-    for i in range(first, first + n):
-        t_s = i / ACC_RATE_HZ
-        body += struct.pack("<hhh", round(100 * math.sin(2 * math.pi * 0.25 * t_s)), 10, 1000)
-    return header + bytes(body)
-
-
-def pmd_start_acc_request(rate_hz: int = ACC_RATE_HZ) -> bytes:
-    """PMD control point: start ACC with sample rate, 16-bit resolution and 8 g range.
-
-    Op code 0x02 (start measurement), type 0x02 (ACC), then (setting type, count=1, uint16
-    value) for sample rate (0x00), resolution (0x01) and range (0x02). Polar BLE SDK docs.
-    """
-    return bytes([0x02, PMD_MEASUREMENT_ACC]) + b"".join(
-        struct.pack("<BBH", setting, 1, value)
-        for setting, value in ((0x00, rate_hz), (0x01, 16), (0x02, 8))
-    )
+    i = np.arange(seq * n, seq * n + n)
+    acc_mg = np.stack(
+        [np.round(100 * np.sin(2 * np.pi * 0.25 * i / ACC_RATE_HZ)), np.full(n, 10),
+         np.full(n, 1000)], axis=1,
+    ).astype(np.int64)
+    last_t_ns = int(i[-1]) * (1_000_000_000 // ACC_RATE_HZ)
+    return pmd.encode_acc_raw(acc_mg, last_t_ns, frame_type=1)
 
 
 # --------------------------------------------------------------------------- wearables
@@ -261,7 +250,7 @@ class VirtualWearable:
         )
         services = [Service(BATTERY_SERVICE, [battery])]
         profile = self.options.profile
-        if profile in ("hr", "garbage"):
+        if profile in ("hr", "garbage", "pmd"):
             self.hr_char = Characteristic(
                 HR_MEASUREMENT, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
             )
@@ -292,11 +281,20 @@ class VirtualWearable:
     def _on_cp_write(self, connection: Connection, value: bytes) -> None:
         op = value[0] if value else 0
         mtype = value[1] if len(value) > 1 else 0
-        ok = op in (0x02, 0x03) and mtype == PMD_MEASUREMENT_ACC
-        if ok:
-            self.streaming_acc = op == 0x02
-        # Response: 0xF0, op code, measurement type, status (0 = success), more = 0.
-        reply = bytes([0xF0, op, mtype, 0x00 if ok else 0x01, 0x00])
+        params = b""
+        if mtype != PMD_MEASUREMENT_ACC:
+            status = 0x03  # not supported
+        elif op == pmd.Op.GET_MEASUREMENT_SETTINGS:
+            status = 0
+            params = pmd.encode_settings({pmd.SettingType.SAMPLE_RATE: [25, 50, 100],
+                                          pmd.SettingType.RESOLUTION: [16],
+                                          pmd.SettingType.RANGE: [2, 4, 8]})
+        elif op in (pmd.Op.REQUEST_MEASUREMENT_START, pmd.Op.STOP_MEASUREMENT):
+            status = 0
+            self.streaming_acc = op == pmd.Op.REQUEST_MEASUREMENT_START
+        else:
+            status = 0x01  # invalid op code
+        reply = pmd.encode_control_point_response(op, mtype, status, parameters=params)
         assert self.device is not None
         _spawn(self.device.indicate_subscribers(self.pmd_cp, reply))
 
@@ -354,7 +352,7 @@ class VirtualWearable:
         while True:
             now = loop.time()
             conn = self.connection
-            if profile == "hr" and now >= next_hr:
+            if profile in ("hr", "pmd") and now >= next_hr:
                 next_hr += hr_period
                 if conn is not None and self.hr_subscribed:
                     await self.device.notify_subscribers(self.hr_char, hr_frame(self.seq))
@@ -373,7 +371,7 @@ class VirtualWearable:
                     await self.device.notify_subscribers(self.unknown_char, junk)
                     self.seq += 1
             else:
-                wake = min(next_hr, next_acc) if profile != "garbage" else next_hr
+                wake = min(next_hr, next_acc) if profile == "pmd" else next_hr
                 await asyncio.sleep(max(0.0, min(wake, now + 0.05) - now))
                 if next_hr < now - 1.0:  # fell behind (no subscriber, or overloaded)
                     next_hr = now
