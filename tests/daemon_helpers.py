@@ -29,8 +29,10 @@ class MemoryRecorder:
     def close(self) -> None:
         self.closed = True
 
-    def notes(self, device: str) -> list[RawNotification]:
-        return [e for e in self.events if isinstance(e, RawNotification) and e.device == device]
+    def notes(self, device: str, char: str | None = HR_MEASUREMENT) -> list[RawNotification]:
+        """Notifications of ``device`` (of characteristic ``char``; ``None`` = all)."""
+        return [e for e in self.events if isinstance(e, RawNotification) and e.device == device
+                and (char is None or e.char_uuid == char)]
 
     def kinds(self, device: str) -> list[DeviceEvent]:
         return [e for e in self.events if isinstance(e, DeviceEvent) and e.device == device]
