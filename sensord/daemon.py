@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -30,16 +31,7 @@ import numpy as np
 
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Connection, Transport
-from sensord.devices import (
-    PROFILES,
-    DecodeContext,
-    Profile,
-    SetupStep,
-    decode_batch,
-    decode_one,
-    is_known,
-)
-from sensord.devices.polar_pmd import PMD_CONTROL_POINT
+from sensord.devices import PROFILES, Profile, SetupStep, decode_one
 from sensord.errors import ConfigError, SensordError, TransportError
 from sensord.model import (
     EPOCH_NS,
@@ -49,6 +41,7 @@ from sensord.model import (
     SessionEvent,
     sig_uuid,
 )
+from sensord.pipeline import Pipeline
 from sensord.timesource import Clock, SystemClock
 
 log = logging.getLogger("sensord.daemon")
@@ -70,20 +63,6 @@ def profile_named(name: str) -> Profile:
 
 
 # --------------------------------------------------------------------------- recording
-
-
-class EventRecorder(Protocol):
-    """The session log writer (``sensord.blelog.BlelogWriter`` satisfies this)."""
-
-    def write(self, event: SessionEvent) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-EventConsumer = Callable[[SessionEvent], None]
-"""Downstream of the log (decode -> buffers -> epochs). Called after the log write."""
 
 
 class OncePerKind:
@@ -120,6 +99,7 @@ class DeviceStatus:
     last_notification_wall_ns: int | None = None
     last_notification_mono_ns: int | None = None
     notifications: int = 0
+    by_char: dict[str, int] = field(default_factory=dict)
     connects: int = 0
     disconnects: int = 0
     watchdogs: int = 0
@@ -138,62 +118,6 @@ class DeviceSpec(Protocol):
     name: str
     address: str
     profile: str
-
-
-class LiveDecoder:
-    """Downstream of the log: batches notifications, decodes them once per epoch tick.
-
-    Keeps the last ``keep_s`` seconds of each decoded stream per device (rolling buffers
-    bounded in memory). Malformed payloads and characteristics without a decoder are
-    counted in ``problems`` (each kind logged once per device); nothing here can stop a
-    device or lose a logged record.
-    """
-
-    def __init__(self, problems: OncePerKind, *, keep_s: float = 900.0) -> None:
-        self.problems = problems
-        self.keep_ns = int(keep_s * 1e9)
-        self._pending: dict[tuple[str, str], tuple[list[bytes], list[int]]] = {}
-        self._context: dict[str, DecodeContext] = {}
-        self.buffers: dict[tuple[str, str], list[Any]] = {}
-        self.decoded: dict[str, int] = {}
-        self.epochs_with_data: dict[str, set[int]] = {}
-
-    def __call__(self, event: SessionEvent) -> None:
-        if isinstance(event, RawNotification):
-            payloads, walls = self._pending.setdefault((event.device, event.char_uuid), ([], []))
-            payloads.append(event.payload)
-            walls.append(event.wall_ns)
-            self.epochs_with_data.setdefault(event.device, set()).add(event.wall_ns // EPOCH_NS)
-
-    def flush(self, now_wall_ns: int) -> None:
-        """Decode everything pending (control points before data, for PMD scale factors)."""
-        pending, self._pending = self._pending, {}
-        order = sorted(pending, key=lambda k: (k[0], k[1] != PMD_CONTROL_POINT))
-        for device, char in order:
-            payloads, walls = pending[(device, char)]
-            if not is_known(char):
-                for _ in payloads:
-                    self.problems.add(device, "unknown characteristic", char)
-                continue
-            ctx = self._context.setdefault(device, DecodeContext())
-            result = decode_batch(char, payloads, np.asarray(walls, dtype=np.int64), context=ctx)
-            ctx.update(result.context)
-            for err in result.errors:
-                self.problems.add(device, f"malformed {err.characteristic}", str(err))
-            self.decoded[device] = self.decoded.get(device, 0) + result.n_decoded
-            for kind, stream in result.streams.items():
-                self.buffers.setdefault((device, kind), []).append(stream)
-        cutoff = now_wall_ns - self.keep_ns
-        for chunks in self.buffers.values():
-            while chunks and (len(chunks[0].t_ns) == 0 or int(chunks[0].t_ns[-1]) < cutoff):
-                chunks.pop(0)
-        for epochs in self.epochs_with_data.values():
-            for e in [e for e in epochs if e * EPOCH_NS < cutoff]:
-                epochs.discard(e)
-
-    def stream(self, device: str, kind: str) -> list[Any]:
-        """Decoded chunks of ``kind`` for ``device`` still in the rolling buffer."""
-        return list(self.buffers.get((device, kind), []))
 
 
 # --------------------------------------------------------------------------- supervisor
@@ -252,6 +176,8 @@ class DeviceSupervisor:
             self.emit(event)
             st = self.status
             st.notifications += 1
+            st.by_char[event.char_uuid] = st.by_char.get(event.char_uuid, 0) + 1
+            st.epochs_with_data.add(event.wall_ns // EPOCH_NS)
             st.last_notification_wall_ns = event.wall_ns
             st.last_notification_mono_ns = event.mono_ns
             if event.char_uuid == BATTERY_LEVEL and event.payload:
@@ -442,6 +368,8 @@ class ClockWatch:
         self.synced = clock.synced()
         self.last_step_ns = 0
         self.steps = 0
+        # Raw-wall segments since start: (first raw wall ns of the segment, offset ns).
+        self.segments: list[tuple[int, int]] = [(clock.wall_ns(), self.offset_ns)]
         if not self.synced:
             log.warning("system clock is not synchronised (NTP); timestamps will be repaired "
                         "from the monotonic clock once it is")
@@ -456,12 +384,39 @@ class ClockWatch:
             if abs(step) > self.threshold_ns:
                 self.steps += 1
                 self.last_step_ns = step
+                self.segments.append((wall, offset))
                 log.warning("wall clock stepped by %+.3f s", step / 1e9)
             if synced != self.synced:
                 log.log(logging.INFO if synced else logging.WARNING,
                         "system clock %s", "synchronised" if synced else "NOT synchronised")
         self.offset_ns = offset
         self.synced = synced
+
+    def correct(self, t_ns: np.ndarray) -> np.ndarray:
+        """Repair raw wall times recorded earlier in this run to the current offset.
+
+        A sample taken in an earlier segment (before a step) is shifted by the difference
+        between the newest offset and its segment's offset; the segment is found from the
+        raw wall time (the last segment whose start is at or before it, scanning segments
+        in time order). Same rule as :func:`sensord.clock.repair_wall_ns` on the log.
+        """
+        t = np.asarray(t_ns, dtype=np.int64)
+        if len(self.segments) == 1 or t.size == 0:
+            return t
+        out = t.copy()
+        current = self.segments[-1][1]
+        # Segments are disjoint in raw wall time for forward steps; for a backward step the
+        # later segment wins (it is the one still being written).
+        starts = np.array([s for s, _ in self.segments], dtype=np.int64)
+        offsets = np.array([o for _, o in self.segments], dtype=np.int64)
+        seg = np.zeros(t.size, dtype=np.int64)
+        for k in range(1, starts.size):
+            seg[t >= starts[k]] = k
+            # after a backward step, times below the previous segment's start belong to k
+            if starts[k] < starts[k - 1]:
+                seg[(t >= starts[k]) & (t < starts[k - 1])] = k
+        out += current - offsets[seg]
+        return out
 
 
 # --------------------------------------------------------------------------- systemd
@@ -500,6 +455,90 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
 # --------------------------------------------------------------------------- the daemon
 
 
+# --------------------------------------------------------------------------- export
+
+
+EXPORT_STREAMS = ("hr", "beats", "battery")
+"""Decoded streams that go to InfluxDB as samples (50 Hz motion stays in the log)."""
+
+
+class Exporter:
+    """Turns newly decoded samples into outbox lines, with clock-step repair applied.
+
+    Samples are held back while the system clock is not synchronised (their timestamps
+    would need repair that is only known once NTP has stepped the clock); everything is
+    exported, repaired, once it is. ``participant`` and the per-device ``role`` are tags.
+    """
+
+    def __init__(self, outbox: Any, participant: str, roles: dict[str, str],
+                 clock_watch: ClockWatch) -> None:
+        self.outbox = outbox
+        self.participant = participant
+        self.roles = roles
+        self.clock_watch = clock_watch
+        self.cursor_ns: dict[tuple[str, str], int] = {}
+        self.lines_queued = 0
+
+    def export(self, devices: dict[str, Any], *, synced: bool) -> int:
+        from sensord.store.lineproto import schema_columns
+
+        if self.outbox is None or not synced:
+            return 0
+        bodies: list[bytes] = []
+        for name, ds in devices.items():
+            role = self.roles.get(name, "other")
+            tags = {"participant": self.participant, "device_role": role}
+            for kind in EXPORT_STREAMS:
+                stream = ds.get(kind)
+                if stream is None or len(stream) == 0:
+                    continue
+                after = self.cursor_ns.get((name, kind), -(2**62))
+                new = stream.t_ns > after
+                if not new.any():
+                    continue
+                self.cursor_ns[(name, kind)] = int(stream.t_ns[new].max())
+                t = self.clock_watch.correct(stream.t_ns[new])
+                if kind == "hr":
+                    fields: dict[str, Any] = {"hr_bpm": stream.hr_bpm[new]}
+                    measurement = "heart_rate"
+                elif kind == "beats":
+                    fields = {"rr_ms": stream.rr_ms[new]}
+                    measurement = "beat"
+                else:
+                    fields = {"battery_pct": np.asarray(stream.battery_pct)[new].astype(np.int64)}
+                    measurement = "device_battery"
+                bodies.append(schema_columns(measurement, tags, t, fields))
+        n = 0
+        for body in bodies:
+            n += self.outbox.add_body(body, source="daemon")
+        self.lines_queued += n
+        return n
+
+
+def trim_streams(devices: dict[str, Any], keep_from_ns: int) -> None:
+    """Drop decoded samples older than ``keep_from_ns`` (rolling buffers, bounded memory).
+
+    The session log keeps everything; the end-of-night score is computed from the log.
+    """
+    for ds in devices.values():
+        for name in ds.names():
+            stream = ds.get(name)
+            if stream is None or len(stream) == 0 or int(stream.t_ns[0]) >= keep_from_ns:
+                continue
+            keep = stream.t_ns >= keep_from_ns
+            values = {}
+            for f in dataclasses.fields(stream):
+                v = getattr(stream, f.name)
+                values[f.name] = (v[keep] if isinstance(v, np.ndarray)
+                                  and v.shape[:1] == stream.t_ns.shape else v)
+            trimmed = type(stream)(**values)
+            ds._parts[name] = [trimmed]
+            ds.streams[name] = trimmed
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
     supervisor: SupervisorOptions = field(default_factory=SupervisorOptions)
@@ -507,79 +546,88 @@ class DaemonOptions:
     status_every_s: float = 10.0
     clock_check_s: float = 5.0
     epoch_s: float = 30.0
-    """How often (clock time) the downstream ``on_epoch`` hook runs."""
+    """How often (clock time) decoded data is exported and the downstream hook runs."""
+    keep_s: float = 900.0
+    """Decoded samples kept in memory (rolling buffers) for live epochs."""
+    push_every_s: float = 60.0
+    """How often (clock time) the outbox is pushed to the sink, when there is one."""
 
 
 class Daemon:
-    """All supervisors, the session log, the clock watch, status and systemd integration."""
+    """All supervisors, the pipeline (log first), the clock watch, export, status, systemd."""
 
     def __init__(
         self,
         devices: list[DeviceSpec],
-        transport: Transport | Callable[[DeviceSpec], Transport],
-        recorder: EventRecorder,
+        transport: Transport,
+        pipeline: Pipeline,
         *,
         clock: Clock | None = None,
         options: DaemonOptions | None = None,
-        consumer: EventConsumer | None = None,
-        on_epoch: Callable[[int], None] | None = None,
+        outbox: Any = None,
+        sender: Any = None,
+        participant: str = "demo",
+        on_epoch: Callable[[Daemon, int], None] | None = None,
         seed: int | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.options = options or DaemonOptions()
-        self.recorder = recorder
+        self.pipeline = pipeline
         self.on_epoch = on_epoch
         self.problems = OncePerKind(log)
-        self.decoder = LiveDecoder(self.problems)
-        self.consumer: EventConsumer = consumer or self.decoder
         self.events_recorded = 0
+        self.sender = sender
+        self.outbox = outbox
+        self.last_push: dict[str, Any] = {}
         self._stop = asyncio.Event()
+        self._pushing: asyncio.Future[Any] | None = None
         rng = random.Random(seed)
         self.supervisors = [
             DeviceSupervisor(
-                spec,
-                transport(spec) if callable(transport) and not hasattr(transport, "connect")
-                else transport,  # type: ignore[arg-type]
-                self.record,
-                clock=self.clock,
-                options=self.options.supervisor,
-                problems=self.problems,
+                spec, transport, self.record, clock=self.clock,
+                options=self.options.supervisor, problems=self.problems,
                 rng=random.Random(rng.random()),
             )
             for spec in devices
         ]
         self.clock_watch = ClockWatch(self.clock, self.record)
+        roles = {spec.name: getattr(spec, "role", "other") for spec in devices}
+        self.exporter = Exporter(outbox, participant, roles, self.clock_watch)
 
     def record(self, event: SessionEvent) -> None:
-        """Log first; then hand to the downstream consumer, which may fail without loss."""
-        self.recorder.write(event)
-        self.events_recorded += 1
+        """The pipeline logs first, then decodes; a decode failure never loses the record."""
         try:
-            self.consumer(event)
+            self.pipeline.feed(event)
         except SensordError as exc:
             device = getattr(event, "device", "host")
             self.problems.add(device, type(exc).__name__, str(exc))
-
-    def epoch_tick(self) -> None:
-        """Every epoch: flush the log, decode what arrived, run the downstream hook."""
-        self.recorder.flush()
-        now = self.clock.wall_ns()
-        try:
-            self.decoder.flush(now)
-            if self.on_epoch is not None:
-                self.on_epoch(now)
-        except SensordError as exc:
-            self.problems.add("host", type(exc).__name__, str(exc))
+        self.events_recorded += 1
 
     def stop(self) -> None:
         self._stop.set()
         for sup in self.supervisors:
             sup.stop()
 
+    def epoch_tick(self) -> None:
+        """Every epoch: export new samples (repaired), trim buffers, run the downstream hook."""
+        now = self.clock.wall_ns()
+        try:
+            self.exporter.export(self.pipeline.devices, synced=self.clock_watch.synced)
+            trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9))
+            oldest_epoch = (now - 12 * 3600 * 10**9) // EPOCH_NS
+            for sup in self.supervisors:
+                sup.status.epochs_with_data = {
+                    e for e in sup.status.epochs_with_data if e >= oldest_epoch
+                }
+            if self.on_epoch is not None:
+                self.on_epoch(self, now)
+        except SensordError as exc:
+            self.problems.add("host", type(exc).__name__, str(exc))
+
     async def run(self) -> None:
-        """Run until :meth:`stop`; flush and close the log on the way out."""
+        """Run until :meth:`stop`; end the session, flush and close the log on the way out."""
         tasks = [asyncio.ensure_future(s.run()) for s in self.supervisors]
-        tasks.append(asyncio.ensure_future(self._housekeeping()))
+        housekeeping = asyncio.ensure_future(self._housekeeping())
         sd_notify("READY=1\nSTATUS=recording")
         try:
             await self._stop.wait()
@@ -587,21 +635,46 @@ class Daemon:
             sd_notify("STOPPING=1")
             for sup in self.supervisors:
                 sup.stop()
-            _done, pending = await asyncio.wait(tasks[:-1], timeout=10)
-            for task in [*pending, tasks[-1]]:
+            _done, pending = await asyncio.wait(tasks, timeout=10)
+            for task in [*pending, housekeeping]:
                 task.cancel()
-            for task in tasks:
+            for task in [*tasks, housekeeping]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self.pipeline.end_session()
             self.epoch_tick()
+            if self._pushing is not None:
+                with contextlib.suppress(Exception):
+                    await self._pushing
             self.write_status()
-            self.recorder.close()
+            self.pipeline.close()
+
+    def _push_in_background(self) -> None:
+        if self.sender is None or (self._pushing is not None and not self._pushing.done()):
+            return
+
+        def push() -> Any:
+            return self.sender.flush(max_retries=0)
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            try:
+                report = fut.result()
+            except (SensordError, OSError) as exc:
+                self.problems.add("host", "push failed", str(exc))
+                return
+            self.last_push = {"sent_lines": report.sent_lines,
+                              "pending_lines": report.pending_lines,
+                              "finished": report.finished,
+                              "error": report.last_error}
+
+        self._pushing = asyncio.ensure_future(asyncio.to_thread(push))
+        self._pushing.add_done_callback(done)
 
     async def _housekeeping(self) -> None:
         opts = self.options
         wd = watchdog_interval_s()
         next_wd = time.monotonic()
-        last_status = last_clock = last_epoch = self.clock.mono_ns()
+        last_status = last_clock = last_epoch = last_push = self.clock.mono_ns()
         tick_s = min(opts.clock_check_s, opts.status_every_s, opts.epoch_s) / 2
         while not self._stop.is_set():
             await self.clock.sleep(tick_s)
@@ -612,6 +685,9 @@ class Daemon:
             if now - last_epoch >= opts.epoch_s * 1e9:
                 last_epoch = now
                 self.epoch_tick()
+            if now - last_push >= opts.push_every_s * 1e9:
+                last_push = now
+                self._push_in_background()
             if now - last_status >= opts.status_every_s * 1e9:
                 self.write_status()
                 last_status = now
@@ -622,8 +698,10 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot for ``sensord status``."""
         devices = {}
+        tonight = self.clock.wall_ns() - 12 * 3600 * 10**9
         for sup in self.supervisors:
             st = sup.status
+            ds = self.pipeline.devices.get(st.name)
             devices[st.name] = {
                 "address": st.address,
                 "profile": st.profile,
@@ -635,9 +713,20 @@ class Daemon:
                 "disconnects": st.disconnects,
                 "watchdogs": st.watchdogs,
                 "battery_pct": st.battery_pct,
-                "decoded": self.decoder.decoded.get(st.name, 0),
-                "epochs_with_data": len(self.decoder.epochs_with_data.get(st.name, ())),
+                "epochs_with_data_12h": len([e for e in st.epochs_with_data
+                                             if e * EPOCH_NS >= tonight]),
+                "decoded_streams": ds.names() if ds is not None else [],
             }
+        pipeline_problems = [
+            {"kind": p.kind, "count": p.count, "message": p.message}
+            for p in self.pipeline.problems
+        ]
+        backlog = None
+        if self.outbox is not None:
+            with contextlib.suppress(SensordError):
+                st_out = self.outbox.stats()
+                backlog = {"pending_lines": st_out.pending_lines,
+                           "quarantined_lines": st_out.quarantined_lines}
         return {
             "written_wall_ns": self.clock.wall_ns(),
             "pid": os.getpid(),
@@ -648,6 +737,9 @@ class Daemon:
                 "last_step_ns": self.clock_watch.last_step_ns,
             },
             "problems": self.problems.as_dict(),
+            "decode_problems": pipeline_problems,
+            "outbox": backlog,
+            "last_push": self.last_push,
             "events_recorded": self.events_recorded,
         }
 

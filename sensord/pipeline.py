@@ -87,7 +87,7 @@ def _concat_streams(parts: Sequence[Any]) -> Any:
             else vals[0]
     t = values.get("t_ns")
     if isinstance(t, np.ndarray):
-        sizes = np.array([len(getattr(p, "t_ns")) for p in parts])
+        sizes = np.array([len(p.t_ns) for p in parts])
         bounds = np.cumsum(sizes)[:-1]
         bounds = bounds[(bounds > 0) & (bounds < t.size)]
         bad = bounds[t[bounds] < t[bounds - 1]]

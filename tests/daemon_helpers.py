@@ -1,4 +1,4 @@
-"""Shared helpers for the daemon tests: a frame parser written from the spec, run loops."""
+"""Shared helpers for the daemon tests: the real session log + pipeline, a spec-written parser."""
 
 from __future__ import annotations
 
@@ -6,28 +6,39 @@ import asyncio
 import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from sensord.blelog import BlelogWriter, iter_events
+from sensord.daemon import Daemon, DeviceStatus
 from sensord.model import DeviceEvent, RawNotification, SessionEvent, sig_uuid
+from sensord.pipeline import Pipeline
+from sensord.timesource import Clock
 
 HR_MEASUREMENT = sig_uuid(0x2A37)
 
 
-class MemoryRecorder:
-    """Keeps events in memory (used where a test inspects what the daemon recorded)."""
+def make_pipeline(path: Path, clock: Clock, *, batch_size: int = 16) -> Pipeline:
+    """The daemon's real path: a .blelog writer (no fsync in tests) under the pipeline."""
+    writer = BlelogWriter(path, participant="p01", tz="Europe/Berlin", host="testhost",
+                          wall_ns=clock.wall_ns(), mono_ns=clock.mono_ns(), fsync=False)
+    return Pipeline(writer=writer, batch_size=batch_size)
 
-    def __init__(self) -> None:
-        self.events: list[SessionEvent] = []
-        self.flushes = 0
-        self.closed = False
 
-    def write(self, event: SessionEvent) -> None:
-        self.events.append(event)
+def live_count(daemon: Daemon, device: str, char: str = HR_MEASUREMENT) -> int:
+    """Notifications of ``device`` on ``char`` the daemon has recorded so far."""
+    sup = next(s for s in daemon.supervisors if s.spec.name == device)
+    return sup.status.by_char.get(char, 0)
 
-    def flush(self) -> None:
-        self.flushes += 1
 
-    def close(self) -> None:
-        self.closed = True
+def status_of(daemon: Daemon, device: str) -> DeviceStatus:
+    return next(s for s in daemon.supervisors if s.spec.name == device).status
+
+
+class LogView:
+    """Everything in a session log, read back with the log reader."""
+
+    def __init__(self, path: Path) -> None:
+        self.events: list[SessionEvent] = list(iter_events(path))
 
     def notes(self, device: str, char: str | None = HR_MEASUREMENT) -> list[RawNotification]:
         """Notifications of ``device`` (of characteristic ``char``; ``None`` = all)."""
