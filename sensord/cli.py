@@ -91,21 +91,123 @@ def outbox(
 
 @app.command()
 def doctor(config: Path | None = _CONFIG_OPT) -> None:
-    """Check InfluxDB: reachability, version, credentials, database/bucket."""
+    """Check the Pi and InfluxDB: adapter, BlueZ, permissions, clock, disk, sink."""
     from sensord.config import load_config
+    from sensord.daemon_ops import doctor_checks
     from sensord.store import service
 
     try:
-        report = service.doctor(load_config(config))
+        cfg = load_config(config)
+        radio_ok, radio_lines = doctor_checks(cfg)  # area daemon: adapter, BlueZ, clock, disk
+        report = service.doctor(cfg)
     except SensordError as exc:
         raise _fail(exc) from None
-    for line in report.lines:
+    for line in [*radio_lines, *report.lines]:
         typer.echo(line)
-    if not report.ok:
+    if not (report.ok and radio_ok):
         raise typer.Exit(1)
 
 
 # --- end store ----------------------------------------------------------------------------
+
+
+# --- daemon (issue 5): scan, pair, run, status ------------------------------------------
+
+
+@app.command()
+def scan(
+    config: Path | None = _CONFIG_OPT,
+    timeout: float = typer.Option(8.0, help="Seconds to listen."),
+) -> None:
+    """List nearby BLE devices with RSSI and the profile sensord recognises."""
+    import asyncio
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import scan as do_scan
+
+    try:
+        seen = asyncio.run(do_scan(load_config(config), timeout))
+    except SensordError as exc:
+        raise _fail(exc) from None
+    if not seen:
+        typer.echo("no devices found (is the wearable awake and not connected elsewhere?)")
+    for s in seen:
+        a = s.advertisement
+        rssi = f"{a.rssi_dbm} dBm" if a.rssi_dbm is not None else "? dBm"
+        typer.echo(f"{a.address}  {rssi:>8}  {s.profile or '-':<18} {a.name or ''}")
+
+
+@app.command()
+def pair(
+    address: str = typer.Argument(..., help="Device address, AA:BB:CC:DD:EE:FF."),
+    role: str = typer.Option("chest", help="Where it is worn: chest, wrist, upper_arm, ..."),
+    name: str | None = typer.Option(None, help="Device id in logs (default: the role)."),
+    profile: str | None = typer.Option(None, help="Profile (default: recognised by a scan)."),
+    config: Path = typer.Option(
+        Path("/etc/sensord/sensord.toml"), "--config", "-c", help="Config file to add it to."
+    ),
+    timeout: float = typer.Option(8.0, help="Seconds to scan for the device."),
+) -> None:
+    """Add a wearable to the config (recognising its profile by scanning)."""
+    import asyncio
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import pair as do_pair
+    from sensord.daemon_ops import scan as do_scan
+
+    try:
+        cfg = load_config(config if config.exists() else None)
+        seen = asyncio.run(do_scan(cfg, timeout)) if profile is None else []
+        block = do_pair(config, cfg, address, role=role, name=name, profile=profile, seen=seen)
+        load_config(config)  # the file must still load
+    except SensordError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"added to {config}:{block}")
+
+
+@app.command()
+def run(
+    config: Path | None = _CONFIG_OPT,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", hidden=True, help="Run the daemon's clock this many times faster "
+        "than real time (tests and demos with virtual wearables only)."
+    ),
+) -> None:
+    """Record the configured wearables all night (foreground; for systemd)."""
+    import asyncio
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import run_daemon, scaled_clock, setup_logging
+
+    setup_logging(verbose)
+    try:
+        asyncio.run(run_daemon(load_config(config), clock=scaled_clock(time_scale)))
+    except SensordError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def status(
+    config: Path | None = _CONFIG_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per device: connected, last notification, battery, coverage; outbox; clock sync."""
+    import json
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import format_status, read_status
+
+    try:
+        st = read_status(load_config(config))
+    except SensordError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(st, indent=1) if as_json else format_status(st))
+    if not st.get("running"):
+        raise typer.Exit(1)
+
+
+# --- end daemon ---------------------------------------------------------------------------
 
 
 def main() -> None:

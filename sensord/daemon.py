@@ -115,9 +115,14 @@ class DeviceSpec(Protocol):
     counted as "unknown characteristic" when nothing can decode them.
     """
 
-    name: str
-    address: str
-    profile: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def profile(self) -> str: ...
 
 
 # --------------------------------------------------------------------------- supervisor
@@ -726,7 +731,9 @@ class Daemon:
             with contextlib.suppress(SensordError):
                 st_out = self.outbox.stats()
                 backlog = {"pending_lines": st_out.pending_lines,
-                           "quarantined_lines": st_out.quarantined_lines}
+                           "quarantined_lines": st_out.quarantined,
+                           "last_success_ns": st_out.last_success_ns,
+                           "last_error": st_out.last_error}
         return {
             "written_wall_ns": self.clock.wall_ns(),
             "pid": os.getpid(),
