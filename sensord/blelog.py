@@ -706,6 +706,9 @@ def iter_records(
                 raise LogFormatError("first record is not a valid header", path=p, line=lineno)
             first = False
         yield from events
+    if first:
+        raise LogFormatError("no complete record: the log was cut off before its header",
+                             path=p, line=1)
     parser.finish()
 
 
@@ -819,6 +822,9 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
         line_base += n + (1 if tail else 0)
         if n_members == 1 and not parser.headers:
             raise LogFormatError("first record is not a valid header", path=p, line=1)
+    if not parser.headers:
+        raise LogFormatError("no complete record: the log was cut off before its header",
+                             path=p, line=1)
     parser.pending.clear()  # the batch path resolves channels over the whole file below
     channels: dict[tuple[str, str], Channel] = {}
     for ch, (walls, monos, lns, pays) in acc.items():

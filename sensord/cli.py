@@ -6,12 +6,14 @@ with status 2 and a one-line message instead of a traceback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 
 from sensord import __version__
-from sensord.errors import SensordError
+from sensord.errors import LogFormatError, SensordError
 
 app = typer.Typer(
     name="sensord",
@@ -208,6 +210,198 @@ def status(
 
 
 # --- end daemon ---------------------------------------------------------------------------
+
+# --- session logs, replay, simulator, decoding, demo (issue 2 part B: branch logs) ------------
+
+log_app = typer.Typer(help="Inspect session logs (.blelog).", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+
+
+def _log_fail(exc: SensordError) -> NoReturn:
+    typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+    raise typer.Exit(2)
+
+
+def _problem_lines(problems: Any) -> None:
+    for p in problems:
+        typer.echo(f"warning: {p}", err=True)
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(Path("sim"), "--out", "-o", help="Directory for logs + truth."),
+    profile: str = typer.Option("polar_h10", help="polar_h10 | hrs_strap | infinitime"),
+    seed: int = typer.Option(1, help="Seed: same seed, same bytes."),
+    nights: int = typer.Option(1, min=1, help="Consecutive nights."),
+    start: str = typer.Option("2026-11-20T23:00", help="Local bedtime of night 1 (ISO)."),
+    tz: str = typer.Option("Europe/Zurich", help="IANA time zone of --start."),
+    duration_h: float = typer.Option(8.0, help="Hours in bed per night."),
+    acc_rate_hz: float = typer.Option(50.0, help="Polar PMD accelerometer rate (25/50/100/200)."),
+    dropouts_per_h: float = typer.Option(0.0, help="Mean radio dropouts per hour."),
+    disconnects: float = typer.Option(0.0, help="Mean disconnects per night."),
+    rr_file: Path | None = typer.Option(None, help="MMASH RR.csv.gz: use these real beats."),
+    rem_scale: float = typer.Option(1.0, help="Multiply REM period lengths."),
+    deep_scale: float = typer.Option(1.0, help="Multiply N3 period lengths."),
+    waso_extra_min: float = typer.Option(0.0, help="Extra wake after sleep onset (min)."),
+    participant: str = typer.Option("sim01", help="Participant id in the log header."),
+    one_file: bool = typer.Option(False, help="All nights in one log (one session each)."),
+) -> None:
+    """Simulate nights into session logs plus ground-truth hypnograms (CSV) and a summary."""
+    from sensord import simulate as sim
+
+    try:
+        cfg = sim.SimConfig(
+            seed=seed, start_local=start, tz=tz, nights=nights, duration_h=duration_h,
+            profile=profile, acc_rate_hz=acc_rate_hz,
+            effects=sim.NightEffects(rem_scale=rem_scale, deep_scale=deep_scale,
+                                     waso_extra_min=waso_extra_min),
+            dropouts_per_h=dropouts_per_h, disconnects_per_night=disconnects,
+            rr_file=str(rr_file) if rr_file else None, participant=participant,
+        )
+        result, logs = sim.simulate_to_files(cfg, out, one_file=one_file)
+    except SensordError as exc:
+        _log_fail(exc)
+    for night in result.nights:
+        m = night.summary()
+        typer.echo(f"night {night.index}: TST {m.get('tst_min', 0):.0f} min, "
+                   f"N3 {m['N3_min']:.0f}, REM {m['R_min']:.0f}, WASO {m.get('waso_min', 0):.0f}")
+    for log in logs:
+        typer.echo(str(log))
+
+
+def _replay_report(paths: list[Path], speed: float | None) -> Any:
+    import asyncio
+
+    from sensord.ble.replay import replay as run_replay
+    from sensord.blelog import iter_headers
+    from sensord.pipeline import Pipeline
+
+    pipe = Pipeline()
+    asyncio.run(run_replay(paths, pipe, speed=speed))
+    headers = [h for p in paths for h in iter_headers(p)]
+    return pipe.report([str(p) for p in paths], headers)
+
+
+@app.command()
+def replay(
+    logs: list[Path] = typer.Argument(..., help="Session logs, played in order."),
+    speed: float | None = typer.Option(None, help="Times real time (default: fastest)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Replay session logs through the daemon's pipeline and report what was decoded."""
+    try:
+        report = _replay_report(logs, speed)
+    except SensordError as exc:
+        _log_fail(exc)
+    typer.echo(json.dumps(report.as_dict(), indent=1) if json_out else report.format())
+
+
+@app.command()
+def decode(
+    char: str = typer.Option(..., "--char", help="Characteristic UUID (16- or 128-bit)."),
+    payloads: list[str] = typer.Argument(..., help="Payloads in hex (spaces/colons allowed)."),
+) -> None:
+    """Decode GATT payloads of one characteristic and print JSON, one line each."""
+    from sensord import devices
+
+    try:
+        for text in payloads:
+            clean = text.replace(":", "").replace(" ", "")
+            try:
+                payload = bytes.fromhex(clean)
+            except ValueError:
+                raise LogFormatError(f"not hex: {text!r}") from None
+            typer.echo(json.dumps(devices.decode_one(char, payload), sort_keys=True))
+    except SensordError as exc:
+        _log_fail(exc)
+
+
+@log_app.command("info")
+def log_info(log: Path = typer.Argument(..., help="A .blelog file.")) -> None:
+    """Headers, sessions, record counts, channels, time span and problems of a log."""
+    from sensord import blelog
+
+    probs = blelog.Problems()
+    try:
+        c = blelog.load(log, probs)
+    except SensordError as exc:
+        _log_fail(exc)
+    typer.echo(f"{log}: {log.stat().st_size} bytes, {c.members} sessions, {c.lines} records")
+    for i, h in enumerate(c.headers):
+        typer.echo(f"session {i}: format v{h.format_version}, sensord {h.sensord_version}, "
+                   f"participant {h.participant}, tz {h.tz}, host {h.host}, "
+                   f"started {_utc(h.wall_ns)}" + (f", {h.extra}" if h.extra else ""))
+    for (dev, char), ch in sorted(c.channels.items()):
+        typer.echo(f"channel {dev} {char}: {len(ch)} notifications, "
+                   f"{_utc(int(ch.wall_ns.min()))} .. {_utc(int(ch.wall_ns.max()))}")
+    typer.echo(f"device events: {len(c.device_events)}, clock events: {len(c.clock_events)}")
+    typer.echo(f"problems: {probs.total()}")
+    for p in probs:
+        typer.echo(f"  {p}")
+
+
+@log_app.command("cat")
+def log_cat(
+    log: Path = typer.Argument(..., help="A .blelog file."),
+    decoded: bool = typer.Option(False, "--decode", help="Add each payload decoded (JSON)."),
+    limit: int = typer.Option(0, help="Stop after this many events (0: all)."),
+) -> None:
+    """Print every event of a log, one per line: line, UTC time, device, what."""
+    from sensord import blelog, devices
+    from sensord.model import ClockEvent, DeviceEvent
+
+    probs = blelog.Problems()
+    try:
+        for n, (line, ev) in enumerate(blelog.iter_records(log, probs)):
+            if limit and n >= limit:
+                break
+            if isinstance(ev, DeviceEvent):
+                what = f"{ev.device} {ev.kind} {ev.detail}".rstrip()
+            elif isinstance(ev, ClockEvent):
+                what = f"clock step {ev.step_ns} ns synced={ev.synced}"
+            else:
+                what = f"{ev.device} {ev.char_uuid} {ev.payload.hex()}"
+                if decoded:
+                    try:
+                        what += " " + json.dumps(devices.decode_one(ev.char_uuid, ev.payload),
+                                                 sort_keys=True)
+                    except SensordError as exc:
+                        what += f" !{exc}"
+            typer.echo(f"{line}\t{_utc(ev.wall_ns)}\t{what}")
+    except SensordError as exc:
+        _log_fail(exc)
+    _problem_lines(probs)
+
+
+def _utc(t_ns: int) -> str:
+    import numpy as np
+
+    return str(np.datetime64(int(t_ns), "ns").astype("datetime64[ms]")) + "Z"
+
+
+def demo_log() -> Path:
+    """The bundled night the demo replays."""
+    return Path(__file__).parent / "data" / "demo.blelog"
+
+
+@app.command()
+def demo(
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Replay the bundled recorded night through the daemon's pipeline; print what it found."""
+    path = demo_log()
+    try:
+        report = _replay_report([path], None)
+    except SensordError as exc:
+        _log_fail(exc)
+    if json_out:
+        typer.echo(json.dumps(report.as_dict(), indent=1))
+        return
+    typer.echo(f"sensord demo: replaying {path.name} (bundled night) through the pipeline")
+    typer.echo(report.format())
+
+
+# --- end of session logs block -----------------------------------------------------------------
 
 
 def main() -> None:

@@ -493,11 +493,13 @@ class Pipeline:
         start, end = self._span if self._span else (0, 0)
         return build_night(self.devices, start, end)
 
-    def report(self, sources: list[str] | None = None) -> LoadReport:
+    def report(
+        self, sources: list[str] | None = None, headers: list[blelog.LogHeader] | None = None
+    ) -> LoadReport:
         """Devices, streams, counts, coverage, gaps and problems decoded so far."""
         span = (self._span[0], self._span[1]) if self._span else None
         return _report(sources or ["<live>"], self.devices, self.problems, self.device_events,
-                       self.clock_events, [], span)
+                       self.clock_events, headers or [], span)
 
 
 # --------------------------------------------------------------------------- offline

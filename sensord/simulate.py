@@ -101,8 +101,10 @@ class SimConfig:
     duration_h
         Time in bed per night.
     profile
-        ``polar_h10`` (HRS with RR + PMD accelerometer 50 Hz), ``hrs_strap`` (HRS with
-        RR only) or ``infinitime`` (HRS without RR + InfiniTime motion service).
+        ``polar_h10`` (HRS with RR + PMD accelerometer), ``hrs_strap`` (HRS with RR
+        only) or ``infinitime`` (HRS without RR + InfiniTime motion service, 10 Hz).
+    acc_rate_hz
+        Polar PMD accelerometer rate: 25, 50, 100 or 200 Hz (the H10's choices).
     effects
         One :class:`NightEffects` for all nights, or one per night.
     dropouts_per_h
@@ -121,6 +123,7 @@ class SimConfig:
     nights: int = 1
     duration_h: float = 8.0
     profile: str = "polar_h10"
+    acc_rate_hz: float = 50.0
     effects: NightEffects | tuple[NightEffects, ...] = NightEffects()
     dropouts_per_h: float = 0.0
     disconnects_per_night: float = 0.0
@@ -464,7 +467,9 @@ def simulate_night(cfg: SimConfig, k: int, start_ns: int | None = None) -> SimNi
     rr_ms = np.diff(beat_s) * 1000.0
     beat_t = start_ns + np.round(beat_s[1:] * _NS).astype(np.int64)
     if cfg.profile == "polar_h10":
-        acc_rate = 50.0
+        if cfg.acc_rate_hz not in (25.0, 50.0, 100.0, 200.0):
+            raise ConfigError("Polar ACC rate must be 25, 50, 100 or 200 Hz", key="acc_rate_hz")
+        acc_rate = cfg.acc_rate_hz
     elif cfg.profile == "infinitime":
         acc_rate = 10.0
     else:
@@ -634,11 +639,12 @@ def _hrm_payloads(
     hr = np.where(hi > 0, np.rint(60000.0 / np.where(mean_rr > 0, mean_rr, 1000.0)), 0)
     hr = np.clip(hr, 0, 255).astype(np.int64).tolist()
     lo_l, hi_l = lo.tolist(), hi.tolist()
+    first = int(np.argmax(hi > 0)) if (hi > 0).any() else n_tick  # no report before a beat
     pays = [
         hrs.encode_hrm(hr[i], rr_1024[lo_l[i] : hi_l[i]] if with_rr else (), contact=contact)
-        for i in range(n_tick)
+        for i in range(first, n_tick)
     ]
-    return tick, pays
+    return tick[first:], pays
 
 
 _ACC_PER_FRAME = 36  # 16-bit x/y/z samples in one PMD frame at the H10's usual MTU (232)
@@ -714,8 +720,8 @@ def _setup_events(cfg: SimConfig, t0: int, ev: _Events, battery: int) -> None:
         t += step
         out.append((t, DeviceEvent(dev, "subscribed", t, 0, s)))
     if cfg.profile == "polar_h10":
-        req = pmd.request_start(pmd.MeasurementType.ACC, sample_rate_hz=50, resolution_bits=16,
-                                range_g=8)
+        req = pmd.request_start(pmd.MeasurementType.ACC, sample_rate_hz=int(cfg.acc_rate_hz),
+                                resolution_bits=16, range_g=8)
         t += step
         out.append((t, (pmd.PMD_CONTROL_POINT, req)))
         t += step
@@ -724,7 +730,8 @@ def _setup_events(cfg: SimConfig, t0: int, ev: _Events, battery: int) -> None:
             parameters=pmd.encode_settings({pmd.SettingType.FACTOR: [1.0]}))
         out.append((t, (pmd.PMD_CONTROL_POINT, resp)))
         t += step
-        out.append((t, DeviceEvent(dev, "setup", t, 0, "PMD ACC 50 Hz 16 bit 8 g started")))
+        out.append((t, DeviceEvent(dev, "setup", t, 0,
+                                   f"PMD ACC {cfg.acc_rate_hz:g} Hz 16 bit 8 g started")))
     ev.add(np.array([w for w, _ in out], dtype=np.int64), [x for _, x in out], prio=0)
 
 

@@ -182,8 +182,8 @@ class ReplayTransport:
 
     async def _deliver(self, ev: SessionEvent) -> int:
         if isinstance(ev, ClockEvent):
-            for sub in list(self._subscribers.values()):
-                sub.sink(ev)
+            for each in list(self._subscribers.values()):
+                each.sink(ev)
             return 1 if self._subscribers else 0
         sub = self._subscribers.get(ev.device)
         if sub is None:
