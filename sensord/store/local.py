@@ -34,7 +34,6 @@ from typing import Any
 
 from sensord.errors import StoreError
 from sensord.store import schema
-from sensord.store.lineproto import schema_line
 
 CHUNK_LINES = 500
 CHUNK_BYTES = 256 * 1024
@@ -231,17 +230,20 @@ class LocalStore:
                 f"local store {self.path}: schema version {version} was written by a newer "
                 f"sensord (this one knows up to {SCHEMA_VERSION}); upgrade sensord"
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+        if version == SCHEMA_VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")  # all steps in one transaction
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version={target}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     @property
     def schema_version(self) -> int:
@@ -319,6 +321,8 @@ class LocalStore:
         source: str = "",
     ) -> None:
         """Validate one point against the schema and queue it."""
+        from sensord.store.lineproto import schema_line
+
         self.add_lines([schema_line(measurement, tags, fields, t_ns)], source=source)
 
     def batch(self, max_lines: int, max_bytes: int) -> Batch | None:
@@ -538,6 +542,8 @@ class LocalStore:
 
     @staticmethod
     def _annotation_line(rec: Mapping[str, Any]) -> str:
+        from sensord.store.lineproto import schema_line
+
         tags = {"participant": rec["participant"], "kind": rec["kind"]}
         fields = {k: v for k, v in rec.items() if k not in ("participant", "kind", "t_ns")}
         return schema_line(
@@ -608,6 +614,8 @@ class LocalStore:
                 raise schema.SchemaError("missing", measurement="night", key=key)
         tags = {"participant": s["participant"], "scorer": s["scorer"]}
         fields = {k: v for k, v in s.items() if k not in ("participant", "scorer", "start_ns")}
+        from sensord.store.lineproto import schema_line
+
         line = schema_line("night", tags, fields, int(s["start_ns"]))
         now = time.time_ns()
         epochs_json = json.dumps({k: list(v) for k, v in (epochs or {}).items()})

@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
 WIRE_PRECISION = "ns"
 """Timestamp precision of every write (all APIs). Never ``us``: see ``docs/storage.md``."""
 
@@ -341,10 +339,17 @@ class SchemaError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def _is_bool(value: object) -> bool:
+    # numpy's bool scalar without importing numpy (this module stays light)
+    return isinstance(value, bool) or (
+        type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    )
+
+
 def _type_ok(ftype: FieldType, value: object) -> bool:
     if ftype is FieldType.BOOLEAN:
-        return isinstance(value, bool | np.bool_)
-    if isinstance(value, bool | np.bool_):
+        return _is_bool(value)
+    if _is_bool(value):
         return False
     if ftype is FieldType.FLOAT:
         return isinstance(value, numbers.Real)

@@ -17,17 +17,20 @@ itself; ``Sender.run`` is the daemon's loop around it. What happens to a batch:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sensord.errors import AuthError, StoreError
 from sensord.store.local import Batch, LocalStore
 from sensord.store.policy import Backoff, Verdict, WriteOutcome
 from sensord.store.sinks import Sink
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +158,17 @@ class Sender:
                 outcome = WriteOutcome(Verdict.ACCEPTED, 204, "")
         if outcome.verdict is not Verdict.ACCEPTED:
             return outcome
+        by_message: dict[tuple[str, int], list[bytes]] = {}
         for line, message, status in refused:
+            by_message.setdefault((message, status), []).append(line)
+        for (message, status), lines in by_message.items():  # one log line per reason
             log.error(
-                "%s refused a line (HTTP %d): %s -- quarantined: %r",
+                "%s refused %d line(s) (HTTP %d): %s -- quarantined; first: %r",
                 self.sink.where,
+                len(lines),
                 status,
                 message,
-                line[:200],
+                lines[0][:200],
             )
         self.store.settle(batch, refused, sink=self.sink.where)
         report.sent_lines += batch.n_lines - len(refused)
@@ -195,6 +202,8 @@ class Sender:
         """The daemon's sender task: flush every ``interval_s``; back off on transient
         failures; after an auth or missing-database error wait ``backoff.max_s`` (one
         loud log line per occurrence, no retry storm). Returns when ``stop`` is set."""
+        import asyncio
+
         failures = 0
         while not stop.is_set():
             wait = interval_s
