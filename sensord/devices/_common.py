@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from sensord.errors import DecodeError
 from sensord.model import sig_uuid
@@ -19,6 +20,7 @@ from sensord.model import sig_uuid
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
+_PAD = 16
 _HEX16 = re.compile(r"^(0x)?[0-9a-f]{4}$")
 _UUID128 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -49,14 +51,27 @@ class Ragged:
 
     @classmethod
     def from_payloads(cls, payloads: Sequence[bytes]) -> Ragged:
-        lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
         start = np.zeros(len(payloads), dtype=np.int64)
         if len(payloads) > 1:
             np.cumsum(lengths[:-1], out=start[1:])
-        # a few spare zero bytes so that fixed-width reads at a row's end never index past
+        # spare zero bytes: fixed-width reads up to _PAD bytes past a row start stay inside
         # the buffer; rows are validated against their own length before values are used
-        buf = np.frombuffer(b"".join(payloads) + bytes(8), dtype=np.uint8)
+        buf = np.frombuffer(b"".join(payloads) + bytes(_PAD), dtype=np.uint8)
         return cls(buf=buf, start=start, length=lengths)
+
+    def rows(self, start: I64, length: int) -> U8:
+        """Bytes ``[start, start + length)`` of each given start as a ``(n, length)`` array.
+
+        Each start must have ``length`` valid bytes (or padding) after it.
+        """
+        if length == 0:
+            return np.zeros((start.size, 0), dtype=np.uint8)
+        return sliding_window_view(self.buf, length)[start]
+
+    def words(self, pos: I64) -> npt.NDArray[np.uint64]:
+        """The 8 bytes from each position as a little-endian uint64 (reads into padding)."""
+        return self.rows(pos, 8).view("<u8").reshape(-1)
 
     def u8(self, pos: I64) -> I64:
         return self.buf[pos].astype(np.int64)

@@ -23,9 +23,10 @@ Data (``...5C82``, notify)
 
 Sample times
 ------------
-Within one run of frames of the same measurement and frame type, the samples of a frame
-are spread evenly between the previous frame's time stamp and this one's (as the SDK
-does): ``dt = (ts_i - ts_{i-1}) / n_i``, sample ``k`` at ``ts_i - (n_i - 1 - k) dt``.
+Within one run of frames of the same measurement, the samples of a frame are spread
+evenly between the previous frame's time stamp and this one's (as the SDK does, though
+it keys the previous frame by measurement *and* frame type):
+``dt = (ts_i - ts_{i-1}) / n_i``, sample ``k`` at ``ts_{i-1} + (k + 1) dt``.
 Where there is no usable previous frame (first frame, or a gap: the spacing is more than
 1.5 times the run's median spacing, or the clock went backwards) the median spacing of
 the batch is used instead (or the requested sample rate if a run has a single frame).
@@ -374,7 +375,11 @@ def parse_control_point_json(payload: bytes) -> dict[str, Any]:
     }
     if parsed.op in (Op.GET_MEASUREMENT_SETTINGS, Op.REQUEST_MEASUREMENT_START,
                      Op.GET_SDK_MODE_MEASUREMENT_SETTINGS):
-        out["settings"] = parse_settings(parsed.parameters, payload)
+        # a valid response whose parameters are not settings stays a valid response
+        try:
+            out["settings"] = parse_settings(parsed.parameters, payload)
+        except DecodeError as exc:
+            out["settings_error"] = exc.reason
     return out
 
 
@@ -393,10 +398,12 @@ def decode_control_point_batch(payloads: Sequence[bytes]) -> DecodeResult:
         result.messages.append(msg)
         result.n_decoded += 1
         settings = msg.get("settings", {})
-        if msg.get("response_to") == "request_measurement_start" and "factor" in settings:
-            result.context.pmd_factor[p[2] & 0x3F] = float(settings["factor"][0])
-        if msg.get("request") == "request_measurement_start" and "sample_rate" in settings:
-            result.context.pmd_sample_rate_hz[p[1] & 0x3F] = float(settings["sample_rate"][0])
+        factor = settings.get("factor")
+        if msg.get("response_to") == "request_measurement_start" and factor:
+            result.context.pmd_factor[p[2] & 0x3F] = float(factor[0])
+        rate = settings.get("sample_rate")
+        if msg.get("request") == "request_measurement_start" and rate and rate[0] > 0:
+            result.context.pmd_sample_rate_hz[p[1] & 0x3F] = float(rate[0])
     return result
 
 
@@ -553,14 +560,22 @@ def encode_delta_frame(samples: npt.ArrayLike, resolution: int = 16,
 class _DeltaBatch:
     ok: npt.NDArray[np.bool_]  # per frame
     reason: list[str | None]  # per frame
-    counts: I64  # samples per ok frame (0 for bad)
-    values: I64  # (sum counts, channels), int32-wrapped
+    counts: I64  # samples per frame (0 for bad frames)
+    values: npt.NDArray[np.int32]  # (sum counts, channels), frames in input order
+
+
+_MASK = np.array([(1 << w) - 1 for w in range(33)], dtype=np.uint64)
+_HALF = np.array([(1 << (w - 1)) if w else 0 for w in range(33)], dtype=np.int64)
 
 
 def _decode_delta_batch(
     rg: Ragged, content_start: I64, content_end: I64, channels: int, resolution: int
 ) -> _DeltaBatch:
-    """Vectorised delta decoding of many frames (loops only over block index)."""
+    """Vectorised delta decoding of many frames (Python loops only over block number).
+
+    Same result as :func:`parse_delta_frame` per frame; int32 arithmetic wraps exactly
+    like the SDK's ``Int`` sums.
+    """
     nf = content_start.size
     ref_bytes = math.ceil(resolution / 8)
     reason: list[str | None] = [None] * nf
@@ -570,12 +585,9 @@ def _decode_delta_batch(
                      f"is shorter than its {channels * ref_bytes}-byte reference sample")
     pos = content_start + channels * ref_bytes
     cursor = np.zeros(nf, dtype=np.int64)  # delta samples so far per frame
-    blk_frame: list[I64] = []
-    blk_width: list[I64] = []
-    blk_count: list[I64] = []
-    blk_data: list[I64] = []
-    blk_offset: list[I64] = []
+    blocks: list[tuple[I64, I64, I64, I64, int]] = []  # frame, width, count, data start, no.
     active = ok & (pos < content_end)
+    block_no = 0
     while active.any():
         idx = np.flatnonzero(active)
         p = pos[idx]
@@ -586,7 +598,7 @@ def _decode_delta_batch(
         width_ok = w <= 32
         body_ok = p + 2 + nbytes <= content_end[idx]
         good = head_ok & width_ok & body_ok
-        for j in np.flatnonzero(~good):
+        for j in np.flatnonzero(~good).tolist():
             f = int(idx[j])
             at = int(p[j] - content_start[f])
             if not head_ok[j]:
@@ -599,57 +611,57 @@ def _decode_delta_batch(
                              f"{int(content_end[f] - p[j] - 2)} left")
         ok[idx[~good]] = False
         g = idx[good]
-        blk_frame.append(g)
-        blk_width.append(w[good])
-        blk_count.append(c[good])
-        blk_data.append(p[good] + 2)
-        blk_offset.append(cursor[g].copy())
+        blocks.append((g, w[good], c[good], p[good] + 2, block_no))
         cursor[g] += c[good]
         pos[g] = p[good] + 2 + nbytes[good]
         active = ok & (pos < content_end)
+        block_no += 1
 
     counts = np.where(ok, 1 + cursor, 0).astype(np.int64)
-    first_row = np.cumsum(counts) - counts
-    total = int(counts.sum())
-    arr = np.zeros((total, channels), dtype=np.int64)
-    # reference samples
     okf = np.flatnonzero(ok)
-    for ch in range(channels):
-        start = content_start[okf] + ch * ref_bytes
-        v = np.zeros(okf.size, dtype=np.int64)
-        for b in range(ref_bytes):
-            v |= rg.u8(start + b) << (8 * b)
-        if resolution < 64:
-            v = np.where(v & (1 << (resolution - 1)), v - (1 << resolution), v)
-        arr[first_row[okf], ch] = v
-    if blk_frame:
-        bf = np.concatenate(blk_frame)
-        bw = np.concatenate(blk_width)
-        bc = np.concatenate(blk_count)
-        bd = np.concatenate(blk_data)
-        bo = np.concatenate(blk_offset)
+    # reference samples, one row per good frame
+    ref_raw = rg.rows(content_start[okf], channels * ref_bytes).reshape(okf.size, channels,
+                                                                        ref_bytes)
+    ref = np.zeros((okf.size, channels), dtype=np.int64)
+    for b in range(ref_bytes):
+        ref |= ref_raw[:, :, b].astype(np.int64) << (8 * b)
+    if resolution < 64:
+        ref = np.where(ref & (1 << (resolution - 1)), ref - (1 << resolution), ref)
+    ref32 = ref.astype(np.uint64).astype(np.uint32).view(np.int32)  # wrap like the SDK
+
+    # delta blocks ordered by frame, then block number (the order of samples in a frame)
+    if blocks:
+        bf = np.concatenate([b[0] for b in blocks])
+        bw = np.concatenate([b[1] for b in blocks])
+        bc = np.concatenate([b[2] for b in blocks])
+        bd = np.concatenate([b[3] for b in blocks])
+        bn = np.concatenate([np.full(b[0].size, b[4]) for b in blocks])
         keep = ok[bf]  # frames that failed on a later block are dropped whole
-        bf, bw, bc, bd, bo = bf[keep], bw[keep], bc[keep], bd[keep], bo[keep]
-        group, rank = group_index(bc * channels)
-        width = bw[group]
-        bitpos = bd[group] * 8 + rank * width
-        byte = bitpos >> 3
-        word = np.zeros(byte.size, dtype=np.int64)
-        for b in range(5):
-            word |= rg.u8(byte + b) << (8 * b)
-        word >>= bitpos & 7
-        mask = (np.int64(1) << width) - 1
-        d = word & mask
-        sign = np.where(width > 0, np.int64(1) << np.maximum(width - 1, 0), 0)
-        d = np.where((width > 0) & (d & sign != 0), d - (mask + 1), d)
-        row = first_row[bf[group]] + 1 + bo[group] + rank // channels
-        arr[row, rank % channels] = d
-    # samples = running sum of reference + deltas within each frame
-    cs = np.cumsum(arr, axis=0)
-    before = np.vstack([np.zeros((1, channels), dtype=np.int64), cs])[first_row[okf]]
-    owner = np.repeat(okf, counts[okf])
-    values = cs - before[np.searchsorted(okf, owner)]
-    values = ((values + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        order = np.lexsort((bn[keep], bf[keep]))
+        bf, bw, bc, bd = bf[keep][order], bw[keep][order], bc[keep][order], bd[keep][order]
+    else:
+        bf = bw = bc = bd = np.zeros(0, dtype=np.int64)
+    group, rank = group_index(bc * channels)
+    width = bw[group]
+    bitpos = bd[group] * 8 + rank * width
+    word = rg.words(bitpos >> 3) >> (bitpos & 7).astype(np.uint64)
+    d = (word & _MASK[width]).astype(np.int64)
+    d -= (d & _HALF[width]) << 1
+    deltas = d.astype(np.uint64).astype(np.uint32).view(np.int32).reshape(-1, channels)
+
+    # rows of a frame: reference, then reference + running sum of its deltas
+    total = int(counts.sum())
+    first_row = (np.cumsum(counts) - counts)[okf]
+    is_ref = np.zeros(total, dtype=bool)
+    is_ref[first_row] = True
+    steps = np.zeros((total, channels), dtype=np.int32)
+    steps[is_ref] = ref32
+    steps[~is_ref] = deltas
+    run = np.cumsum(steps, axis=0, dtype=np.int32)
+    before = np.zeros((okf.size, channels), dtype=np.int32)
+    before[1:] = run[first_row[1:] - 1]
+    owner = np.repeat(np.arange(okf.size), counts[okf])
+    values = run - before[owner]
     return _DeltaBatch(ok=ok, reason=reason, counts=counts, values=values)
 
 
@@ -753,31 +765,37 @@ def parse_data_frame_json(payload: bytes) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _frame_sample_times(
+def _frame_spacing(
     ts: I64, counts: I64, key: I64, seg: I64, nominal_ns: Mapping[int, float], mtype: I64
-) -> I64:
-    """Sensor time of every sample (see the module docstring), frames in arrival order."""
+) -> tuple[npt.NDArray[np.float64], I64]:
+    """Sample spacing (ns) of each frame and the sensor time its samples count from.
+
+    Frames in arrival order. Returns ``(dt, anchor)``: where the previous frame of the
+    same kind is usable, ``anchor`` is its time stamp and sample ``k`` lies at
+    ``anchor + dt (k + 1)`` (the SDK's rule); otherwise ``anchor`` is -1 and samples
+    count back from the frame's own time stamp with the typical spacing.
+    """
     nf = ts.size
-    dt = np.full(nf, np.nan)
     prev = np.full(nf, -1, dtype=np.int64)
-    # previous frame of the same (measurement, frame type) key in the same clock stretch
+    # previous frame of the same key (measurement type) in the same clock stretch
     order = np.lexsort((np.arange(nf), seg, key))
     same = (key[order][1:] == key[order][:-1]) & (seg[order][1:] == seg[order][:-1])
     prev[order[1:][same]] = order[:-1][same]
     has_prev = (prev >= 0) & (counts > 0)
-    gap = (ts - np.where(prev >= 0, ts[np.maximum(prev, 0)], 0)).astype(np.float64)
+    gap = (ts - ts[np.maximum(prev, 0)]).astype(np.float64)
     spacing = np.where(has_prev, gap / np.maximum(counts, 1), np.nan)
-    dt[:] = spacing
-    for k in np.unique(key):
+    dt = spacing.copy()
+    usable = has_prev & (spacing > 0)
+    for k in np.unique(key).tolist():
         sel = key == k
-        valid = spacing[sel & has_prev & (spacing > 0)]
+        valid = spacing[sel & usable]
         fallback = nominal_ns.get(int(mtype[sel][0]), 0.0)
         typical = float(np.median(valid)) if valid.size else fallback
-        bad = sel & ~(has_prev & (spacing > 0) & (spacing <= 1.5 * typical))
+        bad = sel & ~(usable & (spacing <= 1.5 * typical))
         dt[bad] = typical
-    owner, rank = group_index(counts)
-    back = (counts[owner] - 1 - rank).astype(np.float64)
-    return ts[owner] - np.rint(back * dt[owner]).astype(np.int64)
+        usable[bad] = False
+    anchor = np.where(usable, ts[np.maximum(prev, 0)], -1)
+    return dt, anchor
 
 
 def _clock_segments(ts: I64, recv: I64 | None) -> I64:
@@ -790,6 +808,67 @@ def _clock_segments(ts: I64, recv: I64 | None) -> I64:
     if recv is not None:
         brk |= np.abs(dts - np.diff(recv)) > CLOCK_BREAK_NS
     return np.concatenate(([0], np.cumsum(brk))).astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Decoded samples of some frames: ``values`` rows in frame order, ``counts`` per frame."""
+
+    frames: I64
+    counts: I64
+    values: npt.NDArray[np.float64]
+
+
+def _fixed_chunks(
+    rg: Ragged, frames: I64, content_start: I64, content_len: I64, sample_bytes: int,
+    decode: Any,
+) -> list[_Chunk]:
+    """Decode fixed-size samples: one 2-D gather per distinct frame length."""
+    chunks = []
+    lengths = content_len[frames]
+    for length in np.unique(lengths).tolist():
+        f = frames[lengths == length]
+        raw = rg.rows(content_start[f], int(length))
+        n = int(length) // sample_bytes
+        vals = decode(raw.reshape(f.size * n, sample_bytes))
+        chunks.append(_Chunk(f, np.full(f.size, n, dtype=np.int64), vals))
+    return chunks
+
+
+def _int_le(raw: npt.NDArray[np.uint8], size: int) -> I64:
+    """Signed little-endian integers of ``size`` bytes from the last axis of ``raw``."""
+    v = np.zeros(raw.shape[:-1], dtype=np.int64)
+    for b in range(size):
+        v |= raw[..., b].astype(np.int64) << (8 * b)
+    bit = 1 << (8 * size - 1)
+    return v - ((v & bit) << 1)
+
+
+def _ecg_decoder(ftype: int) -> Any:
+    def dec(raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        b0, b1, b2 = (raw[:, k].astype(np.int64) for k in range(3))
+        if ftype == 0:
+            v = _int_le(raw, 3)
+        elif ftype == 1:
+            v = b0 | ((b1 & 0x3F) << 8)
+        else:
+            v = b0 | (b1 << 8) | ((b2 & 0x03) << 16)
+        return v.astype(np.float64)
+
+    return dec
+
+
+def _acc_raw_decoder(size: int) -> Any:
+    def dec(raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        if size == 2:
+            v: npt.NDArray[Any] = raw.view("<i2")
+        elif size == 1:
+            v = raw.view(np.int8)
+        else:
+            v = _int_le(raw.reshape(-1, 3, 3), 3)
+        return np.multiply(v.reshape(-1, 3), 0.001, dtype=np.float64)
+
+    return dec
 
 
 def decode_data_batch(
@@ -816,144 +895,147 @@ def decode_data_batch(
         raise ValueError(f"recv_wall_ns has shape {recv.shape}, expected ({n},)")
     result = DecodeResult()
     rg = Ragged.from_payloads(payloads)
-    char = "pmd_data"
     has_header = rg.length >= HEADER_LEN
-    mtype = np.where(has_header, rg.u8(rg.start) & 0x3F, -1)
-    ftype_byte = np.where(has_header, rg.u8(rg.start + 9), 0)
-    ts = np.where(has_header, rg.u32(rg.start + 1) | (rg.u32(rg.start + 5) << 32), 0)
+    hdr = rg.rows(rg.start[has_header], HEADER_LEN)
+    mtype = np.full(n, -1, dtype=np.int64)
+    ftype_byte = np.zeros(n, dtype=np.int64)
+    ts = np.zeros(n, dtype=np.int64)
+    mtype[has_header] = hdr[:, 0] & 0x3F
+    ftype_byte[has_header] = hdr[:, 9]
+    ts[has_header] = hdr[:, 1:9].copy().view("<u8").reshape(-1).astype(np.int64)
     content_start = rg.start + HEADER_LEN
     content_len = rg.length - HEADER_LEN
-    counts = np.zeros(n, dtype=np.int64)
     reasons: dict[int, str] = {}
     for i in np.flatnonzero(~has_header).tolist():
-        reasons[int(i)] = (f"frame of {int(rg.length[i])} bytes is shorter than the "
-                           f"{HEADER_LEN}-byte header")
+        reasons[i] = (f"frame of {int(rg.length[i])} bytes is shorter than the "
+                      f"{HEADER_LEN}-byte header")
 
-    ecg_rows: list[tuple[I64, npt.NDArray[np.float64]]] = []
-    acc_rows: list[tuple[I64, npt.NDArray[np.float64]]] = []
+    def whole(sel: npt.NDArray[np.bool_], size: int, name: str) -> I64:
+        good = sel & (content_len > 0) & (content_len % size == 0)
+        for i in np.flatnonzero(sel & ~good).tolist():
+            reasons[i] = (f"{name} content of {int(content_len[i])} bytes is not a whole "
+                          f"number (>= 1) of {size}-byte samples")
+        return np.flatnonzero(good)
+
+    ecg_chunks: list[_Chunk] = []
+    acc_chunks: list[_Chunk] = []
     ppi_frames = np.zeros(0, dtype=np.int64)
-
-    def fixed(sel: npt.NDArray[np.bool_], size: int, name: str) -> I64:
-        ok = sel & (content_len > 0) & (content_len % size == 0)
-        for i in np.flatnonzero(sel & ~ok).tolist():
-            reasons[int(i)] = (f"{name} content of {int(content_len[i])} bytes is not a whole "
-                               f"number (>= 1) of {size}-byte samples")
-        counts[ok] = content_len[ok] // size
-        return np.flatnonzero(ok)
-
     ecg, acc, ppi = MeasurementType.ECG, MeasurementType.ACC, MeasurementType.PPI
-    for fb in np.unique(ftype_byte[has_header]) if n else []:
-        for mt in np.unique(mtype[has_header & (ftype_byte == fb)]):
-            sel = has_header & (ftype_byte == fb) & (mtype == mt)
-            ftype, comp = int(fb) & 0x7F, bool(fb & 0x80)
-            if mt == ecg and not comp and ftype in (0, 1, 2):
-                idx = fixed(sel, 3, f"ECG frame type {ftype}")
-                owner, rank = group_index(counts[idx])
-                p = content_start[idx][owner] + 3 * rank
-                if ftype == 0:
-                    v = rg.u16(p) | (rg.u8(p + 2) << 16)
-                    v = v - ((v & 0x800000) << 1)
-                elif ftype == 1:
-                    v = rg.u8(p) | ((rg.u8(p + 1) & 0x3F) << 8)
-                else:
-                    v = rg.u16(p) | ((rg.u8(p + 2) & 0x03) << 16)
-                ecg_rows.append((idx, v.astype(np.float64)))
-            elif mt == acc and not comp and ftype in ACC_RAW_SAMPLE_BYTES:
-                size = ACC_RAW_SAMPLE_BYTES[ftype]
-                idx = fixed(sel, 3 * size, f"ACC frame type {ftype}")
-                owner, rank = group_index(counts[idx])
-                base = content_start[idx][owner] + 3 * size * rank
-                xyz = np.empty((owner.size, 3), dtype=np.float64)
-                for c in range(3):
-                    p = base + c * size
-                    v = np.zeros(p.size, dtype=np.int64)
-                    for b in range(size):
-                        v |= rg.u8(p + b) << (8 * b)
-                    bit = 1 << (8 * size - 1)
-                    xyz[:, c] = v - ((v & bit) << 1)
-                acc_rows.append((idx, xyz / 1000.0))
-            elif mt == acc and comp and ftype in (0, 1):
-                frames = np.flatnonzero(sel)
-                db = _decode_delta_batch(rg, content_start[frames],
-                                         rg.start[frames] + rg.length[frames], 3, 16)
-                for j in np.flatnonzero(~db.ok):
-                    reasons[int(frames[j])] = db.reason[j] or "bad delta frame"
-                idx = frames[db.ok]
-                counts[idx] = db.counts[db.ok]
-                factor = ctx.pmd_factor.get(int(acc), 1.0)
-                scale = factor if ftype == 0 else factor / 1000.0
-                acc_rows.append((idx, db.values.astype(np.float64) * scale))
-            elif mt == ppi and not comp and ftype == 0:
-                ppi_frames = fixed(sel, 6, "PPI frame type 0")
-            else:
-                for i in np.flatnonzero(sel).tolist():
-                    reasons[int(i)] = (f"{_type_name(int(mt))} "
-                                       f"{'compressed' if comp else 'raw'} frame type {ftype} "
-                                       "is not supported")
+    kinds = np.unique(mtype[has_header] * 256 + ftype_byte[has_header]).tolist()
+    for kind in kinds:
+        mt, fb = divmod(int(kind), 256)
+        sel = has_header & (mtype == mt) & (ftype_byte == fb)
+        ftype, comp = fb & 0x7F, bool(fb & 0x80)
+        if mt == ecg and not comp and ftype in (0, 1, 2):
+            frames = whole(sel, 3, f"ECG frame type {ftype}")
+            ecg_chunks += _fixed_chunks(rg, frames, content_start, content_len, 3,
+                                        _ecg_decoder(ftype))
+        elif mt == acc and not comp and ftype in ACC_RAW_SAMPLE_BYTES:
+            size = ACC_RAW_SAMPLE_BYTES[ftype]
+            frames = whole(sel, 3 * size, f"ACC frame type {ftype}")
+            acc_chunks += _fixed_chunks(rg, frames, content_start, content_len, 3 * size,
+                                        _acc_raw_decoder(size))
+        elif mt == acc and comp and ftype in (0, 1):
+            frames = np.flatnonzero(sel)
+            db = _decode_delta_batch(rg, content_start[frames],
+                                     rg.start[frames] + rg.length[frames], 3, 16)
+            for j in np.flatnonzero(~db.ok).tolist():
+                reasons[int(frames[j])] = db.reason[j] or "bad delta frame"
+            factor = ctx.pmd_factor.get(int(acc), 1.0)
+            scale = factor if ftype == 0 else factor / 1000.0
+            acc_chunks.append(_Chunk(frames[db.ok], db.counts[db.ok],
+                                     db.values.astype(np.float64) * scale))
+        elif mt == ppi and not comp and ftype == 0:
+            ppi_frames = whole(sel, 6, "PPI frame type 0")
+        elif mt == ecg and not comp and ftype == 3:
+            for i in np.flatnonzero(sel).tolist():
+                reasons[i] = ("ECG frame type 3 (two raw channels, no microvolt scale) has no "
+                              "stream; decode it one by one")
+        else:
+            for i in np.flatnonzero(sel).tolist():
+                reasons[i] = (f"{_type_name(mt)} {'compressed' if comp else 'raw'} frame "
+                              f"type {ftype} is not supported")
 
     for i in sorted(reasons):
-        result.errors.append(_err(char, reasons[i], payloads[i], i))
-    good = np.ones(n, dtype=bool)
-    good[list(reasons)] = False
-    result.n_decoded = int(good.sum())
+        result.errors.append(_err("pmd_data", reasons[i], payloads[i], i))
+    result.n_decoded = n - len(reasons)
 
-    # ---- time: sensor clock per sample, then host UTC per clock stretch
-    timed = np.flatnonzero(good & (mtype != ppi))
-    seg = np.zeros(n, dtype=np.int64)
-    offset = np.full(n, POLAR_EPOCH_UNIX_NS, dtype=np.int64)
+    # ---- time: sensor clock per frame, then host UTC per clock stretch
+    counts = np.zeros(n, dtype=np.int64)
+    for ch in ecg_chunks + acc_chunks:
+        counts[ch.frames] = ch.counts
+    timed = np.flatnonzero(counts > 0)
+    offset = np.full(n, POLAR_EPOCH_UNIX_NS, dtype=np.int64)  # sensor -> host UTC
+    dt = np.zeros(n, dtype=np.float64)
+    anchor = np.full(n, -1, dtype=np.int64)
     if timed.size:
         seg_t = _clock_segments(ts[timed], None if recv is None else recv[timed])
-        seg[timed] = seg_t
         if recv is not None:
             d = recv[timed] - ts[timed]
             env = np.full(int(seg_t.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
             np.minimum.at(env, seg_t, d)
             offset[timed] = env[seg_t]
-    nominal = {int(k): 1e9 / v for k, v in DEFAULT_SAMPLE_RATE_HZ.items()}
-    nominal.update({int(k): 1e9 / v for k, v in ctx.pmd_sample_rate_hz.items() if v > 0})
+        nominal = {int(k): 1e9 / v for k, v in DEFAULT_SAMPLE_RATE_HZ.items()}
+        nominal.update({int(k): 1e9 / v for k, v in ctx.pmd_sample_rate_hz.items() if v > 0})
+        key = mtype[timed]  # one sample clock per measurement, whatever the frame type
+        dt[timed], anchor[timed] = _frame_spacing(ts[timed], counts[timed], key, seg_t,
+                                                  nominal, mtype[timed])
+    from_prev = anchor >= 0
+    base = np.where(from_prev, anchor, ts)
 
-    def stream_times(rows: list[tuple[I64, npt.NDArray[np.float64]]]) -> tuple[I64, Any]:
-        idx = np.concatenate([r[0] for r in rows])
-        vals = np.concatenate([r[1] for r in rows])
-        # values are grouped by frame in ``idx`` order; sort frames by arrival
-        order = np.argsort(idx, kind="stable")
-        starts = np.cumsum(counts[idx]) - counts[idx]
-        owner, rank = group_index(counts[idx][order])
-        take = starts[order][owner] + rank
-        fidx = idx[order]
-        key = mtype[fidx] * 256 + ftype_byte[fidx]
-        t_sensor = _frame_sample_times(ts[fidx], counts[fidx], key, seg[fidx], nominal,
-                                       mtype[fidx])
-        t = t_sensor + offset[fidx][owner]
-        vals = vals[take]
-        srt = np.argsort(t, kind="stable")
-        return t[srt], vals[srt]
+    def assemble(chunks: list[_Chunk]) -> tuple[I64, npt.NDArray[np.float64]]:
+        times = []
+        for ch in chunks:
+            f = ch.frames
+            # sample k: base + dt (k + c) with c = 1 after a previous frame, else -(n - 1);
+            # the last sample is the frame's own time stamp
+            c = np.where(from_prev[f], 1, 1 - ch.counts).astype(np.float64)
+            if f.size and np.all(ch.counts == ch.counts[0]):
+                k = np.arange(int(ch.counts[0]), dtype=np.float64)
+                rel = np.rint((k[None, :] + c[:, None]) * dt[f][:, None]).astype(np.int64)
+                t = base[f][:, None] + rel
+                t[:, -1] = ts[f]
+                times.append((t + offset[f][:, None]).ravel())
+            else:
+                owner, rank = group_index(ch.counts)
+                fo = f[owner]
+                t = base[fo] + np.rint((rank + c[owner]) * dt[fo]).astype(np.int64)
+                last = np.cumsum(ch.counts) - 1
+                t[last] = ts[f]
+                times.append(t + offset[fo])
+        t_all = np.concatenate(times)
+        v_all = np.concatenate([ch.values for ch in chunks])
+        if len(chunks) > 1 or np.any(np.diff(t_all) < 0):
+            srt = np.argsort(t_all, kind="stable")
+            t_all, v_all = t_all[srt], v_all[srt]
+        return t_all, v_all
 
-    if ecg_rows:
-        t, v = stream_times(ecg_rows)
+    if ecg_chunks:
+        t, v = assemble(ecg_chunks)
         result.streams["ecg"] = EcgStream(t_ns=t, ecg_uv=v)
-    if acc_rows:
-        t, v = stream_times(acc_rows)
+    if acc_chunks:
+        t, v = assemble(acc_chunks)
         result.streams["acc"] = AccStream(t_ns=t, acc_g=v.reshape(-1, 3))
     if ppi_frames.size:
-        owner, rank = group_index(counts[ppi_frames])
-        p = content_start[ppi_frames][owner] + 6 * rank
-        flags = rg.u8(p + 5)
-        ppi_ms = rg.u16(p + 1).astype(np.float64)
+        pcounts = content_len[ppi_frames] // 6
+        owner, rank = group_index(pcounts)
+        raw = rg.rows(content_start[ppi_frames][owner] + 6 * rank, 6)
+        flags = raw[:, 5]
+        ppi_ms = (raw[:, 1].astype(np.int64) | (raw[:, 2].astype(np.int64) << 8)).astype(
+            np.float64)
         if recv is not None:
-            t = reconstruct_beat_times(recv[ppi_frames], counts[ppi_frames], ppi_ms)
+            t = reconstruct_beat_times(recv[ppi_frames], pcounts, ppi_ms)
         else:  # chain back from each frame's sensor time, as the SDK does
-            last = ts[ppi_frames][owner]
-            after = np.cumsum(ppi_ms[::-1])[::-1]  # intervals from this one to the end
-            frame_end = np.cumsum(counts[ppi_frames]) - 1
-            # intervals after this one within the same frame
-            tail = (after - ppi_ms) - (after - ppi_ms)[frame_end][owner]
-            t = last - np.rint(tail * 1e6).astype(np.int64) + POLAR_EPOCH_UNIX_NS
+            after = np.cumsum(ppi_ms[::-1])[::-1] - ppi_ms  # intervals after this one
+            frame_end = np.cumsum(pcounts) - 1
+            tail = after - after[frame_end][owner]  # ... within the same frame
+            t = (ts + offset)[ppi_frames][owner] - np.rint(tail * 1e6).astype(np.int64)
         result.streams["ppi"] = PpiStream(
             t_ns=t,
             ppi_ms=ppi_ms,
-            ppi_error_ms=rg.u16(p + 3).astype(np.float64),
-            hr_bpm=rg.u8(p).astype(np.float64),
+            ppi_error_ms=(raw[:, 3].astype(np.int64) | (raw[:, 4].astype(np.int64) << 8)).astype(
+                np.float64),
+            hr_bpm=raw[:, 0].astype(np.float64),
             blocker=(flags & 0x01) != 0,
             skin_contact=(flags & 0x02) != 0,
             skin_contact_supported=(flags & 0x04) != 0,
