@@ -137,6 +137,8 @@ class SupervisorOptions:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     max_notifications_per_s: float = 400.0
     """Flood limit per device (clock time); beyond it notifications are counted, not kept."""
+    flood_burst_s: float = 10.0
+    """Bursts up to this many seconds' worth of the limit pass (a radio catching up)."""
     stable_after_s: float = 60.0
     """A link that streamed this long resets the backoff to its first step."""
 
@@ -169,7 +171,8 @@ class DeviceSupervisor:
         self._conn: Connection | None = None
         self._reply_char: str | None = None
         self._reply: asyncio.Future[bytes] | None = None
-        self._bucket = options.max_notifications_per_s
+        self._capacity = options.max_notifications_per_s * options.flood_burst_s
+        self._bucket = self._capacity
         self._bucket_mono_ns = 0
 
     # -- events from the transport (called on the loop, must not block) --
@@ -200,7 +203,8 @@ class DeviceSupervisor:
         rate = self.options.max_notifications_per_s
         if self._bucket_mono_ns:
             self._bucket = min(
-                rate, self._bucket + (event.mono_ns - self._bucket_mono_ns) * 1e-9 * rate
+                self._capacity,
+                self._bucket + (event.mono_ns - self._bucket_mono_ns) * 1e-9 * rate,
             )
         self._bucket_mono_ns = event.mono_ns
         if self._bucket < 1.0:

@@ -88,7 +88,7 @@ def test_garbage_and_flooding_are_counted_and_do_not_stop_other_devices(
     assert np.median(acc["acc_g"][:, 2]) == pytest.approx(1.0, abs=0.01)
     # Junk: flooding counted by the supervisor, decoding problems by the pipeline.
     assert daemon.problems.as_dict()["junk"]["flooding"] > 10
-    assert set(daemon.problems.as_dict()) == {"junk"}
+    assert set(daemon.problems.as_dict()) == {"junk"}, daemon.problems.as_dict()
     by_kind: dict[str, int] = {}
     for p in daemon.pipeline.problems:
         assert p.message.startswith("junk"), p
