@@ -215,7 +215,7 @@ class DeviceSupervisor:
 
     def _device_event(self, kind: str, detail: str = "") -> None:
         self.emit(
-            DeviceEvent(self.spec.name, kind, self.clock.wall_ns(), self.clock.mono_ns(), detail)
+            DeviceEvent(self.spec.name, kind, *self.clock.read(), detail)
         )
 
     # -- lifecycle --
@@ -300,8 +300,8 @@ class DeviceSupervisor:
         if step.action == "read":
             value = await conn.read(step.char_uuid)
             # A read value is recorded like a notification: the log keeps everything.
-            self.on_event(RawNotification(self.spec.name, step.char_uuid, self.clock.wall_ns(),
-                                          self.clock.mono_ns(), value))
+            self.on_event(RawNotification(self.spec.name, step.char_uuid, *self.clock.read(),
+                                          value))
         elif step.action == "subscribe":
             await conn.start_notify(step.char_uuid)
         elif step.action == "write":
@@ -374,6 +374,7 @@ class ClockWatch:
         self.emit = emit
         self.threshold_ns = threshold_ns
         self.offset_ns = clock.wall_ns() - clock.mono_ns()
+        self.last_mono_ns = clock.mono_ns()
         self.synced = clock.synced()
         self.last_step_ns = 0
         self.steps = 0
@@ -384,7 +385,7 @@ class ClockWatch:
                         "from the monotonic clock once it is")
 
     def check(self) -> None:
-        wall, mono = self.clock.wall_ns(), self.clock.mono_ns()
+        wall, mono = self.clock.read()
         offset = wall - mono
         synced = self.clock.synced()
         step = offset - self.offset_ns
@@ -393,12 +394,15 @@ class ClockWatch:
             if abs(step) > self.threshold_ns:
                 self.steps += 1
                 self.last_step_ns = step
-                self.segments.append((wall, offset))
+                # The step happened after the previous check: every record since then
+                # has a raw wall time at or after previous-check-mono + new offset.
+                self.segments.append((self.last_mono_ns + offset, offset))
                 log.warning("wall clock stepped by %+.3f s", step / 1e9)
             if synced != self.synced:
                 log.log(logging.INFO if synced else logging.WARNING,
                         "system clock %s", "synchronised" if synced else "NOT synchronised")
         self.offset_ns = offset
+        self.last_mono_ns = mono
         self.synced = synced
 
     def correct(self, t_ns: np.ndarray) -> np.ndarray:
@@ -651,10 +655,17 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.pipeline.end_session()
+            self.clock_watch.check()
             self.epoch_tick()
             if self._pushing is not None:
                 with contextlib.suppress(Exception):
                     await self._pushing
+            if self.sender is not None:  # last push; what fails stays in the outbox
+                self._pushing = None
+                self._push_in_background()
+                if self._pushing is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pushing
             self.write_status()
             self.pipeline.close()
 

@@ -149,9 +149,9 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     cfg.data_path.mkdir(parents=True, exist_ok=True)
     path = session_log_path(cfg, clock.wall_ns())
     path.parent.mkdir(parents=True, exist_ok=True)
+    wall0, mono0 = clock.read()
     writer = BlelogWriter(path, participant=cfg.participant_id, tz=cfg.timezone,
-                          host=socket.gethostname(), wall_ns=clock.wall_ns(),
-                          mono_ns=clock.mono_ns())
+                          host=socket.gethostname(), wall_ns=wall0, mono_ns=mono0)
     pipeline = Pipeline(writer=writer, batch_size=LIVE_BATCH)
     store = open_store(cfg)
     sink = make_sink(cfg.sink)

@@ -22,6 +22,9 @@ class Clock(Protocol):
     def mono_ns(self) -> int:
         """Host monotonic clock, ns (never steps; arbitrary origin)."""
 
+    def read(self) -> tuple[int, int]:
+        """``(wall_ns, mono_ns)`` read together (what every record is stamped with)."""
+
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of this clock's time."""
 
@@ -37,6 +40,9 @@ class SystemClock:
 
     def mono_ns(self) -> int:
         return time.monotonic_ns()
+
+    def read(self) -> tuple[int, int]:
+        return time.time_ns(), time.monotonic_ns()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -96,6 +102,12 @@ class ScaledClock:
 
     def mono_ns(self) -> int:
         return self._mono0_ns + self._elapsed_ns()
+
+    def read(self) -> tuple[int, int]:
+        # One reading for both: a thread switch between two reads would be amplified by
+        # ``speed`` and look like a clock step.
+        elapsed = self._elapsed_ns()
+        return self._wall0_ns + elapsed + self._wall_offset_ns, self._mono0_ns + elapsed
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)

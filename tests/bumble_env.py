@@ -42,7 +42,8 @@ class VirtualAirProc:
         flood_hz: float = 0.0,
     ) -> subprocess.Popen[bytes]:
         """Start a wearable on ``slot`` and wait until it advertises."""
-        err = (self.tmp / f"{slot}-{len(self.procs)}.err").open("wb")
+        err_path = self.tmp / f"{slot}-{len(self.procs)}.err"
+        err = err_path.open("wb")
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "sensord.ble.virtual", "peripheral",
@@ -56,7 +57,9 @@ class VirtualAirProc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if line.strip() != b"ready":
-            raise RuntimeError(f"virtual {profile} wearable did not start: {line!r}")
+            proc.wait(timeout=5)
+            raise RuntimeError(f"virtual {profile} wearable did not start: {line!r} "
+                               f"{err_path.read_text()[-2000:]}")
         return proc
 
     @staticmethod

@@ -19,8 +19,9 @@ HR_MEASUREMENT = sig_uuid(0x2A37)
 
 def make_pipeline(path: Path, clock: Clock, *, batch_size: int = 16) -> Pipeline:
     """The daemon's real path: a .blelog writer (no fsync in tests) under the pipeline."""
+    wall0, mono0 = clock.read()
     writer = BlelogWriter(path, participant="p01", tz="Europe/Berlin", host="testhost",
-                          wall_ns=clock.wall_ns(), mono_ns=clock.mono_ns(), fsync=False)
+                          wall_ns=wall0, mono_ns=mono0, fsync=False)
     return Pipeline(writer=writer, batch_size=batch_size)
 
 

@@ -74,7 +74,7 @@ class BleakConnection:
         device, sink, clock = self._device, self._sink, self._clock
 
         def on_value(_char: BleakGATTCharacteristic, data: bytearray) -> None:
-            sink(RawNotification(device, uuid, clock.wall_ns(), clock.mono_ns(), bytes(data)))
+            sink(RawNotification(device, uuid, *clock.read(), bytes(data)))
 
         try:
             await self._client.start_notify(uuid, on_value)
@@ -169,7 +169,7 @@ class BleakTransport:
             raise TransportError(f"{device} ({address}): scan failed: {exc}") from exc
 
         def disconnected(_client: BleakClient) -> None:
-            sink(DeviceEvent(device, "disconnected", clock.wall_ns(), clock.mono_ns(), "bluez"))
+            sink(DeviceEvent(device, "disconnected", *clock.read(), "bluez"))
             if on_disconnect is not None:
                 result = on_disconnect(device)
                 if asyncio.iscoroutine(result):
@@ -190,10 +190,10 @@ class BleakTransport:
         except (BleakError, OSError, EOFError, TimeoutError) as exc:
             raise TransportError(f"{device} ({address}): connect failed: {exc}") from exc
         conn = BleakConnection(device, client, sink, clock)
-        sink(DeviceEvent(device, "connected", clock.wall_ns(), clock.mono_ns(), address))
+        sink(DeviceEvent(device, "connected", *clock.read(), address))
         sink(
             DeviceEvent(
-                device, "services", clock.wall_ns(), clock.mono_ns(),
+                device, "services", *clock.read(),
                 ",".join(conn.service_uuids()),
             )
         )

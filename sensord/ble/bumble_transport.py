@@ -91,7 +91,7 @@ class BumbleConnection:
         device, sink, clock = self._device, self._sink, self._clock
 
         def on_value(value: bytes) -> None:
-            sink(RawNotification(device, uuid, clock.wall_ns(), clock.mono_ns(), bytes(value)))
+            sink(RawNotification(device, uuid, *clock.read(), bytes(value)))
 
         try:
             await self._peer.subscribe(char, on_value)
@@ -236,7 +236,7 @@ class BumbleTransport:
 
         def on_disconnection(reason: int) -> None:
             conn._mark_disconnected()
-            sink(DeviceEvent(device, "disconnected", clock.wall_ns(), clock.mono_ns(),
+            sink(DeviceEvent(device, "disconnected", *clock.read(),
                              f"hci reason 0x{reason:02x}"))
             if on_disconnect is not None:
                 result = on_disconnect(device)
@@ -244,7 +244,7 @@ class BumbleTransport:
                     _spawn(result)
 
         connection.on("disconnection", on_disconnection)
-        sink(DeviceEvent(device, "connected", clock.wall_ns(), clock.mono_ns(), address))
-        sink(DeviceEvent(device, "services", clock.wall_ns(), clock.mono_ns(),
+        sink(DeviceEvent(device, "connected", *clock.read(), address))
+        sink(DeviceEvent(device, "services", *clock.read(),
                          ",".join(conn.service_uuids())))
         return conn
