@@ -14,6 +14,7 @@ an injectable :class:`sensord.timesource.Clock`, so a whole night runs in second
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -594,6 +595,7 @@ class Daemon:
         self.last_push: dict[str, Any] = {}
         self._stop = asyncio.Event()
         self._pushing: asyncio.Future[Any] | None = None
+        self._push_executor: concurrent.futures.ThreadPoolExecutor | None = None
         rng = random.Random(seed)
         self.supervisors = [
             DeviceSupervisor(
@@ -666,6 +668,8 @@ class Daemon:
                 if self._pushing is not None:
                     with contextlib.suppress(Exception):
                         await self._pushing
+            if self._push_executor is not None:
+                self._push_executor.shutdown(wait=False)
             self.write_status()
             self.pipeline.close()
 
@@ -687,7 +691,13 @@ class Daemon:
                               "finished": report.finished,
                               "error": report.last_error}
 
-        self._pushing = asyncio.ensure_future(asyncio.to_thread(push))
+        # One dedicated thread: the default executor would spread pushes over many threads
+        # (and as many malloc arenas), which grows the resident set over a night.
+        if self._push_executor is None:
+            self._push_executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sensord-push")
+        loop = asyncio.get_running_loop()
+        self._pushing = asyncio.ensure_future(loop.run_in_executor(self._push_executor, push))
         self._pushing.add_done_callback(done)
 
     async def _housekeeping(self) -> None:

@@ -216,5 +216,6 @@ def test_eight_hour_night_with_incidents(
         log.notes("wrist")
     )
     # Memory does not grow over the night.
+    print(f"RSS after the first hour {marks['rss_1h']:.1f} MB, at the end {marks['rss_end']:.1f} MB")
     assert marks["rss_end"] - marks["rss_1h"] <= 10.0, marks
     assert daemon.clock_watch.steps == 1
