@@ -208,7 +208,7 @@ def test_eight_hour_night_with_incidents(
     gaps_s = np.diff(expected_ns) / 1e9
     assert gaps_s.max() >= 9 * 60
     kinds = [e.kind for e in log.kinds("chest")]
-    assert kinds.count("watchdog") >= 1, [(e.kind, e.detail[:40], (e.wall_ns - TRUE_START_NS) // 10**9) for e in log.kinds("chest")]
+    assert kinds.count("watchdog") >= 1, kinds
     assert kinds.count("connected") >= 5  # first + 3 disconnects + the silence
     # Wrist data kept flowing through the chest's incidents.
     assert len(log.notes("wrist", None)) > 0.5 * 8 * 3600
@@ -216,6 +216,6 @@ def test_eight_hour_night_with_incidents(
         log.notes("wrist")
     )
     # Memory does not grow over the night.
-    print(f"RSS after the first hour {marks['rss_1h']:.1f} MB, at the end {marks['rss_end']:.1f} MB")
+    print(f"RSS after hour 1 {marks['rss_1h']:.1f} MB, at the end {marks['rss_end']:.1f} MB")
     assert marks["rss_end"] - marks["rss_1h"] <= 10.0, marks
     assert daemon.clock_watch.steps == 1
