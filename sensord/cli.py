@@ -404,6 +404,195 @@ def demo(
 # --- end of session logs block -----------------------------------------------------------------
 
 
+# --- sleep staging: score, validate (issue 3: branch staging) ----------------------------------
+
+validate_app = typer.Typer(help="Validate the staging core on public datasets.",
+                           no_args_is_help=True)
+app.add_typer(validate_app, name="validate")
+
+
+def _stage_fail(exc: SensordError) -> NoReturn:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return None if not np.isfinite(obj) else round(float(obj), 4)
+    return obj
+
+
+@app.command()
+def score(
+    logs: list[Path] = typer.Argument(..., help="Session logs (.blelog) of one night."),
+    tz: str = typer.Option("UTC", help="Participant's IANA time zone (night label)."),
+    model_file: Path | None = typer.Option(None, "--model", help="Stager model JSON."),
+    truth: Path | None = typer.Option(
+        None, help="Simulator ground-truth CSV: also report agreement with it."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Summary and epochs as JSON."),
+    csv_out: bool = typer.Option(False, "--csv", help="One CSV row per epoch."),
+) -> None:
+    """Score a night from session logs: per-epoch stages and the night summary."""
+    import numpy as np
+
+    from sensord.pipeline import load_streams
+    from sensord.staging import load_model, score_night
+    from sensord.staging.hypnogram import STAGE_NAMES
+
+    try:
+        streams, _report = load_streams([str(p) for p in logs])
+        mdl = load_model(model_file) if model_file is not None else None
+        res = score_night(streams, tz=tz, model=mdl)
+        agreement = None
+        if truth is not None:
+            agreement = _truth_agreement(truth, res)
+    except SensordError as exc:
+        _stage_fail(exc)
+    hyp = res.hypnogram
+    if csv_out:
+        typer.echo("t_ns,utc,stage,p_wake,p_light,p_deep,p_rem,hr_bpm,counts,feature_set")
+        names = hyp.stage_names()
+        for i in range(len(hyp)):  # output formatting only, after the vectorised scoring
+            p = hyp.probabilities[i]
+            cells = ["" if not np.isfinite(x) else f"{x:.4f}" for x in p]
+            hr = res.features["hr_bpm"][i]
+            cnt = res.features["counts"][i]
+            typer.echo(
+                f"{hyp.t_ns[i]},{_utc(int(hyp.t_ns[i]))},{names[i]},{','.join(cells)},"
+                f"{'' if not np.isfinite(hr) else f'{hr:.1f}'},"
+                f"{'' if not np.isfinite(cnt) else f'{cnt:.0f}'},"
+                f"{int(res.features['feature_set'][i])}"
+            )
+        return
+    if json_out:
+        out = {
+            "summary": res.summary,
+            "agreement": agreement,
+            "epochs": {
+                "t_ns": hyp.t_ns,
+                "stage": hyp.stage_names(),
+                "probabilities": {n: hyp.probabilities[:, k] for k, n in enumerate(STAGE_NAMES)},
+                "hr_bpm": res.features["hr_bpm"],
+                "counts": res.features["counts"],
+                "rmssd_ms": res.features["rmssd_ms"],
+            },
+        }
+        typer.echo(json.dumps(_jsonable(out)))
+        return
+    typer.echo(night_summary_text(res))
+    if agreement is not None:
+        typer.echo(f"agreement with {truth}: " + json.dumps(_jsonable(agreement)))
+
+
+def _truth_agreement(truth: Path, res: Any) -> dict[str, Any]:
+    import numpy as np
+
+    from sensord.simulate import read_truth
+    from sensord.staging.validate import stage_report
+
+    t_ns, codes = read_truth(truth)
+    four = np.array([0, 1, 1, 2, 3])[codes.astype(np.int64)]
+    hyp = res.hypnogram
+    idx = (t_ns - hyp.start_ns) // (30 * 10**9)
+    ok = (idx >= 0) & (idx < len(hyp)) & ((t_ns - hyp.start_ns) % (30 * 10**9) == 0)
+    pred = hyp.stages[idx[ok]].astype(np.int64)
+    return stage_report(four[ok], pred)
+
+
+def night_summary_text(res: Any) -> str:
+    """Night summary and a one-character-per-epoch hypnogram (W L D R, . unscored)."""
+    s = res.summary
+    chars = "".join(".WLDR"[c + 1] for c in res.hypnogram.stages.tolist())
+    lines = [
+        f"night {s['night']} ({s['tz']}): {s['start_local']} .. {s['end_local']}, "
+        f"scorer {s['scorer']}",
+        f"  TIB {s['tib_min']:.1f} min, TST {s['tst_min']:.1f} min, SE {s['se_pct']} %, "
+        f"SOL {s['sol_min']} min, WASO {s['waso_min']} min, awakenings {s['awakenings']}",
+        f"  wake {s['wake_min']} / light {s['light_min']} / deep {s['deep_min']} / "
+        f"REM {s['rem_min']} min; REM latency {s['rem_latency_min']} min; "
+        f"SFI {s['sfi_per_h']} /h",
+        f"  HR min {s.get('hr_min_bpm')} mean {s.get('hr_mean_bpm')} bpm, "
+        f"RMSSD {s.get('rmssd_ms')} ms, coverage {s['coverage']}",
+        "  hypnogram (30 s/char, W wake L light D deep R REM . unscored):",
+    ]
+    lines += ["  " + chars[i : i + 120] for i in range(0, len(chars), 120)]
+    return "\n".join(lines)
+
+
+@validate_app.command("walch")
+def validate_walch(
+    data: Path = typer.Option(..., "--data", help="The walch2019 folder (or its features/)."),
+    model_file: Path | None = typer.Option(None, "--model", help="Stager model JSON."),
+    loso: bool = typer.Option(False, "--loso", help="Leave-one-subject-out train + test."),
+    feature_set: list[str] = typer.Option(
+        ["hr+motion", "hr", "motion"], "--features", help="Feature sets to evaluate."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Agreement with polysomnography on the Walch et al. (2019) subjects."""
+    from sensord.datasets import load_walch
+    from sensord.staging import load_model
+    from sensord.staging.validate import evaluate_walch, loso_walch
+
+    try:
+        nights = load_walch(data)
+        mdl = None if loso else load_model(model_file)
+        out: dict[str, Any] = {
+            "dataset": "walch2019",
+            "subjects": [n.subject for n in nights],
+            "mode": "loso" if loso else "model",
+            "model": None if mdl is None else mdl.version,
+            "feature_sets": {},
+        }
+        for fs in feature_set:
+            if mdl is not None:
+                out["feature_sets"][fs] = evaluate_walch(nights, mdl, fs)
+            else:
+                out["feature_sets"][fs] = loso_walch(nights, fs)
+    except (SensordError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _print_validation(out, json_out)
+
+
+@validate_app.command("mmash")
+def validate_mmash(
+    data: Path = typer.Option(..., "--data", help="The mmash folder (user_N/ subfolders)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Sadeh and Cole-Kripke vs the ActiGraph software's sleep summaries (MMASH)."""
+    from sensord.datasets import load_mmash
+    from sensord.staging.validate import compare_mmash
+
+    try:
+        out = compare_mmash(load_mmash(data))
+    except SensordError as exc:
+        _stage_fail(exc)
+    out["dataset"] = "mmash"
+    _print_validation(out, json_out)
+
+
+def _print_validation(out: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        typer.echo(json.dumps(_jsonable(out)))
+        return
+    typer.echo(json.dumps(_jsonable(out), indent=1))
+
+
+# --- end of sleep staging block ----------------------------------------------------------------
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

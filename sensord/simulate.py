@@ -251,9 +251,9 @@ def simulate_hypnogram(
 
 
 _HR_BASE = np.array([66.0, 61.0, 58.0, 55.0, 62.0])  # bpm by stage
-_RSA_BPM = np.array([2.0, 3.0, 4.0, 5.0, 2.5])  # RSA amplitude by stage
-_LF_BPM = np.array([3.0, 2.0, 1.5, 0.8, 3.5])  # 0.1 Hz Mayer-wave amplitude
-_VLF_BPM = np.array([2.5, 1.2, 0.8, 0.4, 2.5])  # random-walk scale per sqrt(min)
+_RSA_BPM = np.array([1.5, 2.0, 2.5, 3.0, 1.5])  # RSA amplitude by stage
+_LF_BPM = np.array([3.0, 2.0, 1.5, 0.8, 4.0])  # 0.1 Hz Mayer-wave amplitude
+_VLF_BPM = np.array([3.0, 1.2, 0.8, 0.4, 3.5])  # random-walk scale per sqrt(min)
 _RESP_HZ = np.array([0.25, 0.24, 0.23, 0.22, 0.27])  # breathing rate
 _RESP_IRREG = np.array([0.15, 0.08, 0.05, 0.02, 0.20])  # relative breath-to-breath jitter
 _GRID_HZ = 10.0
@@ -305,12 +305,16 @@ def simulate_beats(
     return beat_s, t, resp_phase
 
 
-def load_mmash_beats(path: str | os.PathLike[str], max_s: float) -> npt.NDArray[np.float64]:
-    """Real beat times (s from the first beat) from an MMASH ``RR.csv.gz``.
+def load_mmash_beats(
+    path: str | os.PathLike[str], max_s: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Real beats from an MMASH ``RR.csv.gz``: ``(beat_s, rr_ms)``.
 
-    Uses the night in the file: beats from 23:00 on day 1 on (or the first beat if
-    later), at most ``max_s`` seconds. Intervals outside 0.3-2.0 s are artefacts or
-    dropouts: time advances but no beat is produced for them.
+    Uses the night in the file: beats from 23:00 on day 1 on (or from the first beat if
+    there is no such night), at most ``max_s`` seconds; ``beat_s`` counts from 1 s before
+    the first beat. Intervals outside 0.3-2.0 s are artefacts or dropouts: time advances
+    by them but no beat is produced (a strap would not report them either), so every
+    returned ``rr_ms`` is an interval exactly as recorded in the file.
     """
     p = Path(path)
     try:
@@ -330,12 +334,14 @@ def load_mmash_beats(path: str | os.PathLike[str], max_s: float) -> npt.NDArray[
     start = int(np.searchsorted(clock_s, 23 * 3600))
     if start >= ibi.size - 100:
         start = 0
-    t = np.cumsum(ibi[start:])
-    ok = (ibi[start:] >= 0.3) & (ibi[start:] <= 2.0)
+    ibi = ibi[start:]
+    t = np.cumsum(ibi)
+    ok = (ibi >= 0.3) & (ibi <= 2.0)
+    t -= t[np.argmax(ok)] - 1.0
     keep = ok & (t <= max_s)
     if keep.sum() < 100:
         raise ConfigError("fewer than 100 usable beats in the night", key="rr_file", source=str(p))
-    return t[keep] - t[keep][0] + 1.0
+    return t[keep], ibi[keep] * 1000.0
 
 
 # --------------------------------------------------------------------------- motion
@@ -455,17 +461,18 @@ def simulate_night(cfg: SimConfig, k: int, start_ns: int | None = None) -> SimNi
         start_ns = night_starts_ns(replace(cfg, nights=k + 1))[k]
     n_ep = int(cfg.duration_h * 3600 / _EPOCH_S)
     real = cfg.rr_file is not None
-    if real:
-        assert cfg.rr_file is not None
-        beat_s = load_mmash_beats(cfg.rr_file, cfg.duration_h * 3600)
-        n_ep = min(n_ep, int(beat_s[-1] // _EPOCH_S))
+    if cfg.rr_file is not None:
+        real_s, real_rr = load_mmash_beats(cfg.rr_file, cfg.duration_h * 3600)
+        n_ep = min(n_ep, int(real_s[-1] // _EPOCH_S))
     stage = simulate_hypnogram(n_ep, rng, eff)
     sim_beats, resp_t, resp_ph = simulate_beats(stage, rng, eff)
-    if not real:
-        beat_s = sim_beats
-    beat_s = beat_s[beat_s < n_ep * _EPOCH_S]
-    rr_ms = np.diff(beat_s) * 1000.0
-    beat_t = start_ns + np.round(beat_s[1:] * _NS).astype(np.int64)
+    if cfg.rr_file is not None:
+        inside = real_s < n_ep * _EPOCH_S
+        beat_s, rr_ms = real_s[inside], real_rr[inside]
+    else:
+        sim_beats = sim_beats[sim_beats < n_ep * _EPOCH_S]
+        beat_s, rr_ms = sim_beats[1:], np.diff(sim_beats) * 1000.0
+    beat_t = start_ns + np.round(beat_s * _NS).astype(np.int64)
     if cfg.profile == "polar_h10":
         if cfg.acc_rate_hz not in (25.0, 50.0, 100.0, 200.0):
             raise ConfigError("Polar ACC rate must be 25, 50, 100 or 200 Hz", key="acc_rate_hz")

@@ -201,6 +201,14 @@ def test_delta_frame_hand_computed() -> None:
     # first: 01 | 10 | 11 | 01 -> 0b01_11_10_01 = 0x79
     content = bytes.fromhex("0100ffff" "0202" "79")
     assert pmd.parse_delta_frame(content, 2, 16) == [[1, -1], [2, -3], [1, -2]]
+    # then a zero-width block of 2 samples (unchanged) and a 1-bit block: delta -1, 0
+    content += bytes.fromhex("0002" "0101" "01")
+    expected = [[1, -1], [2, -3], [1, -2], [1, -2], [1, -2], [0, -2]]
+    assert pmd.parse_delta_frame(content, 2, 16) == expected
+    rg = pmd.Ragged.from_payloads([content, content])
+    db = pmd._decode_delta_batch(rg, np.array([0, len(content)]),
+                                 np.array([len(content), 2 * len(content)]), 2, 16)
+    assert db.values.tolist() == expected + expected
 
 
 # --- data frames ----------------------------------------------------------------------------

@@ -16,6 +16,10 @@ def test_profile_for_services_prefers_the_most_specific() -> None:
     assert devices.profile_for_services([hrs, "180f"]) == "heart_rate"
     assert devices.profile_for_services(["180D", pmd.PMD_SERVICE.upper()]) == "polar_pmd"
     assert devices.profile_for_services([hrs, itm.MOTION_SERVICE]) == "infinitime_motion"
+    assert devices.profile_for_services(["180d", pmd.PMD_SERVICE], name="Polar H10 A1B2C3D4") == (
+        "polar_pmd")
+    assert devices.profile_for_services(["180d", pmd.PMD_SERVICE], name="Polar Sense 1A2B3C4D") == (
+        "polar_optical")
     assert devices.profile_for_services(["180f", "garbage"]) is None
     assert devices.profile_for_services([]) is None
 

@@ -189,7 +189,7 @@ _HR = (
 PROFILES: dict[str, Profile] = {
     "polar_pmd": Profile(
         name="polar_pmd",
-        title="Polar H10 / Verity Sense / OH1: Heart Rate Service + PMD accelerometer 50 Hz",
+        title="Polar H10 / H9 (chest strap): Heart Rate Service + PMD accelerometer 50 Hz",
         service_uuids=(pmd.PMD_SERVICE,),
         setup=(
             *_READ_INFO,
@@ -208,6 +208,35 @@ PROFILES: dict[str, Profile] = {
                                   range_g=8),
                 response_char=pmd.PMD_CONTROL_POINT,
                 note="start ACC 50 Hz, 16 bit, +-8 g",
+            ),
+        ),
+    ),
+    "polar_optical": Profile(
+        name="polar_optical",
+        title="Polar Verity Sense / OH1 (optical): HR + PMD PPI + accelerometer 52 Hz",
+        service_uuids=(pmd.PMD_SERVICE,),
+        setup=(
+            *_READ_INFO,
+            *_BATTERY,
+            *_HR,
+            SetupStep("subscribe", pmd.PMD_CONTROL_POINT, note="PMD control point indications"),
+            SetupStep("subscribe", pmd.PMD_DATA, note="PMD data notifications"),
+            SetupStep(
+                "write", pmd.PMD_CONTROL_POINT, pmd.request_settings(pmd.MeasurementType.ACC),
+                response_char=pmd.PMD_CONTROL_POINT, optional=True,
+                note="ask which ACC settings the device supports (recorded for the log)",
+            ),
+            SetupStep(
+                "write", pmd.PMD_CONTROL_POINT,
+                pmd.request_start(pmd.MeasurementType.ACC, sample_rate_hz=52, resolution_bits=16,
+                                  range_g=8),
+                response_char=pmd.PMD_CONTROL_POINT,
+                note="start ACC 52 Hz, 16 bit, +-8 g (Verity Sense default; OH1 streams 50 Hz)",
+            ),
+            SetupStep(
+                "write", pmd.PMD_CONTROL_POINT, pmd.request_start(pmd.MeasurementType.PPI),
+                response_char=pmd.PMD_CONTROL_POINT, optional=True,
+                note="start PPI (first intervals after ~25 s; HR then updates every 5 s)",
             ),
         ),
     ),
@@ -234,10 +263,17 @@ PROFILES: dict[str, Profile] = {
 """Profiles by name, most specific first (the order :func:`profile_for_services` tries)."""
 
 
-def profile_for_services(service_uuids: Iterable[str]) -> str | None:
+OPTICAL_NAME_PREFIXES = ("Polar Sense", "Polar OH1")
+"""Advertised names of Polar's optical sensors (Verity Sense, OH1): they share the PMD
+service with the H10 but stream PPI and a different accelerometer rate."""
+
+
+def profile_for_services(service_uuids: Iterable[str], name: str | None = None) -> str | None:
     """Name of the most specific profile whose identifying service is among ``service_uuids``.
 
     UUIDs may be 16-bit (``180d``) or 128-bit in any case; unparsable ones are ignored.
+    ``name`` (the advertised local name, optional) tells Polar's optical sensors from
+    the H10/H9, which expose the same services.
     """
     found = set()
     for u in service_uuids:
@@ -246,6 +282,9 @@ def profile_for_services(service_uuids: Iterable[str]) -> str | None:
         except ValueError:
             continue
     for profile in PROFILES.values():
+        optical = (name or "").startswith(OPTICAL_NAME_PREFIXES)
+        if profile.name == ("polar_pmd" if optical else "polar_optical"):
+            continue
         if any(s in found for s in profile.service_uuids):
             return profile.name
     return None

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.ndimage import minimum_filter1d
 
 from sensord.devices._common import DecodeResult, Ragged, decode_error, group_index
@@ -176,54 +177,54 @@ def decode_hrm_batch(payloads: Sequence[bytes], recv_wall_ns: I64) -> DecodeResu
     if recv.shape != (len(payloads),):
         raise ValueError(f"recv_wall_ns has shape {recv.shape}, expected ({len(payloads)},)")
     rg = Ragged.from_payloads(payloads)
-    n = rg.length
-    nonempty = n > 0
-    flags = np.where(nonempty, rg.u8(rg.start), 0)
-    wide = (flags & FLAG_HR_UINT16) != 0
-    has_energy = (flags & FLAG_ENERGY) != 0
+    buf, start, n = rg.buf, rg.start, rg.length
+    # bytes at fixed offsets of every row (padding makes short rows safe to read; they
+    # are rejected below before any value is used)
+    flags = buf[start]
+    wide = flags & FLAG_HR_UINT16
+    has_energy = (flags & FLAG_ENERGY) >> 3
     has_rr = (flags & FLAG_RR) != 0
-    hr_len = np.where(wide, 2, 1)
-    rr_pos = 1 + hr_len + np.where(has_energy, 2, 0)  # relative to payload start
+    rr_pos = 2 + wide + 2 * has_energy  # first RR byte, relative to the row start
     rr_bytes = n - rr_pos
-    ok = nonempty & (n >= 1 + hr_len) & (rr_bytes >= 0)
-    ok &= ~has_rr | ((rr_bytes >= 2) & (rr_bytes % 2 == 0))
+    ok = (rr_bytes >= 0) & (~has_rr | ((rr_bytes >= 2) & (rr_bytes % 2 == 0)))
 
     result = DecodeResult()
-    for i in np.flatnonzero(~ok).tolist():
-        try:
-            parse_hrm(payloads[i])
-        except DecodeError as exc:
-            exc.index = int(i)
-            result.errors.append(
-                _err("heart_rate_measurement", exc.reason, payloads[i], int(i))
-            )
-        else:  # pragma: no cover - the vectorised check and parse_hrm must agree
-            raise AssertionError(f"batch and single decoders disagree on payload #{i}")
+    sel: slice | npt.NDArray[np.intp] = slice(None)
+    if not ok.all():
+        for i in np.flatnonzero(~ok).tolist():
+            try:
+                parse_hrm(payloads[i])
+            except DecodeError as exc:
+                result.errors.append(
+                    _err("heart_rate_measurement", exc.reason, payloads[i], i))
+            else:  # pragma: no cover - the vectorised check and parse_hrm must agree
+                raise AssertionError(f"batch and single decoders disagree on payload #{i}")
+        sel = np.flatnonzero(ok)
+        start, flags, wide, has_energy, has_rr = (
+            start[sel], flags[sel], wide[sel], has_energy[sel], has_rr[sel])
+        rr_pos, rr_bytes = rr_pos[sel], rr_bytes[sel]
+    t = recv[sel]
+    hr = buf[start + 1] + 256.0 * (buf[start + 2] * wide)
+    result.streams["hr"] = HeartRateStream(t_ns=t, hr_bpm=hr)
 
-    idx = np.flatnonzero(ok)
-    start = rg.start[idx]
-    hr = np.where(wide[idx], rg.u16(start + 1), rg.u8(start + 1))
-    t = recv[idx]
-    result.streams["hr"] = HeartRateStream(t_ns=t, hr_bpm=hr.astype(np.float64))
-
-    f = flags[idx]
-    sup = (f & FLAG_CONTACT_SUPPORTED) != 0
+    sup = (flags & FLAG_CONTACT_SUPPORTED) != 0
     if sup.any():
         result.streams["contact"] = ContactStream(
-            t_ns=t[sup], contact=(f[sup] & FLAG_CONTACT_DETECTED) != 0
+            t_ns=t[sup], contact=(flags[sup] & FLAG_CONTACT_DETECTED) != 0
         )
-    en = has_energy[idx]
+    en = has_energy != 0
     if en.any():
-        e = rg.u16(start[en] + 1 + hr_len[idx][en])
-        result.streams["energy"] = EnergyStream(t_ns=t[en], energy_kj=e.astype(np.float64))
+        p = start[en] + 2 + wide[en]
+        e = buf[p] + 256.0 * buf[p + 1]
+        result.streams["energy"] = EnergyStream(t_ns=t[en], energy_kj=e)
 
-    counts = np.where(has_rr[idx], rr_bytes[idx] // 2, 0).astype(np.int64)
+    counts = np.where(has_rr, rr_bytes >> 1, 0)
     group, rank = group_index(counts)
-    rr_1024 = rg.u16(start[group] + rr_pos[idx][group] + 2 * rank)
-    rr_ms = rr_1024.astype(np.float64) * RR_UNIT_MS
+    p = start[group] + rr_pos[group] + 2 * rank
+    rr_ms = (buf[p] + 256.0 * buf[p + 1]) * RR_UNIT_MS
     beat_t = reconstruct_beat_times(t, counts, rr_ms)
     result.streams["beats"] = BeatStream(t_ns=beat_t, rr_ms=rr_ms)
-    result.n_decoded = int(idx.size)
+    result.n_decoded = int(t.size)
     return result
 
 
@@ -278,18 +279,22 @@ def reconstruct_beat_times(
     gaps = np.diff(recv)
     typical = float(np.median(gaps)) if gaps.size else 0.0
     cut = (np.diff(delay) < -max_advance_ns) | (gaps > max(1.5 * typical, gap_ns))
-    run = np.concatenate(([0], np.cumsum(cut)))
-    # minimum over a window of ``window`` notifications inside each run: forward from
-    # each notification, shifted back near the run's end so that it stays full; lifting
-    # later runs by a large constant keeps their values out of an earlier run's window
-    span = float(np.ptp(delay)) + 1e12
-    keyed = delay + run * span
     w = max(1, min(window, m))
-    fwd = minimum_filter1d(keyed, size=w, mode="nearest", origin=-(w // 2)) - run * span
     pos = np.arange(m)
-    run_start = np.searchsorted(run, run, side="left")
-    run_end = np.searchsorted(run, run, side="right") - 1
-    start = np.maximum(run_start, np.minimum(pos, run_end - w + 1))
+    if not cut.any():  # one run (the usual case)
+        fwd = minimum_filter1d(delay, size=w, mode="nearest", origin=-(w // 2))
+        start = np.minimum(pos, m - w)
+    else:
+        # minimum over a window of ``window`` notifications inside each run: forward from
+        # each notification, shifted back near the run's end so that it stays full;
+        # lifting later runs by a large constant keeps them out of earlier windows
+        run = np.concatenate(([0], np.cumsum(cut)))
+        span = float(np.ptp(delay)) + 1e12
+        keyed = delay + run * span
+        fwd = minimum_filter1d(keyed, size=w, mode="nearest", origin=-(w // 2)) - run * span
+        first = np.flatnonzero(np.concatenate(([True], cut)))
+        last = np.concatenate((first[1:] - 1, [m - 1]))
+        start = np.maximum(first[run], np.minimum(pos, last[run] - w + 1))
     offset = np.minimum(fwd[start], delay)
     owner = np.repeat(np.arange(m), rr_counts[with_rr])
     t = np.rint(cum_ns + offset[owner]).astype(np.int64) + base

@@ -641,27 +641,49 @@ def _decode_delta_batch(
         bf, bw, bc, bd = bf[keep][order], bw[keep][order], bc[keep][order], bd[keep][order]
     else:
         bf = bw = bc = bd = np.zeros(0, dtype=np.int64)
-    group, rank = group_index(bc * channels)
-    width = bw[group]
-    bitpos = bd[group] * 8 + rank * width
-    word = rg.words(bitpos >> 3) >> (bitpos & 7).astype(np.uint64)
-    d = (word & _MASK[width]).astype(np.int64)
-    d -= (d & _HALF[width]) << 1
-    deltas = d.astype(np.uint64).astype(np.uint32).view(np.int32).reshape(-1, channels)
+    # bit position of every delta: consecutive within a block, jumping between blocks
+    per_block = bc * channels
+    wel = np.repeat(bw, per_block)  # width of each delta
+    nd = wel.size
+    deltas = np.zeros((0, channels), dtype=np.int32)
+    if nd:
+        bstart = np.cumsum(per_block) - per_block  # first delta of each block
+        nonempty = per_block > 0
+        inc = np.empty(nd, dtype=np.int64)
+        inc[1:] = wel[:-1]
+        jump = bd[nonempty] * 8
+        prev_last = jump[:-1] + (per_block[nonempty][:-1] - 1) * bw[nonempty][:-1]
+        inc[bstart[nonempty]] = np.concatenate((jump[:1], jump[1:] - prev_last))
+        bitpos = np.cumsum(inc)
+        word = rg.words(bitpos >> 3)
+        # move the field's top bit to bit 63, then shift back arithmetically: sign-extends
+        top = (64 - (bitpos & 7) - wel).astype(np.uint64)
+        field = (word << top).view(np.int64) >> (64 - wel)
+        if bw.min(initial=1) == 0:  # zero-width blocks: every delta is 0
+            field[wel == 0] = 0
+        deltas = field.astype(np.int32).reshape(-1, channels)
 
-    # rows of a frame: reference, then reference + running sum of its deltas
+    # rows of a frame: reference, then reference + running sum of its deltas. One
+    # running sum over all frames: each reference row enters as the step from the
+    # previous frame's last value (int32 wraps exactly like the SDK's Int sums)
     total = int(counts.sum())
     first_row = (np.cumsum(counts) - counts)[okf]
     is_ref = np.zeros(total, dtype=bool)
     is_ref[first_row] = True
-    steps = np.zeros((total, channels), dtype=np.int32)
-    steps[is_ref] = ref32
-    steps[~is_ref] = deltas
-    run = np.cumsum(steps, axis=0, dtype=np.int32)
-    before = np.zeros((okf.size, channels), dtype=np.int32)
-    before[1:] = run[first_row[1:] - 1]
-    owner = np.repeat(np.arange(okf.size), counts[okf])
-    values = run - before[owner]
+    n_deltas = counts[okf] - 1
+    with np.errstate(over="ignore"):
+        frame_sum = np.zeros((okf.size, channels), dtype=np.int32)
+        has = n_deltas > 0
+        if nd:
+            dstart = (np.cumsum(n_deltas) - n_deltas)[has]
+            frame_sum[has] = np.add.reduceat(deltas, dstart, axis=0, dtype=np.int32)
+        last_value = ref32 + frame_sum
+        steps = np.empty((total, channels), dtype=np.int32)
+        ref_step = ref32.copy()
+        ref_step[1:] -= last_value[:-1]
+        steps[is_ref] = ref_step
+        steps[~is_ref] = deltas
+        values = np.cumsum(steps, axis=0, dtype=np.int32)
     return _DeltaBatch(ok=ok, reason=reason, counts=counts, values=values)
 
 

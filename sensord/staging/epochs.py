@@ -69,6 +69,10 @@ def clean_series(t_ns: I64, values: F64) -> tuple[I64, F64, int]:
     finite: npt.NDArray[np.bool_] = (
         np.isfinite(v) if v.ndim == 1 else np.asarray(np.isfinite(v).all(axis=1))
     )
+    if t.size < 2 or bool(np.all(t[1:] > t[:-1])):  # already strictly increasing
+        if finite.all():
+            return t, v, 0
+        return t[finite], v[finite], int(t.size - finite.sum())
     order = np.argsort(t, kind="stable")
     order = order[finite[order]]
     ts = t[order]

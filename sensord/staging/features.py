@@ -141,7 +141,8 @@ def _nan_uniform(x: F64, w: int) -> tuple[F64, F64]:
 def context_columns(base: F64) -> list[F64]:
     """Temporal context of one normalised feature: centred means over 5..81 epochs,
     centred standard deviations, 21-epoch means shifted 10/20/40 epochs into the past and
-    future, and the 21-epoch maximum. Missing epochs are left out of every window."""
+    future, and the 21-epoch maximum. Missing epochs are left out of every window; a
+    window holding none takes the night's mean."""
     x = np.asarray(base, dtype=np.float64)
     cols: list[F64] = [x]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -161,7 +162,10 @@ def context_columns(base: F64) -> list[F64]:
     filled = np.where(np.isfinite(x), x, -np.inf)
     mx = ndimage.maximum_filter1d(filled, 21, mode="nearest") if x.size else x
     cols.append(np.where(np.isfinite(mx), mx, np.nan))
-    return cols
+    # context that reaches only missing epochs (next to a gap) takes the night's mean of
+    # the feature, a neutral value; the epoch's own value stays NaN when it is missing
+    fill = float(np.nanmean(x)) if np.isfinite(x).any() else np.nan
+    return [cols[0], *(np.where(np.isfinite(c), c, fill) for c in cols[1:])]
 
 
 def design_matrix(count_n: F64 | None, hr_n: F64 | None, n_epochs: int) -> F64:

@@ -66,15 +66,18 @@ def _to_30hz(acc: F64, fs: int) -> F64:
     x = acc.T  # (3, n)
     if fs == 30:
         return np.round(x, 3)
-    stuffed = np.zeros((x.shape[0], x.shape[1] * up))
-    stuffed[:, ::up] = x
-    if fs not in (60, 90):
-        a_fp = np.pi / (np.pi + 2 * up)
-        b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
-        prev = np.zeros_like(stuffed)
-        prev[:, 1:] = stuffed[:, :-1]
-        drive = (a_fp * up) * (stuffed + prev)
-        stuffed = np.asarray(signal.lfilter([1.0], [1.0, b_fp], drive, axis=1), dtype=np.float64)
+    if fs in (60, 90):  # integer decimation, no filter
+        return np.asarray(np.round(x[:, ::down], 3), dtype=np.float64)
+    # zero-stuff by ``up`` and low-pass with y[i] = a*up*(u[i] + u[i-1]) - b*y[i-1]; the
+    # stuffed signal u is zero except at multiples of ``up``, so the drive term is a*up*x
+    # at offsets 0 and 1 of every block (identical floating-point values, one allocation)
+    a_fp = np.pi / (np.pi + 2 * up)
+    b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
+    drive = np.zeros((x.shape[0], x.shape[1] * up))
+    scaled = (a_fp * up) * x
+    drive[:, ::up] = scaled
+    drive[:, 1::up] = scaled
+    stuffed = np.asarray(signal.lfilter([1.0], [1.0, b_fp], drive, axis=1), dtype=np.float64)
     return np.asarray(np.round(stuffed[:, ::down], 3), dtype=np.float64)
 
 
