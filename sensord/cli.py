@@ -37,7 +37,7 @@ _CONFIG_OPT = typer.Option(
 )
 
 
-def _fail(exc: Exception) -> typer.Exit:
+def _store_fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
 
@@ -58,7 +58,7 @@ def push(
         cfg = load_config(config)
         report = service.push(cfg, retries=retries, on_progress=progress)
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _store_fail(exc) from None
     typer.echo(
         f"pushed {report.sent_lines} lines in {report.requests} requests "
         f"({report.seconds:.1f} s); quarantined {report.quarantined}; "
@@ -88,7 +88,7 @@ def outbox(
                 typer.echo(f"re-queued {store.retry_quarantine()} quarantined lines")
             typer.echo(service.outbox_report(store, limit=limit))
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _store_fail(exc) from None
 
 
 @app.command()
@@ -103,17 +103,80 @@ def doctor(config: Path | None = _CONFIG_OPT) -> None:
         radio_ok, radio_lines = doctor_checks(cfg)  # area daemon: adapter, BlueZ, clock, disk
         report = service.doctor(cfg)
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _store_fail(exc) from None
     for line in [*radio_lines, *report.lines]:
         typer.echo(line)
     if not (report.ok and radio_ok):
         raise typer.Exit(1)
 
 
+@app.command()
+def backfill(
+    logs: list[Path] = typer.Argument(..., help="Session logs (.blelog), one per night."),
+    config: Path | None = _CONFIG_OPT,
+    participant: str | None = typer.Option(
+        None, help="Participant id (default: the log header's, else the config's)."
+    ),
+    no_scoring: bool = typer.Option(
+        False, "--no-scoring", help="Decoded samples and device status only."
+    ),
+    queue_only: bool = typer.Option(
+        False, "--queue-only", help="Only queue in the outbox; send later with `sensord push`."
+    ),
+) -> None:
+    """Re-derive everything from session logs and write it to InfluxDB (idempotent)."""
+    from sensord.config import load_config
+    from sensord.store import service
+    from sensord.store.backfill import NightBackfill
+    from sensord.store.backfill import backfill as run_backfill
+    from sensord.store.sinks import make_sink
+
+    def show(n: NightBackfill) -> None:
+        sent = (
+            f"sent {n.sent.sent_lines}, quarantined {n.sent.quarantined}"
+            if n.sent is not None
+            else "queued"
+        )
+        typer.echo(
+            f"{n.log}: {n.participant} night {n.night or '?'} ({n.scorer or 'no scoring'}): "
+            f"{n.points} points, {sent}"
+        )
+
+    try:
+        cfg = load_config(config)
+        sink = None if queue_only else make_sink(cfg.sink)
+        with service.open_store(cfg) as store:
+            sender = service.make_sender(cfg, store, sink) if sink is not None else None
+            try:
+                report = run_backfill(
+                    logs,
+                    cfg,
+                    store=store,
+                    sender=sender,
+                    participant=participant,
+                    scoring=not no_scoring,
+                    on_night=show,
+                )
+            finally:
+                if sink is not None:
+                    sink.close()
+    except SensordError as exc:
+        raise _store_fail(exc) from None
+    typer.echo(
+        f"backfilled {len(report.nights)} night(s): {report.points} points, "
+        f"{report.sent} sent, {report.quarantined} quarantined"
+    )
+
+
 # --- end store ----------------------------------------------------------------------------
 
 
 # --- daemon (issue 5): scan, pair, run, status ------------------------------------------
+
+
+def _daemon_fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
 
 
 @app.command()
@@ -130,7 +193,7 @@ def scan(
     try:
         seen = asyncio.run(do_scan(load_config(config), timeout))
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _daemon_fail(exc) from None
     if not seen:
         typer.echo("no devices found (is the wearable awake and not connected elsewhere?)")
     for s in seen:
@@ -163,7 +226,7 @@ def pair(
         block = do_pair(config, cfg, address, role=role, name=name, profile=profile, seen=seen)
         load_config(config)  # the file must still load
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _daemon_fail(exc) from None
     typer.echo(f"added to {config}:{block}")
 
 
@@ -186,7 +249,7 @@ def run(
     try:
         asyncio.run(run_daemon(load_config(config), clock=scaled_clock(time_scale)))
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _daemon_fail(exc) from None
 
 
 @app.command()
@@ -203,7 +266,7 @@ def status(
     try:
         st = read_status(load_config(config))
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise _daemon_fail(exc) from None
     typer.echo(json.dumps(st, indent=1) if as_json else format_status(st))
     if not st.get("running"):
         raise typer.Exit(1)

@@ -52,6 +52,7 @@ class Fake2x:
     requests: list[Recorded] = field(default_factory=list)
     status: int = 204
     stored: list[bytes] = field(default_factory=list)
+    buckets: tuple[str, ...] = ("sleep",)
 
 
 @pytest.fixture
@@ -59,6 +60,29 @@ def fake2x() -> Iterator[Fake2x]:
     state = Fake2x()
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parsed = urllib.parse.urlsplit(self.path)
+            state.requests.append(
+                Recorded(
+                    "GET", parsed.path, urllib.parse.parse_qs(parsed.query), dict(self.headers), b""
+                )
+            )
+            if parsed.path == "/ping":
+                self.send_response(204)
+                self.send_header("X-Influxdb-Version", "v2.7.fake")
+                self.end_headers()
+                return
+            if self.headers.get("Authorization") != "Token good":
+                payload = b'{"code":"unauthorized","message":"unauthorized access"}'
+                status = 401
+            else:
+                payload = json.dumps({"buckets": [{"name": b} for b in state.buckets]}).encode()
+                status = 200
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self) -> None:
             n = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(n)
@@ -186,3 +210,17 @@ def test_config_builds_the_2x_sink(tmp_path: Path, fake2x: Fake2x) -> None:
     assert sink.write(BODY).ok
     assert fake2x.requests[-1].headers["Authorization"] == "Token file-token"
     assert fake2x.requests[-1].query["bucket"] == ["sleep"]
+
+
+def test_doctor_on_the_2x_path(fake2x: Fake2x) -> None:
+    ok = Influx2Sink(fake2x.url, token="good", org="lab", bucket="sleep").health()
+    assert (ok.reachable, ok.version, ok.auth_ok, ok.target_ok) == (True, "v2.7.fake", True, True)
+    req = fake2x.requests[-1]
+    assert req.path == "/api/v2/buckets" and req.query == {"name": ["sleep"], "org": ["lab"]}
+    bad = Influx2Sink(fake2x.url, token="bad", org="lab", bucket="sleep").health()
+    assert bad.reachable and not bad.auth_ok and "unauthorized" in bad.detail
+    missing = Influx2Sink(fake2x.url, token="good", org="lab", bucket="nope").health()
+    assert missing.auth_ok and not missing.target_ok and "'nope' not visible" in missing.detail
+    assert not any(r.method == "POST" for r in fake2x.requests)  # doctor never writes
+    down = Influx2Sink(f"http://127.0.0.1:{free_port()}", token="t", org="o", bucket="b").health()
+    assert not down.reachable

@@ -22,7 +22,7 @@ def test_hundred_participants_push_a_night_each(influxdb: InfluxDB, tmp_path: Pa
     def prepare(k: int) -> tuple[str, int, LocalStore]:
         pid = f"P-{k:03d}"
         night = make_night(pid, hours=8.0, seed=k, with_beats=False)
-        store = LocalStore(tmp_path / f"{pid}.sqlite")
+        store = LocalStore(tmp_path / f"{pid}.sqlite", reserve_bytes=0)  # 100 x 4 MiB: no
         store.add_body(night.lines(with_beats=False))
         return pid, int((~np.isnan(night.hr.hr_bpm)).sum()), store
 

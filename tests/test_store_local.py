@@ -28,10 +28,11 @@ def drain(store: LocalStore, max_lines: int, max_bytes: int = 10**9) -> list[byt
 
 def test_fifo_and_batch_limits(tmp_path: Path) -> None:
     with LocalStore(tmp_path / "s.sqlite") as store:
-        assert store.add_lines(lines(1200)) == 1200  # 3 chunks of <= 500
-        assert store.stats().pending_chunks == 3
-        b = store.batch(1000, 10**9)
-        assert b is not None and b.n_lines == 1000  # two whole chunks
+        assert store.add_lines(lines(1200)) == 1200
+        assert local.CHUNK_LINES == 1000
+        assert store.stats().pending_chunks == 2  # 1000 + 200
+        b = store.batch(1100, 10**9)
+        assert b is not None and b.n_lines == 1000  # whole chunks only: 1000 + 200 > 1100
         assert b.lines()[0] == b"m,p=a v=0i 0\n"
         store.reject(b, "server down")
         assert store.stats().pending_lines == 1200  # reject keeps everything
@@ -40,6 +41,20 @@ def test_fifo_and_batch_limits(tmp_path: Path) -> None:
         assert got == [(s + "\n").encode() for s in lines(1200)]  # order kept, nothing lost
         assert store.stats().pending_lines == 0
         assert store.stats().sent_lines_total == 1200
+
+
+def test_add_body_chunks_by_lines_and_bytes(tmp_path: Path) -> None:
+    body = "".join(s + "\n" for s in lines(2500)).encode()
+    with LocalStore(tmp_path / "s.sqlite") as store:
+        assert store.add_body(body, source="cols") == 2500
+        assert store.stats().pending_chunks == 3
+        assert drain(store, 777) == body.splitlines(keepends=True)
+        big = b"m s=" + b"x" * (local.CHUNK_BYTES - 10) + b" 1\n"
+        assert store.add_body(big + b"m v=1 2\n" + big) == 3
+        assert store.stats().pending_chunks == 3  # a chunk never exceeds CHUNK_BYTES...
+        assert drain(store, 10) == [big, b"m v=1 2\n", big]  # ...unless one line does
+        assert store.add_body(b"m v=1 3") == 1  # missing final newline is added
+        assert drain(store, 10) == [b"m v=1 3\n"]
 
 
 def test_oversized_chunk_is_sent_in_order_by_heads(tmp_path: Path) -> None:
@@ -217,3 +232,12 @@ def test_nights_local_api(tmp_path: Path) -> None:
         assert store.stats().pending_lines == 3
         with pytest.raises(SchemaError, match=r"night\.tst_min: expected float"):
             store.put_night({**base, "night": "x", "start_ns": 1, "end_ns": 2, "tst_min": "7"})
+
+
+def test_reserve_file_beside_the_store(tmp_path: Path) -> None:
+    with LocalStore(tmp_path / "s.sqlite", reserve_bytes=123_456) as store:
+        assert store.reserve_path == tmp_path / "s.sqlite.reserve"
+        assert store.reserve_path.stat().st_size == 123_456
+        assert store.reserve_path.stat().st_blocks * 512 >= 123_456  # really allocated
+    with LocalStore(tmp_path / "t.sqlite", reserve_bytes=0) as store:
+        assert not store.reserve_path.exists()

@@ -111,22 +111,26 @@ def test_sigkill_sender_at_random_moments(influxdb: InfluxDB, tmp_path: Path) ->
     while kills < 50:
         with LocalStore(path) as store:
             before = store.stats().pending_lines
-        if before < 1500:
-            add(3000)
-            before += 3000
+        if before < 6000:
+            add(12000)
+            before += 12000
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
             _child_flush(path, influxdb.url, influxdb.name)
-        time.sleep(rng.uniform(0.0, 0.06))
+        time.sleep(rng.uniform(0.0, 0.08))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
             kills += 1
             with LocalStore(path) as store:
                 after = store.stats().pending_lines
-            mid_flush += 0 < after < before
+            assert after > 0  # the child was still flushing when it died
+            mid_flush += after < before
     elapsed = time.monotonic() - start
-    assert mid_flush >= 25, (kills, mid_flush)  # most kills landed inside a flush
+    # every kill hit a live sender with lines pending; many after it had delivered some
+    # batches (the others died inside their first request, between send and accept)
+    print(f"\nkills: {kills}, of which after progress: {mid_flush}")
+    assert mid_flush >= 10, (kills, mid_flush)
     with LocalStore(path) as store:
         assert Sender(store, Influx1Sink(influxdb.url, influxdb.name)).flush().finished
         assert store.stats().quarantined == 0

@@ -17,7 +17,7 @@ from sensord.store.policy import Backoff, WriteOutcome
 from sensord.store.schema import SchemaError
 from sensord.store.sender import Sender
 from sensord.store.sinks import Influx1Sink
-from tests.influx import InfluxDB, free_port, http, running_server
+from tests.influx import InfluxDB, free_port, http, running_server, self_signed_cert
 from tests.storedata import make_night
 
 
@@ -282,3 +282,140 @@ def test_push_cli_shows_progress(influxdb: InfluxDB, tmp_path: Path) -> None:
     assert f"pushed {n} lines" in res.output and "0 left in the outbox" in res.output
     assert "left" in res.output and "sent 1000 lines" in res.output
     assert http("GET", influxdb.url + "/ping").status == 204
+
+
+def test_send_now_direct_path_and_fallback_to_outbox(influxdb: InfluxDB, tmp_path: Path) -> None:
+    night = make_night(hours=1.0, seed=9)
+    body = night.lines()
+    n = body.count(b"\n")
+    with LocalStore(tmp_path / "s.sqlite") as store:
+        # server down: nothing is lost, everything waits in the outbox
+        dead = Influx1Sink(f"http://127.0.0.1:{free_port()}", influxdb.name, timeout_s=2)
+        report = Sender(store, dead, batch_lines=1000).send_now(body, source="backfill")
+        assert not report.finished and report.pending_lines == n
+        assert "no answer" in store.stats().last_error
+        # a type conflict in the middle: only those lines are quarantined
+        assert (
+            influxdb.write(
+                f"beat,device_role=chest,participant=P-001 rr_ms=1i {night.beats.t_ns[0] - 1}\n"
+            ).status
+            == 204
+        )
+        live = Sender(store, Influx1Sink(influxdb.url, influxdb.name), batch_lines=1000)
+        report = live.send_now(body, source="backfill")
+        assert report.finished and report.quarantined == len(night.beats)
+        assert report.sent_lines == n - len(night.beats)
+        assert store.stats().sent_lines_total == n - len(night.beats)
+        assert store.stats().quarantined == len(night.beats)
+        # the outbox copy from the outage goes too (same points again: idempotent)
+        assert live.flush().finished
+    assert influxdb.count("heart_rate", "hr_bpm") == int((~np.isnan(night.hr.hr_bpm)).sum())
+    assert influxdb.count("epoch", "stage") == night.epoch_t_ns.size
+
+
+def test_tls_verification_with_ca_bundle(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    with running_server(tls=(cert, key)) as server, LocalStore(tmp_path / "s.sqlite") as store:
+        server.create_database("db")
+        assert server.url.startswith("https://")
+        store.add_lines(["m v=1 1", "m v=2 2"])
+        # the system trust store does not know this certificate: a loud stop, no retries
+        untrusted = CountingSink(Influx1Sink(server.url, "db"))
+        with pytest.raises(AuthError, match=r"certificate verify failed.*fix ca_bundle"):
+            Sender(store, untrusted).flush(max_retries=None)
+        assert untrusted.requests == 1 and store.stats().pending_lines == 2
+        # trusting it through ca_bundle works, and so does verify_tls = false
+        assert Sender(store, Influx1Sink(server.url, "db", ca_bundle=str(cert))).flush().finished
+        assert Influx1Sink(server.url, "db", verify_tls=False).write(b"m v=3 3\n").ok
+        assert server.query("SELECT COUNT(v) FROM m", db="db").rows()[0]["count"] == 3
+
+
+def test_daemon_loop_sends_until_stopped_and_does_not_storm_on_auth(
+    influxdb_auth, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    db = influxdb_auth
+
+    async def scenario() -> tuple[int, int]:
+        stop = asyncio.Event()
+        with LocalStore(tmp_path / "s.sqlite") as store:
+            good = Influx1Sink(db.url, db.name, username=db.user, password=db.password)
+            sender = Sender(store, good, backoff=Backoff(initial_s=0.05, max_s=0.3))
+            task = asyncio.create_task(sender.run(stop, interval_s=0.05))
+            store.add_lines([f"m v={i} {i}" for i in range(1, 101)])
+            for _ in range(100):
+                if store.stats().pending_lines == 0:
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            # wrong password: one attempt per backoff.max_s (0.3 s), not a storm
+            bad = CountingSink(Influx1Sink(db.url, db.name, username=db.user, password="x"))
+            store.add_lines(["m v=0 1000"])
+            stop2 = asyncio.Event()
+            sender2 = Sender(store, bad, backoff=Backoff(initial_s=0.05, max_s=0.3))
+            task2 = asyncio.create_task(sender2.run(stop2, interval_s=0.01))
+            await asyncio.sleep(1.0)
+            stop2.set()
+            await asyncio.wait_for(task2, 5)
+            return bad.requests, store.stats().pending_lines
+
+    requests, pending = asyncio.run(scenario())
+    assert db.count("m", "v") == 100
+    assert 1 <= requests <= 5 and pending == 1
+
+
+def test_send_now_keeps_lines_with_raw_newlines_whole(influxdb: InfluxDB, tmp_path: Path) -> None:
+    rows = [
+        'device_event,device_role=chest,participant=P event="error",detail="line one\nline two" 5',
+        'device_event,device_role=chest,participant=P event="disconnected",detail="a\nb\nc" 6',
+    ]
+    with LocalStore(tmp_path / "s.sqlite") as store:
+        dead = Influx1Sink(f"http://127.0.0.1:{free_port()}", influxdb.name, timeout_s=2)
+        assert not Sender(store, dead, batch_lines=1).send_now(rows).finished
+        batch = store.batch(10, 10**6)
+        assert batch is not None and batch.lines() == [(r + "\n").encode() for r in rows]
+        live = Sender(store, Influx1Sink(influxdb.url, influxdb.name), batch_lines=1)
+        assert live.send_now(rows).finished and live.flush().finished
+    got = influxdb.rows("device_event")
+    assert [r["detail"] for r in got] == ["line one\nline two", "a\nb\nc"]
+
+
+def test_push_and_outbox_cli_when_things_go_wrong(influxdb: InfluxDB, tmp_path: Path) -> None:
+    runner = CliRunner()
+    down = write_config(tmp_path, f"http://127.0.0.1:{free_port()}", influxdb.name)
+    with LocalStore(tmp_path / "data" / "sensord.sqlite") as store:
+        store.add_lines(["m v=1 1", "m v=2 2", "m v=bad 3"])
+    res = runner.invoke(app, ["push", "-c", str(down), "--retries", "0"])
+    assert res.exit_code == 1
+    assert (
+        "gave up after 0 retries" in res.output and "no answer from http://127.0.0.1" in res.output
+    )
+    out = runner.invoke(app, ["outbox", "-c", str(down)])
+    assert "backlog: 3 lines" in out.output and "last error" in out.output
+    (tmp_path / "up").mkdir()
+    up = write_config(tmp_path / "up", influxdb.url, influxdb.name)
+    (tmp_path / "data").rename(tmp_path / "up" / "data")
+    assert runner.invoke(app, ["push", "-c", str(up)]).exit_code == 0
+    out = runner.invoke(app, ["outbox", "-c", str(up)])
+    assert "quarantine: 1 lines refused" in out.output and "m v=bad 3" in out.output
+    # the cause is fixed elsewhere; the line goes back to the outbox and is tried again
+    again = runner.invoke(app, ["outbox", "-c", str(up), "--retry-quarantine"])
+    assert "re-queued 1 quarantined lines" in again.output and "backlog: 1 lines" in again.output
+    bad_cfg = tmp_path / "bad.toml"
+    bad_cfg.write_text('[sink]\nkind = "influxdb1"\nurll = "x"\n')
+    res = runner.invoke(app, ["push", "-c", str(bad_cfg)])
+    assert res.exit_code == 2 and "unknown key (key 'sink.urll'" in res.output
+    assert influxdb.count("m", "v") == 2
+
+
+def test_retention_policy_is_used(influxdb: InfluxDB) -> None:
+    influxdb.query(
+        f'CREATE RETENTION POLICY "week" ON "{influxdb.name}" DURATION 10000d REPLICATION 1'
+    )
+    sink = Influx1Sink(influxdb.url, influxdb.name, retention_policy="week")
+    assert "rp 'week'" in sink.where
+    assert sink.write(b"m v=1 1764021600000000000\n").ok
+    assert influxdb.query('SELECT COUNT(v) FROM "week"."m"').rows()[0]["count"] == 1
+    assert influxdb.query('SELECT COUNT(v) FROM "autogen"."m"').rows() == []

@@ -21,6 +21,7 @@ and a busy timeout serialise them; a batch sent twice is harmless (same points).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import struct
 import threading
@@ -35,7 +36,10 @@ from typing import Any
 from sensord.errors import StoreError
 from sensord.store import schema
 
-CHUNK_LINES = 500
+CHUNK_LINES = 1000
+RESERVE_BYTES = 4 * 1024 * 1024
+"""Disk kept in reserve (``sensord.sqlite.reserve``) so a full disk cannot stop the
+outbox from draining."""
 CHUNK_BYTES = 256 * 1024
 
 MIGRATIONS: tuple[str, ...] = (
@@ -102,6 +106,30 @@ def split_lines(body: bytes) -> list[bytes]:
     return [line + b"\n" for line in body[:-1].split(b"\n")]
 
 
+def join_lines(lines: Iterable[str | bytes]) -> tuple[bytes, list[int]]:
+    """Lines (with or without their newline) -> newline-terminated bytes and line ends."""
+    parts: list[bytes] = []
+    ends: list[int] = []
+    pos = 0
+    for line in lines:
+        b = line.encode("utf-8") if isinstance(line, str) else bytes(line)
+        if not b:
+            continue
+        if not b.endswith(b"\n"):
+            b += b"\n"
+        parts.append(b)
+        pos += len(b)
+        ends.append(pos)
+    return b"".join(parts), ends
+
+
+def newline_ends(body: bytes) -> list[int]:
+    """Line ends of ``body`` split at every newline (no raw newline in string fields)."""
+    import numpy as np
+
+    return (np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1).tolist()
+
+
 def _pack_ends(lengths: Sequence[int]) -> bytes:
     out, pos = [], 0
     for n in lengths:
@@ -120,7 +148,8 @@ class Batch:
 
     chunk_ids: tuple[int, ...]
     body: bytes
-    ends: tuple[int, ...]
+    ends: Sequence[int]
+    """End offset of each line in ``body`` (a tuple, or an int array from ``send_now``)."""
     sources: tuple[str, ...] = ()
     partial: tuple[int, int, int] | None = None
     """``(chunk id, lines taken, lines the chunk had)`` when the batch is the head of one
@@ -134,8 +163,8 @@ class Batch:
         """The batch's lines (each with its newline)."""
         out, start = [], 0
         for end in self.ends:
-            out.append(self.body[start:end])
-            start = end
+            out.append(self.body[start : int(end)])
+            start = int(end)
         return out
 
 
@@ -169,6 +198,8 @@ class LocalStore:
 
     path: Path
     max_page_count: int | None = None
+    reserve_bytes: int = RESERVE_BYTES
+    """Size of the reserve file kept beside the store (0: none), see :meth:`settle`."""
     _conn: sqlite3.Connection = field(init=False, repr=False)
     _lock: threading.RLock = field(init=False, repr=False, default_factory=threading.RLock)
 
@@ -187,6 +218,30 @@ class LocalStore:
             self._migrate()
         except sqlite3.Error as exc:
             raise self._error("cannot open", exc) from None
+        self._ensure_reserve()
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _ensure_reserve(self) -> None:
+        """Keep ``reserve_bytes`` of disk allocated beside the store, best effort."""
+        if self.reserve_bytes <= 0 or self.reserve_path.exists():
+            return
+        tmp = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.reserve_bytes)
+            os.replace(tmp, self.reserve_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- plumbing ------------------------------------------------------------------
     def _error(self, action: str, exc: sqlite3.Error, detail: str = "") -> StoreError:
@@ -201,9 +256,14 @@ class LocalStore:
         return StoreError(f"local store {self.path}: {action}{extra}: {msg}{hint}")
 
     @contextmanager
-    def _tx(self, action: str, detail: str = "") -> Iterator[sqlite3.Connection]:
+    def _tx(
+        self, action: str, detail: str = "", *, durable: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable=False`` skips the fsync at commit: used when
+        losing the transaction to a power cut only means sending something again."""
         with self._lock:
             try:
+                self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
@@ -261,55 +321,62 @@ class LocalStore:
 
     # -- outbox --------------------------------------------------------------------
     def add_lines(self, lines: Iterable[str | bytes], *, source: str = "") -> int:
-        """Queue complete lines (no trailing newline needed). Returns lines queued.
+        """Queue complete lines (no trailing newline needed; string fields may hold raw
+        newlines). Returns lines queued.
 
         Atomic: on failure (e.g. disk full) nothing of this call is queued and a
         :class:`StoreError` names the store and the source.
         """
-        encoded = []
-        for line in lines:
-            b = line.encode("utf-8") if isinstance(line, str) else bytes(line)
-            if not b:
-                continue
-            encoded.append(b if b.endswith(b"\n") else b + b"\n")
-        return self._add_encoded(encoded, source)
+        data, ends = join_lines(lines)
+        return self.add_ends(data, ends, source=source)
 
     def add_body(self, body: bytes, *, source: str = "") -> int:
-        """Queue newline-terminated line protocol without string fields (columnar output)."""
-        return self._add_encoded(split_lines(body), source)
+        """Queue newline-terminated line protocol whose string fields hold no raw newline
+        (the columnar output): lines are split at every newline."""
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        return self.add_ends(body, newline_ends(body), source=source)
 
-    def _add_encoded(self, lines: list[bytes], source: str) -> int:
-        if not lines:
+    def add_ends(self, data: bytes, ends: Sequence[int], *, source: str = "") -> int:
+        """Queue ``data`` whose lines end at the byte offsets ``ends`` (each line's end,
+        newline included). Chunked without a Python step per line."""
+        import numpy as np
+
+        e = np.asarray(ends, dtype=np.int64)
+        n = int(e.size)
+        if n == 0:
             return 0
         now = time.time_ns()
         rows = []
-        start = 0
-        while start < len(lines):
-            stop, size = start, 0
-            while stop < len(lines) and stop - start < CHUNK_LINES:
-                if stop > start and size + len(lines[stop]) > CHUNK_BYTES:
-                    break
-                size += len(lines[stop])
-                stop += 1
-            part = lines[start:stop]
+        start_line = 0
+        while start_line < n:  # one step per chunk of up to CHUNK_LINES lines
+            base = int(e[start_line - 1]) if start_line else 0
+            stop = min(n, start_line + CHUNK_LINES)
+            fit = int(np.searchsorted(e[start_line:stop], base + CHUNK_BYTES, side="right"))
+            stop = start_line + max(1, fit)
+            rel = (e[start_line:stop] - base).astype("<u4")
+            end_byte = int(e[stop - 1])
             rows.append(
                 (
                     now,
-                    len(part),
-                    size,
-                    b"".join(part),
-                    _pack_ends([len(x) for x in part]),
+                    stop - start_line,
+                    end_byte - base,
+                    data[base:end_byte],
+                    rel.tobytes(),
                     source,
                 )
             )
-            start = stop
-        with self._tx("cannot queue lines", f"{len(lines)} lines from {source or '?'}") as c:
+            start_line = stop
+        self._insert_chunks(rows, n, source)
+        return n
+
+    def _insert_chunks(self, rows: list[tuple[Any, ...]], n_lines: int, source: str) -> None:
+        with self._tx("cannot queue lines", f"{n_lines} lines from {source or '?'}") as c:
             c.executemany(
                 "INSERT INTO outbox (created_ns, n_lines, n_bytes, body, ends, source) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
-        return len(lines)
 
     def add_point(
         self,
@@ -333,11 +400,30 @@ class LocalStore:
         point (a final epoch after a provisional one) is never overtaken by an older one.
         """
         max_lines = max(1, max_lines)
-        rows = self._read(
-            "SELECT id, n_lines, n_bytes, body, ends, source FROM outbox ORDER BY id LIMIT ?",
-            (max_lines,),
+        with self._lock:
+            return self._batch(max_lines, max_bytes)
+
+    def _batch(self, max_lines: int, max_bytes: int) -> Batch | None:
+        # sizes first (no blobs), then the blobs of the chosen chunks only
+        meta = self._read(
+            "SELECT id, n_lines, n_bytes FROM outbox ORDER BY id LIMIT ?", (max_lines,)
         )
-        if not rows:
+        if not meta:
+            return None
+        chosen = 1
+        lines_sum, bytes_sum = meta[0][1], meta[0][2]
+        while chosen < len(meta):
+            if lines_sum + meta[chosen][1] > max_lines or bytes_sum + meta[chosen][2] > max_bytes:
+                break
+            lines_sum += meta[chosen][1]
+            bytes_sum += meta[chosen][2]
+            chosen += 1
+        rows = self._read(
+            "SELECT id, n_lines, n_bytes, body, ends, source FROM outbox WHERE id BETWEEN ? AND ? "
+            "ORDER BY id",
+            (meta[0][0], meta[chosen - 1][0]),
+        )
+        if not rows:  # another process took them meanwhile
             return None
         cid, nl, nb, body, e, src = rows[0]
         if nl > max_lines or nb > max_bytes:
@@ -387,8 +473,9 @@ class LocalStore:
         """Sending failed transiently: keep the batch, count the attempt, note the error."""
         ids = batch.chunk_ids + ((batch.partial[0],) if batch.partial else ())
         marks = ",".join("?" * len(ids))
-        with self._tx("cannot record failure") as c:
-            c.execute(f"UPDATE outbox SET attempts = attempts + 1 WHERE id IN ({marks})", ids)
+        with self._tx("cannot record failure", durable=False) as c:
+            if ids:
+                c.execute(f"UPDATE outbox SET attempts = attempts + 1 WHERE id IN ({marks})", ids)
             self._set_meta(c, "last_error", error)
             self._set_meta(c, "last_error_ns", str(time.time_ns()))
 
@@ -398,15 +485,44 @@ class LocalStore:
         refused: Iterable[tuple[bytes, str, int]],
         *,
         sink: str = "",
+        count: bool = True,
     ) -> None:
         """Delivered, except ``refused`` lines ``(line, server message, status)``, which
         move to quarantine -- in one transaction with the removal from the outbox."""
         refused = list(refused)
+        try:
+            self._settle(batch, refused, sink, count)
+        except StoreError as exc:
+            # A full disk must not stop the outbox from draining (which is what frees
+            # space): give up the reserve file, record the delivery, checkpoint the WAL
+            # into the database so its space returns, then try to rebuild the reserve.
+            if "full" not in str(exc) or not self._release_reserve():
+                raise
+            self._settle(batch, refused, sink, count)
+            self.checkpoint()
+            self._ensure_reserve()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (frees disk space)."""
+        with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise self._error("cannot checkpoint", exc) from None
+
+    def _settle(
+        self, batch: Batch, refused: list[tuple[bytes, str, int]], sink: str, count: bool
+    ) -> None:
         source = ",".join(sorted(set(batch.sources) - {""}))
         marks = ",".join("?" * len(batch.chunk_ids))
         now = time.time_ns()
-        with self._tx("cannot record delivery", f"{batch.n_lines} lines") as c:
-            c.execute(f"DELETE FROM outbox WHERE id IN ({marks})", batch.chunk_ids)
+        # not durable: after a power cut the batch is simply sent again (same points) --
+        # unless lines were quarantined, which must not be forgotten
+        with self._tx(
+            "cannot record delivery", f"{batch.n_lines} lines", durable=bool(refused)
+        ) as c:
+            if batch.chunk_ids:
+                c.execute(f"DELETE FROM outbox WHERE id IN ({marks})", batch.chunk_ids)
             if batch.partial is not None:
                 self._drop_head(c, *batch.partial)
             c.executemany(
@@ -414,11 +530,18 @@ class LocalStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(now, line, msg, status, sink, source) for line, msg, status in refused],
             )
-            self._set_meta(c, "last_success_ns", str(now))
-            total = self._get_meta(c, "sent_lines_total")
-            self._set_meta(
-                c, "sent_lines_total", str(int(total or 0) + batch.n_lines - len(refused))
-            )
+            if count:
+                self._count_delivered(c, batch.n_lines - len(refused), now)
+
+    def _count_delivered(self, c: sqlite3.Connection, n_lines: int, now: int) -> None:
+        self._set_meta(c, "last_success_ns", str(now))
+        total = self._get_meta(c, "sent_lines_total")
+        self._set_meta(c, "sent_lines_total", str(int(total or 0) + n_lines))
+
+    def note_delivered(self, n_lines: int) -> None:
+        """Record lines delivered outside the outbox (``Sender.send_now``)."""
+        with self._tx("cannot record delivery", durable=False) as c:
+            self._count_delivered(c, n_lines, time.time_ns())
 
     def record_error(self, error: str) -> None:
         with self._tx("cannot record error") as c:
@@ -604,7 +727,9 @@ class LocalStore:
         """Store a night summary (and optionally its epoch columns) and queue its point.
 
         ``summary`` holds ``participant``, ``scorer``, ``night`` (label), ``start_ns``,
-        ``end_ns``, ``final`` and any metric field of :data:`schema.NIGHT`. ``epochs`` are
+        ``end_ns``, ``final`` and metrics (``score_night``'s summary); the fields of
+        :data:`schema.NIGHT` go to InfluxDB (type-checked), everything JSON-able is kept
+        locally. ``epochs`` are
         plain lists (``t_ns``, ``stage``, ``p_wake``, ...) for reports; they are not
         queued here (the pipeline queues epochs as columns).
         """
@@ -612,11 +737,9 @@ class LocalStore:
         for key in ("participant", "scorer", "night", "start_ns", "end_ns"):
             if key not in s:
                 raise schema.SchemaError("missing", measurement="night", key=key)
-        tags = {"participant": s["participant"], "scorer": s["scorer"]}
-        fields = {k: v for k, v in s.items() if k not in ("participant", "scorer", "start_ns")}
-        from sensord.store.lineproto import schema_line
+        from sensord.store.points import night_line
 
-        line = schema_line("night", tags, fields, int(s["start_ns"]))
+        line = night_line(s["participant"], s["scorer"], s)
         now = time.time_ns()
         epochs_json = json.dumps({k: list(v) for k, v in (epochs or {}).items()})
         with self._tx("cannot store night", f"{s['participant']} {s['night']}") as c:

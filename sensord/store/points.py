@@ -78,9 +78,65 @@ def epoch_lines(
 def epoch_feature_lines(
     participant: str, scorer: str, t_ns: npt.ArrayLike, features: Mapping[str, npt.ArrayLike]
 ) -> bytes:
-    """``epoch_features`` points; ``features`` keys are schema field names."""
+    """``epoch_features`` points from a feature dict (``score_night``'s ``features``).
+
+    Keys that are not fields of :data:`schema.EPOCH_FEATURES` (``t_ns``) are ignored;
+    integer-valued float columns are cast to the schema's type.
+    """
     tags = {"participant": participant, "scorer": scorer}
-    return schema_columns("epoch_features", tags, t_ns, features)
+    names = set(schema.EPOCH_FEATURES.field_names)
+    cols: dict[str, Any] = {}
+    for key, values in features.items():
+        if key not in names:
+            continue
+        arr = np.asarray(values)
+        ftype = schema.EPOCH_FEATURES.field(key).type
+        if ftype is schema.FieldType.INTEGER and not np.issubdtype(arr.dtype, np.integer):
+            arr = np.where(np.isfinite(arr), arr, 0).astype(np.int64)
+        cols[key] = arr
+    return schema_columns("epoch_features", tags, t_ns, cols)
+
+
+def night_fields(summary: Mapping[str, Any]) -> dict[str, object]:
+    """The :data:`schema.NIGHT` fields of a night summary (``score_night``'s
+    ``summary`` plus ``final``); ``None`` and non-schema keys are left out, numbers are
+    cast to the schema's type (``tib_min`` may come as an int)."""
+    out: dict[str, object] = {}
+    for spec in schema.NIGHT.fields:
+        value = summary.get(spec.name)
+        if value is None or isinstance(value, dict):
+            continue
+        if spec.type is schema.FieldType.FLOAT and isinstance(value, int | float | np.number):
+            value = float(value)
+        elif spec.type is schema.FieldType.INTEGER and isinstance(value, int | np.integer):
+            value = int(value)
+        out[spec.name] = value
+    return out
+
+
+def night_line(participant: str, scorer: str, summary: Mapping[str, Any]) -> str:
+    """The ``night`` point of a summary (timestamp: ``start_ns``)."""
+    return schema_line(
+        "night",
+        {"participant": participant, "scorer": scorer},
+        night_fields(summary),
+        int(summary["start_ns"]),
+    )
+
+
+def coverage_per_epoch(
+    t_ns: npt.ArrayLike, epoch_t_ns: npt.ArrayLike, epoch_s: int = 30
+) -> npt.NDArray[np.float64]:
+    """Fraction of each epoch's seconds that hold at least one sample."""
+    t = np.asarray(t_ns, dtype=np.int64)
+    ep = np.asarray(epoch_t_ns, dtype=np.int64)
+    if ep.size == 0:
+        return np.zeros(0)
+    start = int(ep[0])
+    secs = np.unique((t[t >= start] - start) // 1_000_000_000)
+    idx = secs // epoch_s
+    idx = idx[idx < ep.size]
+    return np.bincount(idx, minlength=ep.size)[: ep.size] / float(epoch_s)
 
 
 def coverage_lines(

@@ -20,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sensord.errors import AuthError, StoreError
-from sensord.store.local import Batch, LocalStore
+from sensord.store.local import Batch, LocalStore, join_lines, newline_ends
 from sensord.store.policy import Backoff, Verdict, WriteOutcome
 from sensord.store.sinks import Sink
 
@@ -102,20 +102,7 @@ class Sender:
                         self.on_progress(report)
                     continue
                 report.last_error = f"{self.sink.where}: {stop.message}"
-                if stop.verdict is Verdict.AUTH:
-                    self.store.record_error(report.last_error)
-                    raise AuthError(
-                        f"{self.sink.where} refused the credentials (HTTP {stop.status}): "
-                        f"{stop.message}. Sending stopped; fix username/password or token "
-                        "in the config, nothing is lost (data stays in the outbox)."
-                    )
-                if stop.verdict is Verdict.MISSING:
-                    self.store.record_error(report.last_error)
-                    raise StoreError(
-                        f"{self.sink.where}: {stop.message} (HTTP {stop.status}). Was the "
-                        "database/bucket deleted or misspelt? Sending stopped; the data "
-                        "stays in the outbox until it exists again."
-                    )
+                self._raise_if_fatal(stop, report)
                 # transient
                 self.store.reject(batch, report.last_error)
                 if max_retries is not None and failures >= max_retries:
@@ -130,10 +117,125 @@ class Sender:
             report.pending_lines = self.store.stats().pending_lines
         return report
 
-    def _deliver(self, batch: Batch, report: FlushReport) -> WriteOutcome | None:
-        """Send one batch; ``None`` when it is settled (delivered and/or quarantined)."""
+    def send_now(self, body: bytes | Sequence[str | bytes], *, source: str = "") -> FlushReport:
+        """Send line protocol straight to the sink, bypassing the outbox -- for
+        backfills, whose source of truth is the session log. ``body`` is either bytes
+        split at every newline (columnar output) or a sequence of lines (row output,
+        whose string fields may hold raw newlines).
+
+        Batches go out in order, one request at a time; with a sink that can
+        ``prepare`` (gzip) and ``post`` separately, the next batch is compressed while
+        the current request is in flight. Refused lines still go to quarantine. At the
+        first failure that is not about the data (server down, credentials, missing
+        database) everything not yet delivered is queued in the outbox instead, so
+        nothing is lost; then :class:`AuthError` / :class:`StoreError` is raised as in
+        :meth:`flush`, or the report says ``finished=False`` for a transient failure.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        import numpy as np
+
+        report = FlushReport()
+        t0 = self.clock()
+        if isinstance(body, bytes):
+            if body and not body.endswith(b"\n"):
+                body += b"\n"
+            ends = np.asarray(newline_ends(body), dtype=np.int64)
+        else:
+            body, line_ends = join_lines(body)
+            ends = np.asarray(line_ends, dtype=np.int64)
+        data: bytes = body
+        cuts: list[tuple[int, int]] = []  # (first line, end line) of each batch
+        start = 0
+        while start < ends.size:
+            base = int(ends[start - 1]) if start else 0
+            stop = min(ends.size, start + self.batch_lines)
+            fit = int(np.searchsorted(ends[start:stop], base + self.batch_bytes, side="right"))
+            stop = start + max(1, fit)
+            cuts.append((start, stop))
+            start = stop
+
+        def make(i: int) -> Batch:
+            a, b = cuts[i]
+            base = int(ends[a - 1]) if a else 0
+            rel = cast(Sequence[int], ends[a:b] - base)
+            return Batch((), data[base : int(ends[b - 1])], rel, (source,))
+
+        prepare = getattr(self.sink, "prepare", None)
+        post = getattr(self.sink, "post", None)
+        pool = ThreadPoolExecutor(1) if prepare and post else None
+        delivered = 0
+        try:
+            in_flight: Future[WriteOutcome] | None = None
+            for i in range(len(cuts)):
+                batch = make(i)
+                if pool is not None and prepare is not None and post is not None:
+                    if in_flight is None:
+                        in_flight = pool.submit(post, prepare(batch.body))
+                    nxt = make(i + 1) if i + 1 < len(cuts) else None
+                    prepared_next = prepare(nxt.body) if nxt is not None else None
+                    first = in_flight.result()
+                    in_flight = None
+                    outcome = self._deliver(batch, report, first=first, bookkeeping=False)
+                    if outcome is None and prepared_next is not None:
+                        in_flight = pool.submit(post, prepared_next)
+                else:
+                    outcome = self._deliver(batch, report, bookkeeping=False)
+                if outcome is not None:
+                    first_line = cuts[i][0]
+                    base = int(ends[first_line - 1]) if first_line else 0
+                    rest = (ends[first_line:] - base).tolist()
+                    self.store.add_ends(data[base:], rest, source=source)
+                    report.last_error = f"{self.sink.where}: {outcome.message}"
+                    self._raise_if_fatal(outcome, report)
+                    self.store.record_error(report.last_error)
+                    return report
+                delivered += 1
+            report.finished = True
+            return report
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            if delivered:
+                self.store.note_delivered(report.sent_lines)
+            report.seconds = self.clock() - t0
+            report.pending_lines = self.store.stats().pending_lines
+
+    def _raise_if_fatal(self, stop: WriteOutcome, report: FlushReport) -> None:
+        if stop.verdict is Verdict.AUTH and stop.status == 0:  # TLS: no HTTP answer at all
+            self.store.record_error(report.last_error)
+            raise AuthError(
+                f"{self.sink.where}: {stop.message}. Sending stopped; fix ca_bundle / "
+                "verify_tls in the config, nothing is lost (data stays in the outbox)."
+            )
+        if stop.verdict is Verdict.AUTH:
+            self.store.record_error(report.last_error)
+            raise AuthError(
+                f"{self.sink.where} refused the credentials (HTTP {stop.status}): "
+                f"{stop.message}. Sending stopped; fix username/password or token "
+                "in the config, nothing is lost (data stays in the outbox)."
+            )
+        if stop.verdict is Verdict.MISSING:
+            self.store.record_error(report.last_error)
+            raise StoreError(
+                f"{self.sink.where}: {stop.message} (HTTP {stop.status}). Was the "
+                "database/bucket deleted or misspelt? Sending stopped; the data "
+                "stays in the outbox until it exists again."
+            )
+
+    def _deliver(
+        self,
+        batch: Batch,
+        report: FlushReport,
+        *,
+        first: WriteOutcome | None = None,
+        bookkeeping: bool = True,
+    ) -> WriteOutcome | None:
+        """Send one batch (``first``: its answer, when already sent); ``None`` when it is
+        settled (delivered and/or quarantined). ``bookkeeping=False`` skips the store's
+        per-batch success record when nothing was refused (the caller records once)."""
         refused: list[tuple[bytes, str, int]] = []
-        outcome = self.sink.write(batch.body)
+        outcome = self.sink.write(batch.body) if first is None else first
         report.requests += 1
         if outcome.verdict in (Verdict.TOO_LARGE, Verdict.REFUSED):
             lines = batch.lines()
@@ -170,7 +272,8 @@ class Sender:
                 message,
                 lines[0][:200],
             )
-        self.store.settle(batch, refused, sink=self.sink.where)
+        if bookkeeping or refused or batch.chunk_ids or batch.partial:
+            self.store.settle(batch, refused, sink=self.sink.where, count=bookkeeping)
         report.sent_lines += batch.n_lines - len(refused)
         report.quarantined += len(refused)
         return None

@@ -129,15 +129,23 @@ class Influx1Sink:
         return resp.status, resp.data, dict(resp.headers.items())
 
     def write(self, body: bytes) -> WriteOutcome:
+        return self.post(self.prepare(body))
+
+    def prepare(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """Request body and headers for ``body`` (gzip applied): the CPU part of a write,
+        which a pipelining caller does while the previous request is in flight."""
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+            return _gzip(body), headers
+        return body, headers
+
+    def post(self, prepared: tuple[bytes, dict[str, str]]) -> WriteOutcome:
+        """Send what :meth:`prepare` made."""
         params = {"db": self.database, "precision": self.precision}
         if self.retention_policy:
             params["rp"] = self.retention_policy
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        data = body
-        if self.gzip:
-            data = _gzip(body)
-            headers["Content-Encoding"] = "gzip"
-        ans = self._request("POST", "/write", params, data, headers)
+        ans = self._request("POST", "/write", params, prepared[0], prepared[1])
         if isinstance(ans, WriteOutcome):
             return ans
         status, text, _ = ans
@@ -217,6 +225,9 @@ class Influx2Sink:
         self.url = url.rstrip("/")
         self.org = org
         self.bucket = bucket
+        self._timeout_s = timeout_s
+        self._verify_tls = verify_tls
+        self._ca_bundle = ca_bundle
         self._precision: Any = {
             "ns": WritePrecision.NS,
             "us": WritePrecision.US,
@@ -255,19 +266,50 @@ class Influx2Sink:
         return WriteOutcome(Verdict.ACCEPTED, 204, "")
 
     def health(self) -> Health:
+        """``/ping`` (reachability, version), then ``GET /api/v2/buckets?name=`` with the
+        token: 401/403 = credentials refused; the bucket listed = ok. Nothing is written."""
+        token = self._client.token or ""
+        pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=self._timeout_s, read=self._timeout_s),
+            retries=False,
+            cert_reqs="CERT_REQUIRED" if self._verify_tls else "CERT_NONE",
+            ca_certs=self._ca_bundle or None,
+        )
         try:
-            ok = self._client.ping()
-            version = self._client.version() if ok else ""
-        except Exception as exc:  # influxdb-client raises many types here
+            ping = pool.request("GET", f"{self.url}/ping")
+            version = ping.headers.get("X-Influxdb-Version", "")
+            if ping.status >= 300:
+                return Health(False, version, False, False, f"/ping answered HTTP {ping.status}")
+            query = urllib.parse.urlencode({"name": self.bucket, "org": self.org})
+            ans = pool.request(
+                "GET",
+                f"{self.url}/api/v2/buckets?{query}",
+                headers={"Authorization": f"Token {token}"},
+            )
+        except urllib3.exceptions.HTTPError as exc:
             return Health(False, "", False, False, f"no answer from {self.url}: {exc}")
-        if not ok:
-            return Health(False, "", False, False, f"{self.url}/ping failed")
-        # an empty write checks token, org and bucket without storing anything
-        outcome = self.write(b"")
-        if outcome.verdict is Verdict.AUTH:
-            return Health(True, version, False, False, outcome.message)
-        if outcome.verdict is Verdict.MISSING:
-            return Health(True, version, True, False, outcome.message)
+        finally:
+            pool.clear()
+        if ans.status in (401, 403):
+            return Health(True, version, False, False, server_message(ans.data))
+        if ans.status != 200:
+            return Health(
+                True,
+                version,
+                True,
+                False,
+                f"cannot list buckets (HTTP {ans.status}: {server_message(ans.data)}); "
+                "InfluxDB 3.x has no bucket API -- try `sensord push`",
+            )
+        names = [b.get("name") for b in json.loads(ans.data or b"{}").get("buckets", [])]
+        if self.bucket not in names:
+            return Health(
+                True,
+                version,
+                True,
+                False,
+                f"bucket {self.bucket!r} not visible in org {self.org!r} with this token",
+            )
         return Health(True, version, True, True, "ok")
 
     def close(self) -> None:
