@@ -809,7 +809,7 @@ def write_night_log(
     ``boot_wall_ns`` is the simulated host's boot time: ``mono_ns = wall_ns - boot``.
     """
     from sensord.blelog import BlelogWriter
-    from sensord.model import DeviceEvent, RawNotification
+    from sensord.model import DeviceEvent
 
     walls, items = night_events(cfg, night)
     dev = cfg.device_id()
@@ -823,7 +823,7 @@ def write_night_log(
             if isinstance(item, DeviceEvent):
                 w.write(DeviceEvent(item.device, item.kind, wall, mono, item.detail))
             else:
-                w.write(RawNotification(dev, item[0], wall, mono, item[1]))
+                w.write_notification(dev, item[0], wall, mono, item[1])
     finally:
         w.close()
     return len(items)
