@@ -32,17 +32,19 @@ import numpy as np
 
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Connection, Transport
+from sensord.clock import STEP_THRESHOLD_NS, repair_wall_ns
 from sensord.devices import PROFILES, Profile, SetupStep, decode_one
 from sensord.errors import ConfigError, SensordError, TransportError
 from sensord.model import (
     EPOCH_NS,
     ClockEvent,
     DeviceEvent,
+    NightStreams,
     RawNotification,
     SessionEvent,
     sig_uuid,
 )
-from sensord.pipeline import Pipeline
+from sensord.pipeline import Pipeline, build_night
 from sensord.timesource import Clock, SystemClock
 
 log = logging.getLogger("sensord.daemon")
@@ -367,20 +369,28 @@ class DeviceSupervisor:
 
 
 class ClockWatch:
-    """Detects wall-clock steps and synchronisation changes; emits :class:`ClockEvent`."""
+    """Detects wall-clock steps and synchronisation changes; repairs exported times.
+
+    :meth:`check` reads the clock periodically and records a :class:`ClockEvent` when the
+    offset ``wall - mono`` jumps by more than ``threshold_ns`` or the NTP state changes.
+    :meth:`observe` sees every record (in log order) and splits them into constant-offset
+    segments with exactly the rule of :func:`sensord.clock.find_segments`, so
+    :meth:`correct` gives the same times as :func:`sensord.clock.repair_wall_ns` on the log.
+    """
 
     def __init__(self, clock: Clock, emit: Callable[[SessionEvent], None],
-                 *, threshold_ns: int = 1_000_000_000) -> None:
+                 *, threshold_ns: int = STEP_THRESHOLD_NS) -> None:
         self.clock = clock
         self.emit = emit
         self.threshold_ns = threshold_ns
-        self.offset_ns = clock.wall_ns() - clock.mono_ns()
-        self.last_mono_ns = clock.mono_ns()
+        wall, mono = clock.read()
+        self.offset_ns = wall - mono
         self.synced = clock.synced()
         self.last_step_ns = 0
         self.steps = 0
-        # Raw-wall segments since start: (first raw wall ns of the segment, offset ns).
-        self.segments: list[tuple[int, int]] = [(clock.wall_ns(), self.offset_ns)]
+        # Record segments: [first raw wall, last raw wall, offset of the first record].
+        self.segments: list[list[int]] = []
+        self._last: tuple[int, int] | None = None  # (offset, mono) of the last record
         if not self.synced:
             log.warning("system clock is not synchronised (NTP); timestamps will be repaired "
                         "from the monotonic clock once it is")
@@ -390,46 +400,48 @@ class ClockWatch:
         offset = wall - mono
         synced = self.clock.synced()
         step = offset - self.offset_ns
-        if abs(step) > self.threshold_ns or synced != self.synced:
-            self.emit(ClockEvent(wall, mono, step if abs(step) > self.threshold_ns else 0, synced))
-            if abs(step) > self.threshold_ns:
+        stepped = abs(step) > self.threshold_ns
+        if stepped or synced != self.synced:
+            self.emit(ClockEvent(wall, mono, step if stepped else 0, synced))
+            if stepped:
                 self.steps += 1
                 self.last_step_ns = step
-                # The step happened after the previous check: every record since then
-                # has a raw wall time at or after previous-check-mono + new offset.
-                self.segments.append((self.last_mono_ns + offset, offset))
                 log.warning("wall clock stepped by %+.3f s", step / 1e9)
             if synced != self.synced:
                 log.log(logging.INFO if synced else logging.WARNING,
                         "system clock %s", "synchronised" if synced else "NOT synchronised")
         self.offset_ns = offset
-        self.last_mono_ns = mono
         self.synced = synced
 
-    def correct(self, t_ns: np.ndarray) -> np.ndarray:
-        """Repair raw wall times recorded earlier in this run to the current offset.
+    def observe(self, wall_ns: int, mono_ns: int) -> None:
+        """Track one record (every record, in log order)."""
+        offset = wall_ns - mono_ns
+        last = self._last
+        if (last is None or mono_ns < last[1]
+                or abs(offset - last[0]) > self.threshold_ns):
+            self.segments.append([wall_ns, wall_ns, offset])
+        else:
+            seg = self.segments[-1]
+            seg[0] = min(seg[0], wall_ns)
+            seg[1] = max(seg[1], wall_ns)
+        self._last = (offset, mono_ns)
 
-        A sample taken in an earlier segment (before a step) is shifted by the difference
-        between the newest offset and its segment's offset; the segment is found from the
-        raw wall time (the last segment whose start is at or before it, scanning segments
-        in time order). Same rule as :func:`sensord.clock.repair_wall_ns` on the log.
+    def correct(self, t_ns: np.ndarray) -> np.ndarray:
+        """Raw wall times of samples -> repaired (shifted to the newest segment's offset).
+
+        A sample belongs to the earlier segment whose raw-wall range holds it; anything
+        else (the current segment) is left as it is.
         """
         t = np.asarray(t_ns, dtype=np.int64)
-        if len(self.segments) == 1 or t.size == 0:
+        if len(self.segments) < 2 or t.size == 0:
             return t
         out = t.copy()
-        current = self.segments[-1][1]
-        # Segments are disjoint in raw wall time for forward steps; for a backward step the
-        # later segment wins (it is the one still being written).
-        starts = np.array([s for s, _ in self.segments], dtype=np.int64)
-        offsets = np.array([o for _, o in self.segments], dtype=np.int64)
-        seg = np.zeros(t.size, dtype=np.int64)
-        for k in range(1, starts.size):
-            seg[t >= starts[k]] = k
-            # after a backward step, times below the previous segment's start belong to k
-            if starts[k] < starts[k - 1]:
-                seg[(t >= starts[k]) & (t < starts[k - 1])] = k
-        out += current - offsets[seg]
+        current = self.segments[-1][2]
+        done = np.zeros(t.size, dtype=bool)
+        for first, last, offset in reversed(self.segments[:-1]):
+            inside = (t >= first) & (t <= last) & ~done
+            out[inside] += current - offset
+            done |= inside
         return out
 
 
@@ -466,14 +478,14 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
     return int(usec) / 2e6
 
 
-# --------------------------------------------------------------------------- the daemon
-
-
 # --------------------------------------------------------------------------- export
 
 
-EXPORT_STREAMS = ("hr", "beats", "battery")
-"""Decoded streams that go to InfluxDB as samples (50 Hz motion stays in the log)."""
+EXPORT_STREAMS = ("hr", "battery")
+"""Decoded streams exported live. Beat times are reconstructed over a whole batch of
+notifications, so they are exported once, by the end-of-night re-score from the log (which
+also re-exports heart rate and battery at identical times: InfluxDB overwrites them).
+50 Hz motion stays in the log."""
 
 
 class Exporter:
@@ -515,9 +527,6 @@ class Exporter:
                 if kind == "hr":
                     fields: dict[str, Any] = {"hr_bpm": stream.hr_bpm[new]}
                     measurement = "heart_rate"
-                elif kind == "beats":
-                    fields = {"rr_ms": stream.rr_ms[new]}
-                    measurement = "beat"
                 else:
                     fields = {"battery_pct": np.asarray(stream.battery_pct)[new].astype(np.int64)}
                     measurement = "device_battery"
@@ -550,6 +559,46 @@ def trim_streams(devices: dict[str, Any], keep_from_ns: int) -> None:
             ds.streams[name] = trimmed
 
 
+def shift_streams(night: NightStreams, correct: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Apply a time correction to every stream of ``night`` in place (repaired times)."""
+    for name in ("hr", "beats", "acc", "counts"):
+        stream = getattr(night, name)
+        if stream is not None and len(stream):
+            setattr(night, name, dataclasses.replace(stream, t_ns=correct(stream.t_ns)))
+    if len(night.off_body_t_ns):
+        night.off_body_t_ns = correct(night.off_body_t_ns)
+
+
+def rescore_logs(
+    paths: list[Path], *, participant: str, tz: str, roles: dict[str, str]
+) -> tuple[bytes, list[str], dict[str, Any] | None, dict[str, list[Any]]]:
+    """The night's final result, from its session log(s) alone (the source of truth).
+
+    Every record is re-timed with :func:`sensord.clock.repair_wall_ns` (clock steps
+    repaired from the monotonic record), fed through the same :class:`Pipeline` as live
+    and replay, scored with :func:`sensord.staging.core.score_night`, and turned into the
+    store's points by :func:`sensord.store.backfill.night_points` (samples, device events,
+    coverage, final epochs, features, night summary). Idempotent: the same log gives the
+    same points, which overwrite the live ones.
+    """
+    from sensord.blelog import iter_events
+    from sensord.pipeline import Session
+    from sensord.staging.core import score_night
+    from sensord.store.backfill import night_points
+
+    events = [ev for path in paths for ev in iter_events(path)]
+    wall = np.fromiter((ev.wall_ns for ev in events), dtype=np.int64, count=len(events))
+    mono = np.fromiter((ev.mono_ns for ev in events), dtype=np.int64, count=len(events))
+    fixed = repair_wall_ns(wall, mono).tolist()
+    pipe = Pipeline(writer=None)
+    for ev, w in zip(events, fixed, strict=True):
+        pipe.feed(ev if ev.wall_ns == w else dataclasses.replace(ev, wall_ns=w))
+    pipe.end_session()
+    session = Session(night=pipe.night(), report=pipe.report([str(p) for p in paths]))
+    return night_points(session, participant=participant, tz=tz, roles=roles,
+                        score=score_night)
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -565,6 +614,12 @@ class DaemonOptions:
     """Decoded samples kept in memory (rolling buffers) for live epochs."""
     push_every_s: float = 60.0
     """How often (clock time) the outbox is pushed to the sink, when there is one."""
+    provisional_every_s: float = 30.0
+    """How often (clock time) the newest complete epoch gets a provisional stage."""
+    provisional_window_s: float = 600.0
+    """Data (before the newest epoch) the provisional scorer looks at."""
+    rescore_on_stop: bool = True
+    """Re-score the night from its log when the daemon stops (e.g. in the morning)."""
 
 
 class Daemon:
@@ -581,7 +636,9 @@ class Daemon:
         outbox: Any = None,
         sender: Any = None,
         participant: str = "demo",
+        tz: str = "UTC",
         on_epoch: Callable[[Daemon, int], None] | None = None,
+        rotate: Callable[[int], Any] | None = None,
         seed: int | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -606,11 +663,19 @@ class Daemon:
             for spec in devices
         ]
         self.clock_watch = ClockWatch(self.clock, self.record)
-        roles = {spec.name: getattr(spec, "role", "other") for spec in devices}
-        self.exporter = Exporter(outbox, participant, roles, self.clock_watch)
+        self.roles = {spec.name: getattr(spec, "role", "other") for spec in devices}
+        self.exporter = Exporter(outbox, participant, self.roles, self.clock_watch)
+        self.participant = participant
+        self.tz = tz
+        self.rotate = rotate
+        self.provisional_cursor_ns = 0
+        self.provisional_epochs = 0
+        self.final_results: list[dict[str, Any]] = []
+        self._last_provisional_mono = 0
 
     def record(self, event: SessionEvent) -> None:
         """The pipeline logs first, then decodes; a decode failure never loses the record."""
+        self.clock_watch.observe(event.wall_ns, event.mono_ns)
         try:
             self.pipeline.feed(event)
         except SensordError as exc:
@@ -628,6 +693,10 @@ class Daemon:
         now = self.clock.wall_ns()
         try:
             self.exporter.export(self.pipeline.devices, synced=self.clock_watch.synced)
+            mono = self.clock.mono_ns()
+            if mono - self._last_provisional_mono >= self.options.provisional_every_s * 1e9:
+                self._last_provisional_mono = mono
+                self.provisional_stage(now)
             trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9))
             oldest_epoch = (now - 12 * 3600 * 10**9) // EPOCH_NS
             for sup in self.supervisors:
@@ -638,6 +707,79 @@ class Daemon:
                 self.on_epoch(self, now)
         except SensordError as exc:
             self.problems.add("host", type(exc).__name__, str(exc))
+
+    def provisional_stage(self, now_wall_ns: int) -> int:
+        """Stage the newest complete epochs from the rolling buffers; queue them (final=False).
+
+        Uses the last ``provisional_window_s`` of decoded data (repaired times); the final
+        stages come from the whole night's log at the end. Returns epochs queued.
+        """
+        from sensord.staging.core import score_night
+        from sensord.store.points import epoch_lines
+
+        if self.outbox is None or not self.clock_watch.synced:
+            return 0
+        end = int(self.clock_watch.correct(np.array([now_wall_ns]))[0]) // EPOCH_NS * EPOCH_NS
+        start = end - int(self.options.provisional_window_s * 1e9) // EPOCH_NS * EPOCH_NS
+        night = build_night(self.pipeline.devices, start, end)
+        shift_streams(night, self.clock_watch.correct)
+        if night.hr is None and night.acc is None and night.beats is None:
+            return 0
+        first = min(int(st.t_ns[0]) for st in (night.hr, night.beats, night.acc)
+                    if st is not None and len(st))
+        result = score_night(night, tz=self.tz)
+        t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
+        # Newest complete epochs not queued yet, none before the first data of the window
+        # (the final grid starts at the night's first data too).
+        lo = max(self.provisional_cursor_ns, start, first // EPOCH_NS * EPOCH_NS)
+        new = (t_ep >= lo) & (t_ep + EPOCH_NS <= end)
+        if not new.any():
+            return 0
+        hyp = result.hypnogram
+        label = str(result.summary.get("night") or "")
+        body = epoch_lines(self.participant, hyp.scorer, t_ep[new], hyp.stages[new],
+                           hyp.probabilities[new], final=False, night=label)
+        self.outbox.add_body(body, source="daemon provisional")
+        self.provisional_cursor_ns = int(t_ep[new][-1]) + EPOCH_NS
+        self.provisional_epochs += int(new.sum())
+        return int(new.sum())
+
+    def rescore(self, paths: list[Path]) -> dict[str, Any] | None:
+        """Final stages and summary of the night in ``paths`` into the outbox."""
+        body, rows, summary, epochs = rescore_logs(
+            paths, participant=self.participant, tz=self.tz, roles=self.roles)
+        if self.outbox is not None:
+            source = f"daemon final {paths[-1].name}"
+            self.outbox.add_body(body, source=source)
+            self.outbox.add_lines(rows, source=source)
+            if summary is not None and summary.get("night"):
+                self.outbox.put_night(
+                    {k: v for k, v in summary.items() if not isinstance(v, dict)},
+                    epochs=epochs, queue=False)
+        if summary is not None:
+            self.final_results.append(summary)
+            log.info("night %s scored from %s: %s", summary.get("night"),
+                     ", ".join(p.name for p in paths),
+                     ", ".join(f"{k}={summary[k]}" for k in ("tst_min", "coverage")
+                               if k in summary))
+        return summary
+
+    def _rotate_if_new_night(self) -> None:
+        """At the night boundary: close this night's log, open the next, score the last."""
+        if self.rotate is None or self.pipeline.writer is None:
+            return
+        now = int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+        new_writer = self.rotate(now)
+        if new_writer is None:
+            return
+        old = self.pipeline.writer
+        self.pipeline.end_session()
+        old.close()
+        self.pipeline.writer = new_writer
+        try:
+            self.rescore([Path(old.path)])
+        except (SensordError, OSError) as exc:
+            self.problems.add("host", "final scoring failed", str(exc))
 
     async def run(self) -> None:
         """Run until :meth:`stop`; end the session, flush and close the log on the way out."""
@@ -668,10 +810,23 @@ class Daemon:
                 if self._pushing is not None:
                     with contextlib.suppress(Exception):
                         await self._pushing
+            self.write_status()
+            self.pipeline.close()
+            if self.options.rescore_on_stop and self.pipeline.writer is not None:
+                try:
+                    self.rescore([Path(self.pipeline.writer.path)])
+                except (SensordError, OSError) as exc:
+                    self.problems.add("host", "final scoring failed", str(exc))
+                    log.warning("final scoring failed: %s", exc)
+                if self.sender is not None:
+                    self._pushing = None
+                    self._push_in_background()
+                    if self._pushing is not None:
+                        with contextlib.suppress(Exception):
+                            await self._pushing
             if self._push_executor is not None:
                 self._push_executor.shutdown(wait=False)
             self.write_status()
-            self.pipeline.close()
 
     def _push_in_background(self) -> None:
         if self.sender is None or (self._pushing is not None and not self._pushing.done()):
@@ -715,6 +870,7 @@ class Daemon:
             if now - last_epoch >= opts.epoch_s * 1e9:
                 last_epoch = now
                 self.epoch_tick()
+                self._rotate_if_new_night()
             if now - last_push >= opts.push_every_s * 1e9:
                 last_push = now
                 self._push_in_background()

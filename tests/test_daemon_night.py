@@ -125,12 +125,13 @@ def test_eight_hour_night_with_incidents(
                 backoff=BackoffPolicy(min_s=2.0, max_s=60.0), max_notifications_per_s=50.0,
             ),
             push_every_s=120.0,
+            provisional_every_s=300.0,  # every 30 s in production; fewer calls at 600x
         )
         daemon = Daemon(
             [Spec("chest", "F0:00:00:00:00:01", "heart_rate", "chest"),
              Spec("wrist", "F0:00:00:00:00:02", "polar_pmd", "wrist")],
             transport, make_pipeline(log_path, clock), clock=clock, options=options,
-            outbox=store, sender=sender, participant="p01", seed=5,
+            outbox=store, sender=sender, participant="p01", tz="Europe/Berlin", seed=5,
         )
         t0 = clock.mono_ns()
 
@@ -219,3 +220,20 @@ def test_eight_hour_night_with_incidents(
     print(f"RSS after hour 1 {marks['rss_1h']:.1f} MB, at the end {marks['rss_end']:.1f} MB")
     assert marks["rss_end"] - marks["rss_1h"] <= 10.0, marks
     assert daemon.clock_watch.steps == 1
+    # Provisional stages were queued during the night, final ones from the log at the end.
+    assert daemon.provisional_epochs > 50
+    epochs = influxdb.query("SELECT stage_code, final FROM epoch").rows()
+    t_ep = np.array([r["time"] for r in epochs], dtype=np.int64)
+    prov = [((r["time"] - TRUE_START_NS) / 1e9, r) for r in epochs if not r["final"]]
+    assert not prov, (len(prov), prov[:3], prov[-3:], len(epochs),
+                      influxdb.query("SHOW TAG VALUES FROM epoch WITH KEY = scorer").rows())
+    # The final hypnogram covers the night, in repaired time, 30-s aligned.
+    assert np.all(t_ep % EPOCH_NS == 0)
+    assert t_ep.min() <= expected_ns[0] and t_ep.max() + EPOCH_NS >= expected_ns[-1]
+    assert t_ep.min() >= TRUE_START_NS - EPOCH_NS
+    codes = np.array([r["stage_code"] for r in epochs])
+    assert np.mean(codes >= 0) > 0.9  # scored epochs (the wrist bridged the chest's gap)
+    nights = influxdb.query("SELECT * FROM night").rows()
+    assert len(nights) == 1 and nights[0]["final"]
+    # Beat (RR) points come from the end-of-night re-score: one per beat decoded from the log.
+    assert influxdb.count("beat", "rr_ms", "device_role = 'chest'") > 0.5 * expected_ns.size

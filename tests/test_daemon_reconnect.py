@@ -16,7 +16,7 @@ import numpy as np
 from sensord.backoff import BackoffPolicy
 from sensord.ble.bumble_transport import BumbleTransport
 from sensord.clock import epoch_coverage
-from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions
+from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions, rescore_logs
 from sensord.model import EPOCH_NS
 from sensord.timesource import ScaledClock
 from tests.bumble_env import VirtualAirProc, virtual_air  # noqa: F401
@@ -36,15 +36,15 @@ class Spec:
 CHEST = Spec("chest", "F0:00:00:00:00:01", "heart_rate")
 
 
-def make_daemon(air: VirtualAirProc, log_path: Path,
-                watchdog_s: float = 60.0) -> tuple[Daemon, ScaledClock, BumbleTransport]:
+def make_daemon(air: VirtualAirProc, log_path: Path, watchdog_s: float = 60.0,
+                spec: Spec = CHEST) -> tuple[Daemon, ScaledClock, BumbleTransport]:
     clock = ScaledClock(speed=SPEED, wall0_ns=WALL0_NS)
     transport = BumbleTransport(air.hci("central"), clock=clock)
     options = DaemonOptions(
         supervisor=SupervisorOptions(watchdog_s=watchdog_s, connect_timeout_s=1.0,
                                      backoff=POLICY, stable_after_s=30.0),
     )
-    daemon = Daemon([CHEST], transport, make_pipeline(log_path, clock), clock=clock,
+    daemon = Daemon([spec], transport, make_pipeline(log_path, clock), clock=clock,
                     options=options, seed=1)
     return daemon, clock, transport
 
@@ -141,12 +141,14 @@ def test_device_gone_for_minutes_comes_back_and_the_gap_is_unscored(
     virtual_air: VirtualAirProc, tmp_path: Path,  # noqa: F811
 ) -> None:
     vanish_real_s = 4.0  # 4 min at 60x
-    strap = virtual_air.start("chest", speed=SPEED, vanish_s=vanish_real_s)
+    # A Polar-like device (heart rate + 50 Hz accelerometer), so the stager has both.
+    strap = virtual_air.start("chest", profile="pmd", speed=SPEED, vanish_s=vanish_real_s)
     log_path = tmp_path / "night.blelog"
     marks: dict[str, int] = {}
 
     async def scenario() -> None:
-        daemon, clock, transport = make_daemon(virtual_air, log_path)
+        daemon, clock, transport = make_daemon(
+            virtual_air, log_path, spec=Spec("chest", "F0:00:00:00:00:01", "polar_pmd"))
         task = asyncio.ensure_future(daemon.run())
         await wait_until(lambda: live_count(daemon, "chest") >= 120, 10, "first notifications")
         VirtualAirProc.vanish(strap)
@@ -176,3 +178,13 @@ def test_device_gone_for_minutes_comes_back_and_the_gap_is_unscored(
     # The strap numbers only frames it sent: every one of them is in the log, in order.
     seqs = [hr_seq(n.payload) for n in notes]
     assert seqs == list(range(len(seqs)))
+    # The night's final score from the log: the gap is unscored, the rest is scored.
+    # (Epochs at the edges of the gap are partly covered; the rule is staging's.)
+    _body, _rows, summary, ep = rescore_logs([log_path], participant="p01", tz="Europe/Berlin",
+                                             roles={"chest": "chest"})
+    assert summary is not None
+    t_ep = np.array(ep["t_ns"], dtype=np.int64)
+    stage = np.array(ep["stage"])
+    per_epoch = np.bincount((t_ns - t_ep[0]) // EPOCH_NS, minlength=t_ep.size)[: t_ep.size]
+    assert np.all(stage[per_epoch == 0] == -1) and (per_epoch == 0).sum() >= 6
+    assert np.mean(stage[per_epoch >= 25] >= 0) > 0.8
