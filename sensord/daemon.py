@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import random
 import socket
@@ -478,6 +479,36 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
     return int(usec) / 2e6
 
 
+def provisional_job(night: NightStreams, tz: str, participant: str, lo_ns: int,
+                    end_ns: int) -> tuple[bytes, int, int]:
+    """Scoring worker: stage a window; epoch lines (final=False) for epochs in [lo, end)."""
+    from sensord.staging.core import score_night
+    from sensord.store.points import epoch_lines
+
+    result = score_night(night, tz=tz)
+    t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
+    new = (t_ep >= lo_ns) & (t_ep + EPOCH_NS <= end_ns)
+    if not new.any():
+        return b"", 0, lo_ns
+    hyp = result.hypnogram
+    label = str(result.summary.get("night") or "")
+    body = epoch_lines(participant, hyp.scorer, t_ep[new], hyp.stages[new],
+                       hyp.probabilities[new], final=False, night=label)
+    return body, int(new.sum()), int(t_ep[new][-1]) + EPOCH_NS
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """Runs jobs at once in the calling thread (``score_in_subprocess=False``)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -606,7 +637,7 @@ def rescore_logs(
 class DaemonOptions:
     supervisor: SupervisorOptions = field(default_factory=SupervisorOptions)
     status_path: Path | None = None
-    status_every_s: float = 10.0
+    status_every_s: float = 30.0
     clock_check_s: float = 5.0
     epoch_s: float = 30.0
     """How often (clock time) decoded data is exported and the downstream hook runs."""
@@ -614,12 +645,16 @@ class DaemonOptions:
     """Decoded samples kept in memory (rolling buffers) for live epochs."""
     push_every_s: float = 60.0
     """How often (clock time) the outbox is pushed to the sink, when there is one."""
-    provisional_every_s: float = 30.0
-    """How often (clock time) the newest complete epoch gets a provisional stage."""
+    provisional_every_s: float = 300.0
+    """How often (clock time) the epochs completed since the last call get provisional
+    stages (every epoch is staged; this sets the batch and the delay). 30 s stages each
+    epoch as it completes at about 1 CPU-s per hour more (bench/daemon.py)."""
     provisional_window_s: float = 600.0
     """Data (before the newest epoch) the provisional scorer looks at."""
     rescore_on_stop: bool = True
     """Re-score the night from its log when the daemon stops (e.g. in the morning)."""
+    score_in_subprocess: bool = True
+    """Score in a separate worker process (keeps the recording process small)."""
 
 
 class Daemon:
@@ -672,6 +707,8 @@ class Daemon:
         self.provisional_epochs = 0
         self.final_results: list[dict[str, Any]] = []
         self._last_provisional_mono = 0
+        self._scorer: concurrent.futures.Executor | None = None
+        self._provisional: concurrent.futures.Future[tuple[bytes, int, int]] | None = None
 
     def record(self, event: SessionEvent) -> None:
         """The pipeline logs first, then decodes; a decode failure never loses the record."""
@@ -708,46 +745,68 @@ class Daemon:
         except SensordError as exc:
             self.problems.add("host", type(exc).__name__, str(exc))
 
-    def provisional_stage(self, now_wall_ns: int) -> int:
+    def _scoring(self) -> concurrent.futures.Executor:
+        """The scoring worker: one separate process (staging's scipy stack and a whole
+        night's arrays never enter the recording process), or this thread if disabled."""
+        if self._scorer is None:
+            if self.options.score_in_subprocess:
+                self._scorer = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            else:
+                self._scorer = _InlineExecutor()
+        return self._scorer
+
+    def provisional_stage(self, now_wall_ns: int) -> None:
         """Stage the newest complete epochs from the rolling buffers; queue them (final=False).
 
-        Uses the last ``provisional_window_s`` of decoded data (repaired times); the final
-        stages come from the whole night's log at the end. Returns epochs queued.
+        Uses the last ``provisional_window_s`` of decoded data (repaired times), scored in
+        the scoring worker; the final stages come from the whole night's log at the end.
+        Skipped while the previous provisional job is still running.
         """
-        from sensord.staging.core import score_night
-        from sensord.store.points import epoch_lines
-
         if self.outbox is None or not self.clock_watch.synced:
-            return 0
+            return
+        if self._provisional is not None and not self._provisional.done():
+            return
         end = int(self.clock_watch.correct(np.array([now_wall_ns]))[0]) // EPOCH_NS * EPOCH_NS
         start = end - int(self.options.provisional_window_s * 1e9) // EPOCH_NS * EPOCH_NS
         night = build_night(self.pipeline.devices, start, end)
         shift_streams(night, self.clock_watch.correct)
-        if night.hr is None and night.acc is None and night.beats is None:
-            return 0
-        first = min(int(st.t_ns[0]) for st in (night.hr, night.beats, night.acc)
-                    if st is not None and len(st))
-        result = score_night(night, tz=self.tz)
-        t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
+        present = [st for st in (night.hr, night.beats, night.acc) if st is not None and len(st)]
+        if not present:
+            return
+        first = min(int(st.t_ns[0]) for st in present)
         # Newest complete epochs not queued yet, none before the first data of the window
         # (the final grid starts at the night's first data too).
         lo = max(self.provisional_cursor_ns, start, first // EPOCH_NS * EPOCH_NS)
-        new = (t_ep >= lo) & (t_ep + EPOCH_NS <= end)
-        if not new.any():
-            return 0
-        hyp = result.hypnogram
-        label = str(result.summary.get("night") or "")
-        body = epoch_lines(self.participant, hyp.scorer, t_ep[new], hyp.stages[new],
-                           hyp.probabilities[new], final=False, night=label)
-        self.outbox.add_body(body, source="daemon provisional")
-        self.provisional_cursor_ns = int(t_ep[new][-1]) + EPOCH_NS
-        self.provisional_epochs += int(new.sum())
-        return int(new.sum())
+        fut = self._scoring().submit(provisional_job, night, self.tz, self.participant, lo, end)
+        self._provisional = fut
+        outbox = self.outbox
+
+        def done(f: concurrent.futures.Future[tuple[bytes, int, int]]) -> None:
+            try:
+                body, n_new, cursor = f.result()
+            except Exception as exc:  # a scoring failure must not touch recording
+                self.problems.add("host", "provisional scoring failed", repr(exc))
+                return
+            if n_new:
+                outbox.add_body(body, source="daemon provisional")
+                self.provisional_cursor_ns = max(self.provisional_cursor_ns, cursor)
+                self.provisional_epochs += n_new
+
+        fut.add_done_callback(done)
+
+    def wait_scoring(self) -> None:
+        """Block until the running provisional job (if any) has been queued."""
+        if self._provisional is not None:
+            with contextlib.suppress(Exception):
+                self._provisional.result()
 
     def rescore(self, paths: list[Path]) -> dict[str, Any] | None:
-        """Final stages and summary of the night in ``paths`` into the outbox."""
-        body, rows, summary, epochs = rescore_logs(
-            paths, participant=self.participant, tz=self.tz, roles=self.roles)
+        """Final stages and summary of the night in ``paths`` into the outbox (blocking)."""
+        self.wait_scoring()
+        body, rows, summary, epochs = self._scoring().submit(
+            rescore_logs, paths, participant=self.participant, tz=self.tz, roles=self.roles
+        ).result()
         if self.outbox is not None:
             source = f"daemon final {paths[-1].name}"
             self.outbox.add_body(body, source=source)
@@ -763,6 +822,12 @@ class Daemon:
                      ", ".join(f"{k}={summary[k]}" for k in ("tst_min", "coverage")
                                if k in summary))
         return summary
+
+    def close_scoring(self) -> None:
+        """Stop the scoring worker (waits for it, so its CPU time is accounted)."""
+        if self._scorer is not None:
+            self._scorer.shutdown(wait=True)
+            self._scorer = None
 
     def _rotate_if_new_night(self) -> None:
         """At the night boundary: close this night's log, open the next, score the last."""
@@ -826,6 +891,7 @@ class Daemon:
                             await self._pushing
             if self._push_executor is not None:
                 self._push_executor.shutdown(wait=False)
+            self.close_scoring()
             self.write_status()
 
     def _push_in_background(self) -> None:
