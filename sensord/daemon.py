@@ -807,6 +807,11 @@ class Daemon:
         body, rows, summary, epochs = self._scoring().submit(
             rescore_logs, paths, participant=self.participant, tz=self.tz, roles=self.roles
         ).result()
+        return self._store_final(paths, body, rows, summary, epochs)
+
+    def _store_final(self, paths: list[Path], body: bytes, rows: list[str],
+                     summary: dict[str, Any] | None,
+                     epochs: dict[str, list[Any]]) -> dict[str, Any] | None:
         if self.outbox is not None:
             source = f"daemon final {paths[-1].name}"
             self.outbox.add_body(body, source=source)
@@ -841,10 +846,17 @@ class Daemon:
         self.pipeline.end_session()
         old.close()
         self.pipeline.writer = new_writer
+        # Score the finished night in the worker; recording goes on meanwhile.
+        paths = [Path(old.path)]
+        fut = self._scoring().submit(rescore_logs, paths, participant=self.participant,
+                                     tz=self.tz, roles=self.roles)
+        fut.add_done_callback(lambda f: self._queue_final(paths, f))
+
+    def _queue_final(self, paths: list[Path], fut: concurrent.futures.Future[Any]) -> None:
         try:
-            self.rescore([Path(old.path)])
-        except (SensordError, OSError) as exc:
-            self.problems.add("host", "final scoring failed", str(exc))
+            self._store_final(paths, *fut.result())
+        except Exception as exc:  # a scoring failure must not touch recording
+            self.problems.add("host", "final scoring failed", repr(exc))
 
     async def run(self) -> None:
         """Run until :meth:`stop`; end the session, flush and close the log on the way out."""
