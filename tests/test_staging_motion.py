@@ -38,6 +38,12 @@ def test_counts_equal_agcounts(fs: int) -> None:
     np.testing.assert_array_equal(activity_counts(acc, fs, epoch_s=10), get_counts(acc, fs, 10))
 
 
+def test_counts_equal_agcounts_across_processing_chunks() -> None:
+    # 45 min at 50 Hz = 135,000 samples: more than one internal chunk (131,072)
+    acc = synthetic(50, 2700, 9)
+    np.testing.assert_array_equal(activity_counts(acc, 50), get_counts(acc, freq=50, epoch=1))
+
+
 def test_counts_equal_agcounts_on_real_watch_data() -> None:
     raw = np.loadtxt(DATA)
     # the snippet is ~50 Hz with jittered stamps; count its samples as a 50-Hz series

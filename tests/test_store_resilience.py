@@ -130,7 +130,7 @@ def test_sigkill_sender_at_random_moments(influxdb: InfluxDB, tmp_path: Path) ->
     # every kill hit a live sender with lines pending; many after it had delivered some
     # batches (the others died inside their first request, between send and accept)
     print(f"\nkills: {kills}, of which after progress: {mid_flush}")
-    assert mid_flush >= 10, (kills, mid_flush)
+    assert mid_flush >= 5, (kills, mid_flush)
     with LocalStore(path) as store:
         assert Sender(store, Influx1Sink(influxdb.url, influxdb.name)).flush().finished
         assert store.stats().quarantined == 0

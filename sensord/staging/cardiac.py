@@ -237,7 +237,7 @@ def _periodogram(segs: F64) -> tuple[F64, F64]:
         spec[:, 1:-1] *= 2.0
     else:
         spec[:, 1:] *= 2.0
-    return np.fft.rfftfreq(n, 1.0 / HRV_FS_HZ), spec
+    return np.asarray(np.fft.rfftfreq(n, 1.0 / HRV_FS_HZ), dtype=np.float64), spec
 
 
 def hr_1hz(t_ns: I64, hr_bpm: F64, start_ns: int, n_s: int, *, max_gap_s: float = 10.0) -> F64:

@@ -57,6 +57,7 @@ _GAIN = (3.0 / 4096.0) / (2.6 / 256.0) * 237.5
 _FACTORS = {30: (1, 1), 40: (3, 4), 50: (3, 5), 60: (1, 2), 70: (3, 7), 80: (3, 8), 90: (1, 3),
             100: (3, 10)}
 SUPPORTED_HZ = tuple(sorted(_FACTORS))
+_CHUNK = 1 << 17
 """Sampling rates with ActiGraph-exact counts; other rates are linearly resampled to 30 Hz."""
 
 
@@ -73,12 +74,21 @@ def _to_30hz(acc: F64, fs: int) -> F64:
     # at offsets 0 and 1 of every block (identical floating-point values, one allocation)
     a_fp = np.pi / (np.pi + 2 * up)
     b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
-    drive = np.zeros((x.shape[0], x.shape[1] * up))
-    scaled = (a_fp * up) * x
-    drive[:, ::up] = scaled
-    drive[:, 1::up] = scaled
-    stuffed = np.asarray(signal.lfilter([1.0], [1.0, b_fp], drive, axis=1), dtype=np.float64)
-    return np.asarray(np.round(stuffed[:, ::down], 3), dtype=np.float64)
+    n = x.shape[1]
+    out = np.empty((x.shape[0], -(-n * up // down)))
+    state = np.zeros((x.shape[0], 1))
+    step = _CHUNK - _CHUNK % down  # input samples per chunk, a multiple of ``down``
+    for lo in range(0, n, step):  # a few chunks per night keep the arrays in cache
+        hi = min(n, lo + step)
+        scaled = (a_fp * up) * x[:, lo:hi]
+        drive = np.zeros((x.shape[0], (hi - lo) * up))
+        drive[:, ::up] = scaled
+        drive[:, 1::up] = scaled
+        filt, state = signal.lfilter([1.0], [1.0, b_fp], drive, axis=1, zi=state)
+        o_lo = lo * up // down
+        dec = filt[:, ::down]
+        out[:, o_lo : o_lo + dec.shape[1]] = dec
+    return np.asarray(np.round(out, 3), dtype=np.float64)
 
 
 def activity_counts(acc_g: F64, fs_hz: int, *, epoch_s: int = 1) -> I64:
@@ -133,10 +143,11 @@ def nominal_rate(t_ns: I64) -> float:
 def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream:
     """1-s vector-magnitude ActiGraph counts from a timestamped acceleration stream.
 
-    The stream is split at gaps longer than ``max_gap_s``; each segment is resampled by
-    linear interpolation onto a uniform grid at the nearest supported rate (exact samples
-    when the device already delivers that rate) and counted. Count bins start at each
-    segment's first sample plus whole seconds. Samples must be clean (sorted, finite).
+    The stream is split at gaps longer than ``max_gap_s``; a segment whose samples already
+    sit on the grid of the nearest supported rate (within 5 % of a sample period) is
+    counted as it is, any other is first resampled onto that grid by linear interpolation.
+    Count bins start at each segment's first sample plus whole seconds. Samples must be
+    clean (sorted, finite).
     """
     t = np.asarray(acc.t_ns, dtype=np.int64)
     a = np.asarray(acc.acc_g, dtype=np.float64)
@@ -155,10 +166,12 @@ def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream
         if seg_t.size < fs:  # shorter than one count bin
             continue
         n = int(np.floor((seg_t[-1] - seg_t[0]) / step_ns + 0.5)) + 1
-        grid = seg_t[0] + np.round(np.arange(n) * step_ns).astype(np.int64)
         rel = (seg_t - seg_t[0]).astype(np.float64)
-        g_rel = (grid - seg_t[0]).astype(np.float64)
-        seg = np.column_stack([np.interp(g_rel, rel, a[lo:hi, k]) for k in range(3)])
+        if n == seg_t.size and np.max(np.abs(rel - np.arange(n) * step_ns)) < 0.05 * step_ns:
+            seg = a[lo:hi]  # already on the nominal grid: the device's own samples
+        else:
+            g_rel = np.arange(n) * step_ns
+            seg = np.column_stack([np.interp(g_rel, rel, a[lo:hi, k]) for k in range(3)])
         c = activity_counts(seg, fs)
         if c.shape[0] == 0:
             continue
