@@ -604,6 +604,7 @@ def validate_walch(
     feature_set: list[str] = typer.Option(
         ["hr+motion", "hr", "motion"], "--features", help="Feature sets to evaluate."
     ),
+    jobs: int = typer.Option(1, min=1, help="Worker processes for --loso folds."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Agreement with polysomnography on the Walch et al. (2019) subjects."""
@@ -625,7 +626,7 @@ def validate_walch(
             if mdl is not None:
                 out["feature_sets"][fs] = evaluate_walch(nights, mdl, fs)
             else:
-                out["feature_sets"][fs] = loso_walch(nights, fs)
+                out["feature_sets"][fs] = loso_walch(nights, fs, jobs=jobs)
     except (SensordError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
