@@ -39,7 +39,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter, methodcaller
+from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,7 +73,8 @@ MEMBER_MARKER = (
 _PREFIX = 51  # "cccccccc T wwwwwwwwwwwwwwwwwww mmmmmmmmmmmmmmmmmmm " up to <rest>
 _N_PREFIX = 60  # notification: prefix + "hhhhhhhh " then payload hex
 _MAX_NS = 2**63
-_READ_CHUNK = 1 << 16
+_READ_CHUNK = 1 << 16  # compressed bytes per step when streaming
+_BATCH_CHUNK = 1 << 24  # ... when loading whole files
 _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
 
 
@@ -271,11 +272,10 @@ class BlelogWriter:
     def write(self, event: SessionEvent) -> None:
         """Append one event (notification, device event or clock event)."""
         if isinstance(event, RawNotification):
-            ch = self._channel(event.device, event.char_uuid, event.wall_ns, event.mono_ns)
-            self._emit(
-                _line("N", event.wall_ns, event.mono_ns, f"{ch} {bytes(event.payload).hex()}")
-            )
-        elif isinstance(event, DeviceEvent):
+            self.write_notification(event.device, event.char_uuid, event.wall_ns,
+                                    event.mono_ns, event.payload)
+            return
+        if isinstance(event, DeviceEvent):
             self._check_device(event.device)
             rest = _json({"device": event.device, "kind": event.kind, "detail": event.detail})
             self._emit(_line("E", event.wall_ns, event.mono_ns, rest))
@@ -284,16 +284,33 @@ class BlelogWriter:
             self._emit(_line("C", event.wall_ns, event.mono_ns, rest))
         else:
             raise LogFormatError(f"cannot log {type(event).__name__}", path=str(self.path))
-        mono = event.mono_ns
-        if mono - self._last_full >= self._full_ns:
-            self._redeclare(event.wall_ns, mono)
-            self._flush(zlib.Z_FULL_FLUSH)
-            self._last_full = self._last_sync = mono
-        elif mono - self._last_sync >= self._sync_ns or not isinstance(event, RawNotification):
-            self._flush(zlib.Z_SYNC_FLUSH)
-            self._last_sync = mono
+        self._after(event.wall_ns, event.mono_ns, force_sync=True)
 
     __call__ = write
+
+    def write_notification(
+        self, device: str, char_uuid: str, wall_ns: int, mono_ns: int, payload: bytes
+    ) -> None:
+        """Append one notification (:meth:`write` without building the event object)."""
+        ch = self._channels.get((device, char_uuid))
+        if ch is None:
+            ch = self._channel(device, char_uuid, wall_ns, mono_ns)
+        if not (0 <= wall_ns < _MAX_NS and 0 <= mono_ns < _MAX_NS):
+            _check_ns("wall_ns", wall_ns)
+            _check_ns("mono_ns", mono_ns)
+        body = b"N %019d %019d %s %s" % (wall_ns, mono_ns, ch.encode(),
+                                         bytes(payload).hex().encode())
+        self._emit(b"%08x %s\n" % (zlib.crc32(body), body))
+        self._after(wall_ns, mono_ns, force_sync=False)
+
+    def _after(self, wall_ns: int, mono_ns: int, *, force_sync: bool) -> None:
+        if mono_ns - self._last_full >= self._full_ns:
+            self._redeclare(wall_ns, mono_ns)
+            self._flush(zlib.Z_FULL_FLUSH)
+            self._last_full = self._last_sync = mono_ns
+        elif force_sync or mono_ns - self._last_sync >= self._sync_ns:
+            self._flush(zlib.Z_SYNC_FLUSH)
+            self._last_sync = mono_ns
 
     def flush(self) -> None:
         """Make everything written so far decodable from disk (sync flush + fsync)."""
@@ -404,7 +421,8 @@ def _member_offsets(buf: bytes | mmap.mmap) -> list[int]:
 
 
 def _inflate_region(
-    region: memoryview, start: int, path: str, problems: Problems, member: int
+    region: memoryview, start: int, path: str, problems: Problems, member: int,
+    chunk_size: int = _READ_CHUNK,
 ) -> Iterator[tuple[bytes, bool]]:
     """Decompress one member region chunk by chunk; yields (text chunk, is_last).
 
@@ -416,7 +434,7 @@ def _inflate_region(
     n = len(region)
     raw = False
     while pos < n:
-        chunk = region[pos : pos + _READ_CHUNK]
+        chunk = region[pos : pos + chunk_size]
         saved = d.copy()
         try:
             out = d.decompress(chunk)
@@ -509,8 +527,10 @@ def _members(path: str, problems: Problems) -> Iterator[_Member]:
                 end = offs[i + 1] if i + 1 < len(offs) else size
                 parts = []
                 complete = False
-                for out, last in _inflate_region(view[start:end], start, path, problems, i):
-                    parts.append(out)
+                for out, last in _inflate_region(view[start:end], start, path, problems, i,
+                                                 chunk_size=_BATCH_CHUNK):
+                    if out:
+                        parts.append(out)
                     complete = complete or last
                 if not complete:
                     problems.add(
@@ -563,6 +583,7 @@ class _LineParser:
     channels: dict[str, tuple[str, str]] = field(default_factory=dict)
     headers: list[LogHeader] = field(default_factory=list)
     pending: dict[str, list[tuple[int, int, int, bytes]]] = field(default_factory=dict)
+    declared_rests: set[bytes] = field(default_factory=set)
 
     def parse(self, line: bytes, lineno: int) -> list[tuple[int, SessionEvent]]:
         """Events from one line (a notification on a channel not yet declared waits)."""
@@ -788,9 +809,6 @@ def _hex8(block: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDAr
     return np.asarray(v @ _POW16, dtype=np.int64), ok
 
 
-_get_body = itemgetter(slice(9, None))
-_get_prefix = itemgetter(slice(0, _N_PREFIX))
-_pad_prefix = methodcaller("ljust", _N_PREFIX, b"\x00")
 
 
 def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogContents:
@@ -810,15 +828,16 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
     n_members = 0
     for m in _members(p, probs):
         n_members += 1
-        lines = m.text.split(b"\n")
-        tail = lines.pop()
-        n = len(lines)
+        text = m.text
+        nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
+        n = int(nl.size)
+        tail = len(text) - (int(nl[-1]) + 1 if n else 0)
         if tail:
             probs.add("truncated-tail", p, line_base + n + 1,
-                      f"last record of member {m.index} cut off ({len(tail)} bytes); skipped",
+                      f"last record of member {m.index} cut off ({tail} bytes); skipped",
                       key=str(m.index))
         if n:
-            _load_lines(lines, line_base, parser, probs, p, dev_events, clk_events, acc)
+            _load_lines(text, nl, line_base, parser, probs, p, dev_events, clk_events, acc)
         line_base += n + (1 if tail else 0)
         if n_members == 1 and not parser.headers:
             raise LogFormatError("first record is not a valid header", path=p, line=1)
@@ -842,7 +861,8 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
 
 
 def _load_lines(
-    lines: list[bytes],
+    text: bytes,
+    nl: npt.NDArray[np.intp],
     line_base: int,
     parser: _LineParser,
     probs: Problems,
@@ -851,11 +871,27 @@ def _load_lines(
     clk_events: list[tuple[int, ClockEvent]],
     acc: dict[str, tuple[list[Any], list[Any], list[Any], list[bytes]]],
 ) -> None:
-    n = len(lines)
-    lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
-    prefix = b"".join(map(_pad_prefix, map(_get_prefix, lines)))
-    pre = np.frombuffer(prefix, dtype=np.uint8).reshape(n, _N_PREFIX)
-    crc_calc = np.fromiter(map(zlib.crc32, map(_get_body, lines)), dtype=np.int64, count=n)
+    """Parse the whole lines of one member's text (``nl``: positions of their newlines)."""
+    n = int(nl.size)
+    ends = nl.astype(np.int64)
+    starts = np.empty(n, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lens = ends - starts
+    mv = memoryview(text)
+    get = mv.__getitem__
+    s_list = starts.tolist()
+    # the fixed-width prefix of every line as an (n, 60) byte matrix (zero-padded after
+    # the end of a short line)
+    buf = np.frombuffer(text, dtype=np.uint8)
+    cols = np.arange(_N_PREFIX, dtype=np.int64)
+    pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
+    for a in range(0, n, 65536):  # in blocks: the index matrix stays small
+        idx = starts[a : a + 65536, None] + cols
+        np.take(buf, idx, out=pre[a : a + 65536], mode="clip")
+        pre[a : a + 65536][idx >= ends[a : a + 65536, None]] = 0
+    bodies = map(get, map(slice, (starts + 9).tolist(), ends.tolist()))
+    crc_calc = np.fromiter(map(zlib.crc32, bodies), dtype=np.int64, count=n)
     crc_stored, crc_ok = _hex8(pre[:, 0:8])
     wall, wall_ok = _digits(pre[:, 11:30])
     mono, mono_ok = _digits(pre[:, 31:50])
@@ -865,11 +901,26 @@ def _load_lines(
     is_n = good & (kind == ord("N")) & (lens >= _N_PREFIX) & (pre[:, 59] == 32)
     chv, ch_ok = _hex8(pre[:, 51:59])
     is_n &= ch_ok
+
+    def line_at(i: int) -> bytes:
+        return bytes(mv[s_list[i] : int(ends[i])])
+
     lineno = np.arange(line_base + 1, line_base + n + 1, dtype=np.int64)
-    # Everything that is not a well-formed notification goes through the slow parser:
-    # headers, declarations, events and every bad line (which it reports).
-    for i in np.flatnonzero(~is_n).tolist():
-        for _, ev in parser.parse(lines[i], line_base + i + 1):
+    # Channel declarations repeat (the writer re-declares at every full flush): a valid
+    # declaration whose text was already seen needs no parsing.
+    rest_seen = parser.declared_rests
+    is_k = np.flatnonzero(good & (kind == ord("K")))
+    repeat_k = np.zeros(n, dtype=bool)
+    for i in is_k.tolist():
+        rest = bytes(mv[s_list[i] + _PREFIX : int(ends[i])])
+        if rest in rest_seen:
+            repeat_k[i] = True
+        else:
+            rest_seen.add(rest)
+    # Everything else that is not a well-formed notification goes through the slow
+    # parser: headers, first declarations, events and every bad line (which it reports).
+    for i in np.flatnonzero(~is_n & ~repeat_k).tolist():
+        for _, ev in parser.parse(line_at(i), line_base + i + 1):
             if isinstance(ev, DeviceEvent):
                 dev_events.append((line_base + i + 1, ev))
             elif isinstance(ev, ClockEvent):
@@ -885,22 +936,24 @@ def _load_lines(
         return
     chv_n = chv[idx_n]
     order = np.argsort(chv_n, kind="stable")
-    uniq, starts = np.unique(chv_n[order], return_index=True)
-    bounds = np.append(starts, order.size)
+    sorted_ch = chv_n[order]
+    firsts = np.r_[0, np.flatnonzero(np.diff(sorted_ch)) + 1]
+    uniq = sorted_ch[firsts]
+    bounds = np.append(firsts, order.size)
     for j, ch_int in enumerate(uniq.tolist()):
         sel = idx_n[order[bounds[j] : bounds[j + 1]]]
         sel_list = sel.tolist()
-        hexes = [lines[i][_N_PREFIX:] for i in sel_list]
+        hexes = map(get, map(slice, (starts[sel] + _N_PREFIX).tolist(), ends[sel].tolist()))
         try:
-            pays = list(map(bytes.fromhex, map(bytes.decode, hexes)))
+            pays = list(map(bytes.fromhex, map(str, hexes, repeat("ascii"))))
         except ValueError:
             pays = []
             keep = []
-            for k, h in zip(sel_list, hexes, strict=True):
+            for k in sel_list:
                 try:
-                    pays.append(bytes.fromhex(h.decode("ascii")))
+                    pays.append(bytes.fromhex(line_at(k)[_N_PREFIX:].decode("ascii")))
                     keep.append(k)
-                except ValueError:
+                except (ValueError, UnicodeDecodeError):
                     probs.add("corrupt-line", path, line_base + k + 1, "bad payload hex")
             sel = np.asarray(keep, dtype=np.int64)
         ch = f"{ch_int:08x}"

@@ -58,6 +58,8 @@ def simulate(
     acc_rate_hz: float = typer.Option(50.0, help="Polar PMD accelerometer rate (25/50/100/200)."),
     dropouts_per_h: float = typer.Option(0.0, help="Mean radio dropouts per hour."),
     disconnects: float = typer.Option(0.0, help="Mean disconnects per night."),
+    clock_step_s: float = typer.Option(0.0, help="Host clock steps by this 30 min in."),
+    hr_offset_bpm: float = typer.Option(0.0, help="Added to the heart-rate baseline."),
     rr_file: Path | None = typer.Option(None, help="MMASH RR.csv.gz: use these real beats."),
     rem_scale: float = typer.Option(1.0, help="Multiply REM period lengths."),
     deep_scale: float = typer.Option(1.0, help="Multiply N3 period lengths."),
@@ -73,8 +75,9 @@ def simulate(
             seed=seed, start_local=start, tz=tz, nights=nights, duration_h=duration_h,
             profile=profile, acc_rate_hz=acc_rate_hz,
             effects=sim.NightEffects(rem_scale=rem_scale, deep_scale=deep_scale,
-                                     waso_extra_min=waso_extra_min),
+                                     waso_extra_min=waso_extra_min, hr_offset_bpm=hr_offset_bpm),
             dropouts_per_h=dropouts_per_h, disconnects_per_night=disconnects,
+            clock_step_s=clock_step_s,
             rr_file=str(rr_file) if rr_file else None, participant=participant,
         )
         result, logs = sim.simulate_to_files(cfg, out, one_file=one_file)

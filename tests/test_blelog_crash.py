@@ -196,3 +196,58 @@ def test_unknown_device_and_characteristic_counted_once_and_rest_decoded(tmp_pat
         assert "ghost" not in devs
     a = sorted(session.report.problems.as_list(), key=lambda p: p["kind"])
     assert a == sorted(pipe.problems.as_list(), key=lambda p: p["kind"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(1, 255)), min_size=1,
+                      max_size=6))
+def test_streaming_and_batch_readers_agree_on_any_damaged_text(
+    flips: list[tuple[float, int]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Random byte damage inside the text: both readers keep and report the same."""
+    path = tmp_path_factory.mktemp("fuzz") / "f.blelog"
+    w = _writer(path)
+    w.write(DeviceEvent("strap", "connected", T0, 10, ""))
+    for i in range(40):
+        w.write(_note(i))
+        if i % 10 == 0:
+            w.write(RawNotification("watch", sig_uuid(0x2A19), T0 + i, 10 + i, bytes([i])))
+    w.close()
+    text = bytearray(gzip.decompress(path.read_bytes()))
+    for frac, xor in flips:
+        pos = min(int(frac * len(text)), len(text) - 2)
+        text[pos] ^= xor
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    trailer = zlib.crc32(bytes(text)).to_bytes(4, "little") + len(text).to_bytes(4, "little")
+    path.write_bytes(blelog.MEMBER_MARKER + z.compress(bytes(text)) + z.flush() + trailer)
+    p_stream, p_batch = blelog.Problems(), blelog.Problems()
+    try:
+        streamed = list(blelog.iter_records(path, p_stream))
+    except LogFormatError:  # the header itself was hit: both readers must refuse
+        with pytest.raises(LogFormatError):
+            blelog.load(path, p_batch)
+        return
+    c = blelog.load(path, p_batch)
+    notes = sorted((ln, e.device, e.char_uuid, e.payload) for ln, e in streamed
+                   if isinstance(e, RawNotification))
+    batch = sorted((int(ln), ch.device, ch.char_uuid, p) for ch in c.channels.values()
+                   for ln, p in zip(ch.line.tolist(), ch.payloads, strict=True))
+    assert notes == batch
+    assert [e for _, e in c.device_events] == [e for _, e in streamed
+                                               if isinstance(e, DeviceEvent)]
+    assert {(p.kind, p.line, p.count) for p in p_stream} == \
+        {(p.kind, p.line, p.count) for p in p_batch}
+
+
+def test_pipeline_logs_before_it_judges(tmp_path: Path) -> None:
+    """Session log first: even events the pipeline skips are in the log."""
+    path = tmp_path / "first.blelog"
+    pipe = Pipeline(writer=_writer(path))
+    odd = RawNotification("ghost", "12345678-0000-1000-8000-00805f9b34fb", T0, 11, b"\x00")
+    pipe.feed(odd)
+    pipe.feed(DeviceEvent("strap", "connected", T0, 12, ""))
+    pipe.feed(RawNotification("strap", HRM, T0, 13, b"\x16"))  # malformed HRM
+    pipe.close()
+    logged = list(blelog.iter_events(path))
+    assert logged[0] == odd and logged[2].payload == b"\x16"  # type: ignore[union-attr]
+    assert {p.kind for p in pipe.problems} == {"unknown-device", "decode-error"}

@@ -107,3 +107,15 @@ def test_demo_replays_the_bundled_night() -> None:
     doc = json.loads(runner.invoke(app, ["demo", "--json"]).output)
     acc = next(s for s in doc["streams"] if s["stream"] == "acc")
     assert acc["samples"] > 600_000  # 25 Hz for most of ~7.8 h
+
+
+def test_damaged_log_is_reported_and_the_rest_shown(sim_dir: Path, tmp_path: Path) -> None:
+    log = sorted(sim_dir.glob("*.blelog"))[0]
+    cut = tmp_path / "cut.blelog"
+    cut.write_bytes(log.read_bytes()[: log.stat().st_size // 2])
+    res = runner.invoke(app, ["log", "info", str(cut)])
+    assert res.exit_code == 0, res.output
+    assert "truncated-member" in res.output and "problems: " in res.output
+    res = runner.invoke(app, ["replay", str(cut)])
+    assert res.exit_code == 0
+    assert "hrs_strap/hr:" in res.output and "truncated" in res.output

@@ -42,7 +42,12 @@ def arr(test: str, name: str) -> bytes:
 
 
 def exp(test: str, key: str) -> int:
-    return int(SDK[test]["expected"][key].removesuffix("uL").removesuffix("f"))
+    text = SDK[test]["expected"][key].removesuffix("uL").removesuffix("f")
+    if "." not in text:
+        return int(text)
+    value = float(text)  # e.g. "-22.0f"
+    assert value.is_integer(), (key, text)
+    return int(value)
 
 
 # --- control point ----------------------------------------------------------------------------
@@ -419,3 +424,80 @@ def test_sensor_to_host_mapping_across_a_device_reset() -> None:
     err = acc.t_ns - t_true
     assert np.all(np.diff(acc.t_ns) > 0)
     assert err.min() >= 8_000_000 - 2 and err.max() <= 10_000_000  # min latency, both stretches
+
+
+# --- measurements decoded one payload at a time (no streams) -----------------------------------
+
+
+def _f32(bits: int) -> float:
+    """intBitsToFloat, as the SDK tests state their expected values."""
+    import struct
+
+    return struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+
+
+def _frame(test: str, prefix: str) -> bytes:
+    return arr(test, f"{prefix}DataFrameHeader") + arr(test, f"{prefix}DataFrameContent")
+
+
+def test_sdk_gyro_frames() -> None:
+    t = "process gyro compressed data type 0"
+    v = pmd.parse_data_frame(_frame(t, "gyro"))
+    s0 = [exp(t, f"sample0channel{c}") for c in range(3)]
+    assert v["gyro_dps"] == [s0, [s0[0] - 1, s0[1] + 3, s0[2] + 3]]  # source: -0x1, +0x3, +0x3
+    assert v["sensor_ns"] == exp(t, "timeStamp")
+    s0f = [_f32(0x3F800000), _f32(0x41200000), _f32(0x41A00000)]
+    s1f = [_f32(0x3F800000 + 0x1A00000), _f32(0x41200000 + 0x0800000),
+           _f32(0x41A00000 + 0xFDECCCCD)]
+    for t, factor in (("process gyro compressed data type 1", 1.0),
+                      ("process gyro compressed data type 1 with factor", 0.5)):
+        v = pmd.parse_data_frame(_frame(t, "gyro"), factor=factor)
+        assert v["gyro_dps"] == [[x * factor for x in s0f], [x * factor for x in s1f]]
+
+
+def test_sdk_magnetometer_frames() -> None:
+    t = "process magnetometer compressed data type 0"
+    content = arr(t, "magDataFrameContent")
+    v = pmd.parse_data_frame(arr(t, "magDataFrameHeader") + content)
+    s0 = [exp(t, f"sample0channel{c}") for c in range(3)]
+    assert v["mag_gauss"] == [s0, [s0[0] - 1, s0[1] + 1, s0[2] + 2]]
+    for t, factor in (("process magnetometer compressed data type 1", 1.0),
+                      ("process magnetometer compressed data type 1 with factor", 1.1)):
+        v = pmd.parse_data_frame(_frame(t, "mag"), factor=factor)
+        # source: (-201, -687, -2452) mG then (+0, -1, +3); status 0 (unknown) then 1 (poor)
+        exp0 = [-201 * factor / 1000, -687 * factor / 1000, -2452 * factor / 1000]
+        exp1 = [-201 * factor / 1000, -688 * factor / 1000, -2449 * factor / 1000]
+        assert v["mag_gauss"][0] == pytest.approx(exp0, abs=1e-5)
+        assert v["mag_gauss"][1] == pytest.approx(exp1, abs=1e-5)
+        assert v["calibration"] == ["unknown", "poor"]
+
+
+def test_sdk_pressure_and_temperature_frames() -> None:
+    for t, factor in (("process compressed pressure data type 0", 1.0),
+                      ("process compressed pressure data type 0 with factor", 2.0)):
+        v = pmd.parse_data_frame(_frame(t, "pressure"), factor=factor)
+        assert v["pressure_bar"] == [_f32(0x448087C2) * factor, _f32(0x448087C2 - 0xE1) * factor]
+    t = "process raw pressure data type 0"
+    v = pmd.parse_data_frame(_frame(t, "pressure"))
+    assert v["pressure_bar"] == [_f32(0x447B27AE)] and exp(t, "expectedSamplesSize") == 1
+    v = pmd.parse_data_frame(_frame("process compressed temperature data type 0", "temperature"))
+    assert v["temperature_c"] == [_f32(0x41DC51EC)] * 3
+    v = pmd.parse_data_frame(_frame("process raw temperature data type 0", "temperature"))
+    assert v["temperature_c"] == [_f32(0x41C028F6)]
+    # a NaN bit pattern (0x7FC00000) becomes null: decode_one promises strict JSON
+    nan = pmd.encode_data_frame(pmd.MeasurementType.TEMPERATURE, 1, 0, bytes.fromhex("0000c07f"))
+    assert pmd.parse_data_frame(nan)["temperature_c"] == [None]
+
+
+def test_sdk_skin_temperature_frames() -> None:
+    t = "dataFromRawType0_parse-data_with-not-compresed-data"
+    v = pmd.parse_data_frame(arr(t, "temperatureDataFrame"))
+    assert v["skin_temperature_c"] == [29.796875] and v["sensor_ns"] == exp(t, "timeStamp")
+    t = "dataFromCompressedType0_parse-data_with-compressed-data"
+    v = pmd.parse_data_frame(arr(t, "temperatureDataFrame"))
+    assert v["skin_temperature_c"] == pytest.approx([27.54] * 3, abs=1e-5)  # 27.54f
+    # in a batch they are reported (no stream) without costing the ACC frame beside them
+    acc = pmd.encode_acc_raw([[1, 2, 3]], 10**9, 1)
+    res = devices.decode_batch(DATA_CHAR, [arr(t, "temperatureDataFrame"), acc], np.array([1, 2]))
+    assert [e.index for e in res.errors] == [0] and "one by one" in res.errors[0].reason
+    assert len(res.streams["acc"]) == 1

@@ -4,6 +4,8 @@ the plain-Python one-payload path."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +24,7 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 # PMD data payloads that get past the header into every content parser
 pmd_headers = st.builds(
     lambda m, t, f, c: bytes([m]) + t.to_bytes(8, "little") + bytes([f]) + c,
-    st.sampled_from([0, 1, 2, 3, 5, 6, 0x40, 0x82]),
+    st.sampled_from([0, 1, 2, 3, 5, 6, 7, 11, 12, 0x40, 0x82]),
     st.integers(0, 2**64 - 1),
     st.sampled_from([0, 1, 2, 3, 0x80, 0x81, 0x82, 0x7F]),
     st.binary(max_size=80),
@@ -39,6 +41,7 @@ def test_any_bytes_to_decode_one_gives_values_or_decode_error(char: str, payload
         assert exc.payload == payload and exc.reason and exc.profile and exc.characteristic
     else:
         assert isinstance(out, dict) and out["characteristic"]
+        json.loads(json.dumps(out, allow_nan=False))  # JSON-able as promised
 
 
 @given(st.sampled_from(ALL_CHARS), st.lists(any_payload, max_size=12),
@@ -70,7 +73,7 @@ def test_pmd_batch_and_single_agree_on_which_frames_are_bad(payloads: list[bytes
         except DecodeError:
             single_bad.add(i)
         else:
-            if "data0" in v:  # two-channel ECG frame type 3: no microvolt stream to put it in
+            if not {"ecg_uv", "acc_g", "ppi_ms"} & v.keys():  # decoded, but has no stream
                 single_bad.add(i)
     assert {e.index for e in res.errors} == single_bad
 

@@ -702,8 +702,10 @@ def parse_data_frame(payload: bytes, *, factor: float = 1.0) -> dict[str, Any]:
     Returns ``measurement_type`` (name), ``sensor_ns`` (time of the last sample, sensor
     clock), ``frame_type``, ``compressed`` and per-kind values: ECG ``ecg_uv`` (types 0-2;
     type 3 gives ``data0``/``data1``/``status``), ACC ``acc_g`` (list of [x, y, z]), PPI
-    ``ppi_ms``, ``ppi_error_ms``, ``hr_bpm`` and the flag lists. ``factor`` is the scale
-    factor from the start response (used by delta-compressed ACC).
+    ``ppi_ms``, ``ppi_error_ms``, ``hr_bpm`` and the flag lists; gyroscope ``gyro_dps``,
+    magnetometer ``mag_gauss`` (+ ``calibration``), ``pressure_bar``, ``temperature_c``,
+    ``skin_temperature_c`` (no streams for these). ``factor`` is the scale factor from
+    the start response (delta-compressed ACC type 0 is in units of it).
     """
     char = "pmd_data"
     h = parse_header(payload)
@@ -762,6 +764,7 @@ def parse_data_frame(payload: bytes, *, factor: float = 1.0) -> dict[str, Any]:
         samples = parse_delta_frame(content, 3, 16, payload=payload)
         scale = factor if h.frame_type == 0 else factor / 1000.0
         out["acc_g"] = [[v * scale for v in s] for s in samples]
+        out["factor"] = factor  # type 0 is in units of the start response's factor
         return out
     if kind == (MeasurementType.PPI, False, 0):
         n = need(6)
@@ -773,8 +776,62 @@ def parse_data_frame(payload: bytes, *, factor: float = 1.0) -> dict[str, Any]:
         out["skin_contact"] = [bool(r[5] & 0x02) for r in rows]
         out["skin_contact_supported"] = [bool(r[5] & 0x04) for r in rows]
         return out
+    extra = _parse_other_frame(h, content, payload, factor)
+    if extra is not None:
+        out.update(extra)
+        return out
     raise _err(char, f"{out['measurement_type']} {'compressed' if h.compressed else 'raw'} "
                      f"frame type {h.frame_type} is not supported", payload)
+
+
+def _as_float32(v: int, factor: float = 1.0) -> float | None:
+    """An int32 bit pattern read as float32, times ``factor``; NaN/inf become ``None``
+    (JSON has no NaN)."""
+    x = float(struct.unpack("<f", struct.pack("<i", v))[0]) * factor
+    return x if math.isfinite(x) else None
+
+
+_UNSTREAMED = {MeasurementType.GYRO, MeasurementType.MAGNETOMETER, MeasurementType.PRESSURE,
+               MeasurementType.TEMPERATURE, MeasurementType.SKIN_TEMP}
+
+MAG_CALIBRATION = {0: "unknown", 1: "poor", 2: "ok", 3: "good"}
+"""Magnetometer calibration status codes (``MagData.kt``); others are "not_available"."""
+
+
+def _parse_other_frame(
+    h: FrameHeader, content: bytes, payload: bytes, factor: float
+) -> dict[str, Any] | None:
+    """Measurements sensord does not stream but decodes one payload at a time (Polar SDK
+    ``GyrData.kt``, ``MagData.kt``, ``PressureData.kt``, ``TemperatureData.kt``,
+    ``SkinTemperatureData.kt``): values only, no sample times. ``None`` if unknown."""
+    m, comp, ft = h.measurement_type, h.compressed, h.frame_type
+    scalar_key = {MeasurementType.PRESSURE: "pressure_bar",
+                  MeasurementType.TEMPERATURE: "temperature_c",
+                  MeasurementType.SKIN_TEMP: "skin_temperature_c"}.get(m)  # type: ignore[call-overload]
+    if scalar_key is not None and ft == 0:
+        if comp:  # 32-bit float bit patterns, delta-coded as integers
+            bits = [s[0] for s in parse_delta_frame(content, 1, 32, payload=payload)]
+        else:
+            if not content or len(content) % 4:
+                raise _err("pmd_data", f"{_type_name(m)} content of {len(content)} bytes is not "
+                                       "a whole number (>= 1) of 4-byte floats", payload)
+            bits = [int.from_bytes(content[k:k + 4], "little", signed=True)
+                    for k in range(0, len(content), 4)]
+        return {scalar_key: [_as_float32(b, factor) for b in bits]}
+    if m == MeasurementType.GYRO and comp and ft in (0, 1):
+        if ft == 0:
+            rows = parse_delta_frame(content, 3, 16, payload=payload)
+            return {"gyro_dps": [[v * factor for v in r] for r in rows]}
+        rows = parse_delta_frame(content, 3, 32, payload=payload)
+        return {"gyro_dps": [[_as_float32(v, factor) for v in r] for r in rows]}
+    if m == MeasurementType.MAGNETOMETER and comp and ft in (0, 1):
+        if ft == 0:
+            rows = parse_delta_frame(content, 3, 16, payload=payload)
+            return {"mag_gauss": [[v * factor for v in r] for r in rows]}
+        rows = parse_delta_frame(content, 4, 16, payload=payload)  # milligauss + status
+        return {"mag_gauss": [[v * factor / 1000 for v in r[:3]] for r in rows],
+                "calibration": [MAG_CALIBRATION.get(r[3], "not_available") for r in rows]}
+    return None
 
 
 def parse_data_frame_json(payload: bytes) -> dict[str, Any]:
@@ -969,10 +1026,10 @@ def decode_data_batch(
                                      db.values.astype(np.float64) * scale))
         elif mt == ppi and not comp and ftype == 0:
             ppi_frames = whole(sel, 6, "PPI frame type 0")
-        elif mt == ecg and not comp and ftype == 3:
+        elif (mt == ecg and not comp and ftype == 3) or mt in _UNSTREAMED:
             for i in np.flatnonzero(sel).tolist():
-                reasons[i] = ("ECG frame type 3 (two raw channels, no microvolt scale) has no "
-                              "stream; decode it one by one")
+                reasons[i] = (f"{_type_name(mt)} {'compressed' if comp else 'raw'} frame type "
+                              f"{ftype} has no sample stream in sensord; decode it one by one")
         else:
             for i in np.flatnonzero(sel).tolist():
                 reasons[i] = (f"{_type_name(mt)} {'compressed' if comp else 'raw'} frame "
