@@ -376,33 +376,41 @@ async def _bluez_adapters() -> list[tuple[str, bool]]:
 
 
 def doctor_checks(cfg: Config) -> tuple[bool, list[str]]:
-    """Adapter, BlueZ version, permissions, clock, disk: one line each, and overall ok."""
+    """Adapter, BlueZ version, permissions, clock, disk: one line each, and overall ok.
+
+    Radio problems count against ``ok`` only when devices are configured: a researcher's
+    machine that only pushes or backfills needs no Bluetooth.
+    """
     ok = True
     lines: list[str] = []
+    radio_ok = True
     if cfg.daemon.transport == "bleak":
         version = _bluez_version()
         lines.append(f"bluez: {version or 'version unknown (bluetoothctl not found)'}")
         if version is not None and tuple(map(int, version.split("."))) < (5, 55):
-            ok = False
+            radio_ok = False
             lines.append("bluez: TOO OLD, bleak needs 5.55 or newer")
         try:
             adapters = asyncio.run(asyncio.wait_for(_bluez_adapters(), 5))
         except Exception as exc:  # D-Bus refused, bluetoothd not running, no permission
-            ok = False
+            radio_ok = False
             lines.append(f"adapter: CANNOT ASK BlueZ over D-Bus ({type(exc).__name__}: {exc}); "
                          "is bluetoothd running and may this user use the system bus?")
         else:
             if not adapters:
-                ok = False
+                radio_ok = False
                 lines.append("adapter: NONE found (no Bluetooth controller, or it is blocked: "
                              "`rfkill list`)")
             for name, powered in adapters:
                 if cfg.daemon.adapter and name != cfg.daemon.adapter:
                     continue
                 lines.append(f"adapter: {name} {'powered' if powered else 'NOT POWERED'}")
-                ok = ok and powered
+                radio_ok = radio_ok and powered
     else:
         lines.append(f"transport: {cfg.daemon.transport} (bumble, no BlueZ needed)")
+    if not radio_ok and not cfg.devices:
+        lines.append("radio: no devices configured, so the radio checks above are advisory")
+    ok = radio_ok or not cfg.devices
     try:
         import grp
 

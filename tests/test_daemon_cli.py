@@ -125,3 +125,35 @@ def test_doctor_reports_clock_disk_and_transport(tmp_path: Path) -> None:
     assert "clock: " in out.stdout
     assert f"disk: {tmp_path / 'data'} writable" in out.stdout
     assert "no sink configured" in out.stdout
+
+
+def _bleak_config(tmp: Path, *, with_device: bool) -> Path:
+    device = (
+        '[[devices]]\nname = "chest"\naddress = "F0:00:00:00:00:01"\n'
+        'profile = "heart_rate"\nrole = "chest"\n'
+        if with_device
+        else ""
+    )
+    cfg = tmp / "sensord.toml"
+    cfg.write_text(
+        f'participant_id = "P001"\ndata_dir = "{tmp / "data"}"\n'
+        f'[daemon]\ntransport = "bleak"\n{device}'
+    )
+    return cfg
+
+
+def test_doctor_fails_on_a_missing_radio_only_when_devices_are_configured(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}"}
+    for with_device, expected_rc in ((True, 1), (False, 0)):
+        (tmp_path / str(with_device)).mkdir()
+        cfg = _bleak_config(tmp_path / str(with_device), with_device=with_device)
+        out = subprocess.run(
+            [sys.executable, "-m", "sensord", "doctor", "-c", str(cfg)],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+        )
+        assert "adapter: CANNOT ASK BlueZ over D-Bus" in out.stdout, out.stdout + out.stderr
+        assert out.returncode == expected_rc, out.stdout + out.stderr
+        assert ("advisory" in out.stdout) is (not with_device)
