@@ -28,18 +28,43 @@ def run_json(*args: str) -> dict:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def loso() -> dict:  # type: ignore[type-arg]
+    # all three feature sets, 21 folds each, in one pool of 2 workers
     return run_json("validate", "walch", "--data", str(DATA / "walch2019"), "--loso",
-                    "--features", "hr+motion", "--jobs", "2")
+                    "--features", "hr+motion", "--features", "hr", "--features", "motion",
+                    "--jobs", "2")
 
 
 def test_walch_loso_targets_hr_and_motion(loso: dict) -> None:  # type: ignore[type-arg]
     r = loso["feature_sets"]["hr+motion"]
     assert len(loso["subjects"]) == 21 and loso["mode"] == "loso"
+    assert len(r["per_subject_kappa_4class"]) == 21  # every subject held out once
     assert r["sleep_wake"]["kappa"] >= 0.45
     assert r["sleep_wake"]["wake_specificity"] >= 0.65
     assert r["three_class"]["kappa"] >= 0.45
     assert r["four_class"]["kappa"] >= 0.35
     assert r["four_class"]["epochs"] > 15_000
+
+
+def test_walch_loso_hr_only(loso: dict) -> None:  # type: ignore[type-arg]
+    """HR only meets the 3- and 4-class targets; sleep/wake misses them (measured 0.388 /
+    wake specificity 0.582, docs/staging.md): floors are those figures minus 0.02."""
+    r = loso["feature_sets"]["hr"]
+    assert len(r["per_subject_kappa_4class"]) == 21
+    assert r["sleep_wake"]["kappa"] >= 0.37
+    assert r["sleep_wake"]["wake_specificity"] >= 0.56
+    assert r["three_class"]["kappa"] >= 0.45
+    assert r["four_class"]["kappa"] >= 0.35
+
+
+def test_walch_loso_motion_only(loso: dict) -> None:  # type: ignore[type-arg]
+    """Motion only meets the sleep/wake target; without heart rate REM and NREM look
+    alike, so 3- and 4-class miss (measured 0.265 / 0.251): floors minus 0.02."""
+    r = loso["feature_sets"]["motion"]
+    assert len(r["per_subject_kappa_4class"]) == 21
+    assert r["sleep_wake"]["kappa"] >= 0.45
+    assert r["sleep_wake"]["wake_specificity"] >= 0.65
+    assert r["three_class"]["kappa"] >= 0.245
+    assert r["four_class"]["kappa"] >= 0.23
 
 
 def test_walch_shipped_model_and_bad_folder(tmp_path: Path) -> None:
