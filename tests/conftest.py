@@ -1,0 +1,71 @@
+"""Shared pytest fixtures.
+
+InfluxDB (area: store) -- a real Debian ``influxd`` started by the tests, see ``tests/influx.py``:
+
+* ``influx_server``: session-scoped server without auth (started on first use).
+* ``influxdb``: a fresh database on it per test (dropped afterwards); ``.url``, ``.name``,
+  ``.query(q)``, ``.rows(measurement)``, ``.count(measurement, field)``, ``.write(lines)``.
+* ``influx_auth_server`` / ``influxdb_auth``: the same with ``auth-enabled = true``; the
+  admin is ``tests.influx.ADMIN_USER``/``ADMIN_PASSWORD`` and ``influxdb_auth.user`` /
+  ``.password`` is a non-admin user with ALL on that database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.influx import InfluxDB, InfluxServer, unique_db_name
+
+
+@pytest.fixture(scope="session")
+def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    server = InfluxServer(root=tmp_path_factory.mktemp("influxd"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    server = InfluxServer(root=tmp_path_factory.mktemp("influxd_auth"), auth=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def influxdb(influx_server: InfluxServer) -> Iterator[InfluxDB]:
+    if not influx_server.running:  # a previous test stopped it on purpose
+        influx_server.start()
+    db = InfluxDB(influx_server, unique_db_name())
+    influx_server.create_database(db.name)
+    yield db
+    if influx_server.running:
+        influx_server.drop_database(db.name)
+
+
+@dataclass
+class AuthDB(InfluxDB):
+    user: str = ""
+    password: str = ""
+
+
+@pytest.fixture
+def influxdb_auth(influx_auth_server: InfluxServer) -> Iterator[AuthDB]:
+    if not influx_auth_server.running:
+        influx_auth_server.start()
+    name = unique_db_name()
+    db = AuthDB(influx_auth_server, name, user=f"u_{name}", password="pw, with 'quotes' = ok")
+    influx_auth_server.create_database(name)
+    influx_auth_server.create_user(db.user, db.password, db=name)
+    yield db
+    if influx_auth_server.running:
+        influx_auth_server.drop_database(name)
+        influx_auth_server.query(f'DROP USER "{db.user}"')
