@@ -28,7 +28,7 @@ from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sensord.errors import ConfigError
-from sensord.store.schema import DEVICE_ROLES
+from sensord.store.schema import DEVICE_ROLES, PARTICIPANT
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/sensord/sensord.toml"),)
 ENV_PREFIX = "SENSORD_"
@@ -363,9 +363,13 @@ def _from_dict(data: Mapping[str, Any], sources: Mapping[str, str], file_src: st
 
 def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
     src = ", ".join(used) or "defaults"
-    if not re.fullmatch(r"[^\x00-\x1f\x7f]{1,64}", cfg.participant_id):
+    reason = PARTICIPANT.check(cfg.participant_id)
+    if reason or len(cfg.participant_id) > 64:
         raise ConfigError(
-            "participant_id must be 1-64 printable characters", key="participant_id", source=src
+            f"participant_id must be 1-64 printable characters ({reason or 'too long'}); "
+            "it becomes the InfluxDB tag 'participant'",
+            key="participant_id",
+            source=src,
         )
     try:
         ZoneInfo(cfg.timezone)

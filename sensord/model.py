@@ -153,3 +153,83 @@ class ClockEvent:
 
 SessionEvent = RawNotification | DeviceEvent | ClockEvent
 """Anything the session log records, in arrival order."""
+
+
+# --- streams added by the device decoders (sensord/devices) -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EcgStream:
+    """Single-lead ECG in microvolts (e.g. Polar H10 PMD ECG, 130 Hz)."""
+
+    t_ns: I64
+    ecg_uv: F64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class PpiStream:
+    """Peak-to-peak intervals from an optical sensor (Polar PMD PPI).
+
+    ``t_ns`` is the time of the pulse peak that ends each interval, ``ppi_ms`` the
+    interval, ``ppi_error_ms`` the device's error estimate, ``hr_bpm`` its heart
+    rate at that pulse; ``blocker`` marks intervals the device flags as disturbed by
+    movement, ``skin_contact`` / ``skin_contact_supported`` the contact bits.
+    """
+
+    t_ns: I64
+    ppi_ms: F64
+    ppi_error_ms: F64
+    hr_bpm: F64
+    blocker: npt.NDArray[np.bool_]
+    skin_contact: npt.NDArray[np.bool_]
+    skin_contact_supported: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class StepStream:
+    """Cumulative step counter as reported by the device (it may reset, e.g. at midnight)."""
+
+    t_ns: I64
+    steps: I64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryStream:
+    """Battery level in percent (Battery Level 0x2A19)."""
+
+    t_ns: I64
+    battery_pct: F64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactStream:
+    """Sensor (skin) contact as reported by the device, only where the device supports it."""
+
+    t_ns: I64
+    contact: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyStream:
+    """Accumulated energy expended in kilojoules (Heart Rate Measurement flag bit 3)."""
+
+    t_ns: I64
+    energy_kj: F64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)

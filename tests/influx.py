@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -100,6 +101,9 @@ bind-address = "127.0.0.1:{bind_port}"
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
   auth-enabled = {auth}
+  https-enabled = {https}
+  https-certificate = "{cert}"
+  https-private-key = "{key}"
   log-enabled = false
   pprof-enabled = false
   max-body-size = {max_body_size}
@@ -167,7 +171,10 @@ def http(
     """One HTTP request with urllib; error statuses are returned, not raised."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        # the test servers may use a self-signed certificate: the helpers do not verify it
+        # (sensord's sinks do, and tests check that)
+        ctx = ssl._create_unverified_context() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=timeout_s, context=ctx) as resp:
             return HttpAnswer(resp.status, resp.read(), dict(resp.headers.items()))
     except urllib.error.HTTPError as exc:
         return HttpAnswer(exc.code, exc.read(), dict(exc.headers.items()))
@@ -181,6 +188,8 @@ class InfluxServer:
     root: Path
     auth: bool = False
     max_body_size: int = 25_000_000
+    tls: tuple[Path, Path] | None = None
+    """(certificate, private key) PEM files: serve HTTPS instead of HTTP."""
     http_port: int = 0
     bind_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -189,7 +198,8 @@ class InfluxServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def log_path(self) -> Path:
@@ -234,6 +244,9 @@ class InfluxServer:
                 http_port=self.http_port,
                 auth="true" if self.auth else "false",
                 max_body_size=self.max_body_size,
+                https="true" if self.tls else "false",
+                cert=self.tls[0] if self.tls else "",
+                key=self.tls[1] if self.tls else "",
             )
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
@@ -436,6 +449,46 @@ class InfluxDB:
 
     def series_count(self) -> int:
         return len(self.query("SHOW SERIES").rows())
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 (``cryptography``), as (cert, key) paths."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def unique_db_name(prefix: str = "t") -> str:

@@ -171,7 +171,9 @@ def test_token_from_named_env_var(tmp_path: Path) -> None:
         ("", {"SENSORD_SINK_URLL": "http://x"}, "sink.urll", "unknown key"),
         ("", {"SENSORD_PARTICIPANTID": "x"}, "participantid", "unknown environment variable"),
         ("", {"SENSORD_WEB_PORT": "eighty"}, "web.port", "expected an integer"),
-        ("", {"SENSORD_PARTICIPANT_ID": "a\nb"}, "participant_id", "printable"),
+        ("", {"SENSORD_PARTICIPANT_ID": "a\nb"}, "participant_id", "control characters"),
+        ("", {"SENSORD_PARTICIPANT_ID": "ab\\"}, "participant_id", "backslash"),
+        ("", {"SENSORD_PARTICIPANT_ID": "x" * 65}, "participant_id", "1-64 printable"),
     ],
 )
 def test_bad_config_names_key_and_source(

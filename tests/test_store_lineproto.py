@@ -87,18 +87,27 @@ def test_columns_match_point_rows(data, floats) -> None:  # type: ignore[no-unty
     tags = data.draw(
         st.dictionaries(no_nul, no_nul.filter(lambda s: not s.endswith("\\")), max_size=3)
     )
-    which = data.draw(st.sets(st.sampled_from(["f", "i", "b"]), min_size=1))
-    cols = {"f": floats, "i": ints, "b": bools}
+    strings = data.draw(
+        st.lists(
+            st.one_of(st.none(), TEXT.filter(lambda s: "\x00" not in s)), min_size=n, max_size=n
+        )
+    )
+    which = data.draw(st.sets(st.sampled_from(["f", "i", "b", "s"]), min_size=1))
+    cols = {"f": floats, "i": ints, "b": bools, "s": np.array(strings, dtype=object)}
     fields = {k: cols[k] for k in which}
     expected = "".join(
         line + "\n"
         for line in (
-            oracle("heart_rate", tags, {k: v[j].item() for k, v in fields.items()}, int(t[j]))
+            oracle("heart_rate", tags, {k: _item(v[j]) for k, v in fields.items()}, int(t[j]))
             for j in range(n)
         )
         if line
     ).encode()
     assert encode_columns("heart_rate", tags, t, fields) == expected
+
+
+def _item(v: object) -> object:
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def test_columns_fast_float_path_against_repr() -> None:
@@ -128,7 +137,7 @@ def test_columns_skip_rows_without_fields_and_validate_shapes() -> None:
     with pytest.raises(SchemaError, match="NUL byte"):
         encode_columns("m", {"p": "a\x00"}, [1], {"x": [1.0]})
     with pytest.raises(SchemaError, match=r"m\.s: columnar fields must be"):
-        encode_columns("m", {}, [1], {"s": np.array(["a"])})
+        encode_columns("m", {}, [1], {"s": np.array([b"a"])})
 
 
 def test_schema_line_coerces_to_schema_types() -> None:

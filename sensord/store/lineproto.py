@@ -240,6 +240,13 @@ def _field_blocks(
     elif kind == "i":
         present = np.ones(n, dtype=bool)
         blocks = [_int_text(np.asarray(values, dtype=np.int64)), _constant(b"i", n)]
+    elif kind == "s":
+        present = np.array([v is not None for v in values.tolist()], dtype=bool)
+        labels, codes = np.unique(np.where(present, values, "").astype(str), return_inverse=True)
+        quoted = np.array([f'"{escape_string(str(v))}"'.encode() for v in labels.tolist()])
+        if any(b"\x00" in q for q in quoted.tolist()):
+            raise SchemaError("NUL byte in a string value", measurement="?", key=key)
+        blocks = [_matrix(quoted[codes.ravel()])]
     else:
         present = np.ones(n, dtype=bool)
         blocks = [_matrix(_BOOL_TEXT[np.asarray(values, dtype=bool).astype(np.int64)])]
@@ -257,8 +264,10 @@ def _kind_of(values: npt.NDArray[Any], key: str, measurement: str) -> str:
         return "i"
     if np.issubdtype(values.dtype, np.floating):
         return "f"
+    if values.dtype.kind in "UO":
+        return "s"
     raise SchemaError(
-        f"columnar fields must be float, integer or bool arrays, got {values.dtype}",
+        f"columnar fields must be float, integer, bool or string arrays, got {values.dtype}",
         measurement=measurement,
         key=key,
     )
@@ -282,8 +291,9 @@ def encode_columns(
     t_ns
         Timestamps, int64 ns, shape ``(n,)``.
     fields
-        Column per field key, each shape ``(n,)``: float (NaN = absent), integer or bool.
-        The array dtype decides the line-protocol type.
+        Column per field key, each shape ``(n,)``: float (NaN = absent), integer, bool,
+        or str / object (``None`` = absent; meant for few distinct values such as stage
+        names: each distinct value is escaped once). The dtype decides the type.
 
     Returns
     -------
@@ -389,11 +399,15 @@ def schema_columns(
         elif spec.type is FieldType.BOOLEAN:
             arr = arr.astype(bool)
         else:
-            raise SchemaError(
-                "string fields are not supported in columns; use schema_line",
-                measurement=measurement,
-                key=key,
-            )
+            if arr.dtype.kind not in "UO":
+                raise SchemaError(
+                    f"expected a string array, got {arr.dtype}", measurement=measurement, key=key
+                )
+            bad = [v for v in arr.tolist() if v is not None and not isinstance(v, str)]
+            if bad:
+                raise SchemaError(
+                    f"expected strings, got {bad[0]!r}", measurement=measurement, key=key
+                )
         cast[key] = arr
     # tags checked with a dummy field: check_point needs one
     schema.check_point(measurement, tags, {m.fields[0].name: _dummy(m.fields[0].type)})

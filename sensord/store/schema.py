@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
 WIRE_PRECISION = "ns"
 """Timestamp precision of every write (all APIs). Never ``us``: see ``docs/storage.md``."""
 
@@ -144,8 +142,9 @@ DEVICE_EVENTS = (
 
 ANNOTATION_KINDS = ("pain", "substance", "diary", "event")
 
-PAIN_WHEN = ("bedtime", "night", "morning")
-"""When a pain rating was given: at bedtime, at a night waking, on waking in the morning."""
+PAIN_WHEN = ("bedtime", "night", "morning", "other")
+"""When a pain rating was given: at bedtime, at a night waking, on waking in the morning,
+or at another time."""
 
 PARTICIPANT_PATTERN = r"[^\x00-\x1f\x7f]{1,64}"
 """Participant ids: 1-64 characters, any printable Unicode (escaped on the wire)."""
@@ -249,42 +248,67 @@ EPOCH = Measurement(
 
 EPOCH_FEATURES = Measurement(
     "epoch_features",
-    "Per-epoch inputs of the scorer (definitions in docs/staging.md)",
+    "Per-epoch inputs of the scorer, named as sensord.staging.score_night returns them "
+    "(definitions in docs/staging.md)",
     "epoch start, multiple of 30 s since the Unix epoch, UTC",
     (PARTICIPANT, SCORER),
     (
-        _f("hr_mean_bpm", F, "bpm", "Mean heart rate in the epoch"),
-        _f("hr_std_bpm", F, "bpm", "Standard deviation of heart rate in the epoch"),
-        _f("rmssd_ms", F, "ms", "Root mean square of successive RR differences"),
-        _f("activity_counts", F, "counts", "Activity counts summed over the epoch"),
-        _f("acc_std_g", F, "g", "Standard deviation of acceleration magnitude"),
-        _f("coverage_frac", F, "1", "Fraction of the epoch with usable sensor data"),
+        _f("hr_bpm", F, "bpm", "Mean heart rate in the epoch"),
+        _f("counts", F, "counts", "Activity counts summed over the epoch"),
+        _f("hr_cover", F, "1", "Fraction of the epoch covered by heart-rate data"),
+        _f("motion_cover", F, "1", "Fraction of the epoch covered by motion data"),
+        _f("off_body", B, "", "The device reported it was off the body"),
+        _f("rr_flags", INT, "", "RR intervals flagged as artefacts in the epoch"),
+        _f("count_feature", F, "", "Walch et al. 2019 activity feature"),
+        _f("hr_feature", F, "", "Walch et al. 2019 heart-rate feature"),
+        _f("feature_set", INT, "", "Inputs used: 0 none, 1 hr+motion, 2 hr, 3 motion"),
+        _f("rmssd_ms", F, "ms", "RMSSD, 5-min window centred on the epoch"),
+        _f("sdnn_ms", F, "ms", "SDNN, 5-min window centred on the epoch"),
+        _f("pnn50_pct", F, "%", "pNN50, 5-min window centred on the epoch"),
+        _f("lf_ms2", F, "ms2", "Low-frequency HRV power (0.04-0.15 Hz)"),
+        _f("hf_ms2", F, "ms2", "High-frequency HRV power (0.15-0.4 Hz)"),
+        _f("lf_hf", F, "1", "LF/HF ratio"),
+        _f("hrv_cover", F, "1", "Fraction of the HRV window covered by accepted beats"),
     ),
 )
 
 NIGHT = Measurement(
     "night",
-    "Night summary (sleep metrics, definitions in docs/staging.md)",
+    "Night summary, named as sensord.staging.score_night returns it "
+    "(definitions in docs/staging.md)",
     "start of the night's recording (first epoch start), UTC",
     (PARTICIPANT, SCORER),
     (
         _f("night", S, "", "Night label: local date of the evening, YYYY-MM-DD"),
         _f("final", B, "", "false for a provisional summary, true once final"),
         _f("end_ns", INT, "ns", "End of the night's recording, UTC ns"),
+        _f("tz", S, "", "IANA time zone used for the night label"),
+        _f("epochs", INT, "", "Number of 30-s epochs"),
         _f("tib_min", F, "min", "Time in bed (recording span)"),
         _f("tst_min", F, "min", "Total sleep time"),
-        _f("sol_min", F, "min", "Sleep onset latency"),
-        _f("waso_min", F, "min", "Wake after sleep onset"),
         _f("se_pct", F, "%", "Sleep efficiency, 100 * TST / TIB"),
+        _f("sol_min", F, "min", "Sleep onset latency"),
+        _f("spt_min", F, "min", "Sleep period time, onset to final awakening"),
+        _f("waso_min", F, "min", "Wake after sleep onset"),
         _f("awakenings", INT, "", "Number of awakenings after sleep onset"),
+        _f("awakening_mean_min", F, "min", "Mean length of an awakening"),
+        _f("rem_latency_min", F, "min", "Sleep onset to first REM epoch"),
+        _f("sfi_per_h", F, "1/h", "Sleep fragmentation index"),
+        _f("wake_min", F, "min", "Time awake"),
         _f("light_min", F, "min", "Time in light sleep"),
         _f("deep_min", F, "min", "Time in deep sleep"),
         _f("rem_min", F, "min", "Time in REM sleep"),
-        _f("rem_latency_min", F, "min", "Sleep onset to first REM epoch"),
+        _f("wake_pct", F, "%", "Wake, % of time in bed"),
+        _f("light_pct", F, "%", "Light sleep, % of TST"),
+        _f("deep_pct", F, "%", "Deep sleep, % of TST"),
+        _f("rem_pct", F, "%", "REM sleep, % of TST"),
         _f("hr_mean_bpm", F, "bpm", "Mean heart rate during sleep"),
         _f("hr_min_bpm", F, "bpm", "Lowest epoch-mean heart rate during sleep"),
-        _f("rmssd_ms", F, "ms", "RMSSD over sleep epochs"),
-        _f("scored_frac", F, "1", "Fraction of epochs that could be scored"),
+        _f("rmssd_ms", F, "ms", "Median RMSSD over sleep epochs"),
+        _f("coverage", F, "1", "Fraction of epochs that could be scored"),
+        _f("hr_coverage", F, "1", "Fraction of epochs with enough heart-rate data"),
+        _f("motion_coverage", F, "1", "Fraction of epochs with enough motion data"),
+        _f("off_body_epochs", INT, "", "Epochs the device reported off the body"),
     ),
 )
 
@@ -295,7 +319,13 @@ ANNOTATION = Measurement(
     "so two annotations never share a timestamp (see annotation_time_ns)",
     (PARTICIPANT, KIND),
     (
-        _f("id", S, "", "Annotation id (stable across edits; an edit overwrites the point)"),
+        _f(
+            "id",
+            S,
+            "",
+            "Annotation record id (content hash); an edit is a new record and the point of "
+            "the one it replaces is rewritten with deleted=true",
+        ),
         _f("text", S, "", "Human-readable one-line summary (Grafana annotation text)"),
         _f("tags", S, "", "Comma-separated Grafana tags, e.g. 'substance,caffeine'"),
         _f("end_ns", INT, "ns", "End time for a span (UTC ns), absent for an instant"),
@@ -309,6 +339,19 @@ ANNOTATION = Measurement(
         _f("sleep_quality", INT, "1-5", "Diary: sleep quality, 1 very poor to 5 very good"),
         _f("note", S, "", "Free text"),
         _f("deleted", B, "", "true when the participant deleted the annotation"),
+        # added by the annotate area (sensord/annotate.py, sensord/notebook.py)
+        _f("night", S, "", "Night label the annotation belongs to: YYYY-MM-DD"),
+        _f("recorded_ns", INT, "ns", "When the participant entered it, UTC ns"),
+        _f("category", S, "", "Substance class (opioid, gabapentinoid, kratom, ..., other)"),
+        _f("curated", B, "", "Substance name is in sensord's curated list (false: free text)"),
+        _f("route", S, "", "Route taken (oral, smoked, sublingual, ...)"),
+        _f("descriptors", S, "", "Neuropathic pain descriptors, comma-separated (DN4 items)"),
+        _f("sleep_rested", INT, "1-5", "Diary: feeling rested, 1 not at all to 5 very well"),
+        _f("sol_min", F, "min", "Diary: sleep-onset latency"),
+        _f("waso_min", F, "min", "Diary: total duration of night awakenings"),
+        _f("awakenings", INT, "", "Diary: number of awakenings before the final one"),
+        _f("tst_min", F, "min", "Diary: total sleep time (Carney et al. 2012 definition)"),
+        _f("record", S, "", "The record the point shows, as JSON (sensord.annotate.to_fields)"),
     ),
 )
 
@@ -341,10 +384,17 @@ class SchemaError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+def _is_bool(value: object) -> bool:
+    # numpy's bool scalar without importing numpy (this module stays light)
+    return isinstance(value, bool) or (
+        type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    )
+
+
 def _type_ok(ftype: FieldType, value: object) -> bool:
     if ftype is FieldType.BOOLEAN:
-        return isinstance(value, bool | np.bool_)
-    if isinstance(value, bool | np.bool_):
+        return _is_bool(value)
+    if _is_bool(value):
         return False
     if ftype is FieldType.FLOAT:
         return isinstance(value, numbers.Real)

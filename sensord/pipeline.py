@@ -1,0 +1,668 @@
+"""The one path every event takes: session log first, then batch decoding into streams.
+
+The live daemon and replay both feed :class:`Pipeline`; ``sensord score LOG`` and the
+demo use :func:`load_streams`, which runs the same decoding step
+(:func:`decode_channel`) on whole channels read by the vectorised log loader.
+
+::
+
+    transport --SessionEvent--> Pipeline.feed --> BlelogWriter.write   (source of truth)
+                                              \\-> per-channel batch --> decode_channel
+                                                                      --> DeviceStreams
+
+Typical use
+-----------
+Live (daemon)::
+
+    pipe = Pipeline(writer=BlelogWriter(path, ...))
+    conn = await transport.connect("strap", address, pipe.feed, timeout_s=20)
+    ...
+    pipe.flush()                       # decode what is buffered (e.g. every minute)
+    night = pipe.night()               # NightStreams for the staging core
+
+Offline::
+
+    night, report = load_streams(["night.blelog"])
+    print(report.format())
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sensord import blelog, devices
+from sensord.blelog import BlelogWriter, Problems
+from sensord.devices import DecodeContext
+from sensord.devices.polar_pmd import PMD_CONTROL_POINT
+from sensord.errors import ControlPointError
+from sensord.model import (
+    AccStream,
+    BeatStream,
+    ClockEvent,
+    ContactStream,
+    CountStream,
+    DeviceEvent,
+    HeartRateStream,
+    NightStreams,
+    RawNotification,
+    SessionEvent,
+)
+
+GAP_MIN_S = 10.0
+"""A stream has a gap where consecutive samples are further apart than
+``max(GAP_MIN_S, GAP_FACTOR * median sample interval)``."""
+GAP_FACTOR = 10.0
+
+DEFAULT_BATCH = 4096
+"""Notifications of one channel decoded together (about an hour of heart rate)."""
+
+Locate = Callable[[], tuple[str, int | None]]
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _concat_streams(parts: Sequence[Any]) -> Any:
+    """Concatenate dataclass streams of one type field by field, sorted by ``t_ns``.
+
+    Each part (one decoded batch) is sorted already; neighbouring batches may overlap
+    by a few ms (each batch maps device time to host time on its own), so only the
+    samples in such an overlap are reordered (stable), in O(n).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    fields = [f.name for f in dataclasses.fields(first)]
+    values: dict[str, Any] = {}
+    for name in fields:
+        vals = [getattr(p, name) for p in parts]
+        values[name] = np.concatenate(vals, axis=0) if isinstance(vals[0], np.ndarray) \
+            else vals[0]
+    t = values.get("t_ns")
+    if isinstance(t, np.ndarray):
+        sizes = np.array([len(p.t_ns) for p in parts])
+        bounds = np.cumsum(sizes)[:-1]
+        bounds = bounds[(bounds > 0) & (bounds < t.size)]
+        bad = bounds[t[bounds] < t[bounds - 1]]
+        cols = [n for n in fields if isinstance(values[n], np.ndarray)
+                and values[n].shape[:1] == t.shape]
+        for b in bad.tolist():
+            lo = int(np.searchsorted(t[:b], t[b], side="right"))
+            hi = b + int(np.searchsorted(t[b:], t[b - 1], side="left"))
+            order = np.argsort(t[lo:hi], kind="stable") + lo
+            for n in cols:
+                values[n][lo:hi] = values[n][order]
+    return type(first)(**values)
+
+
+@dataclass(slots=True)
+class DeviceStreams:
+    """Decoded streams of one device, by stream name (``hr``, ``beats``, ``acc``, ...).
+
+    ``notifications`` counts notifications received per characteristic UUID; ``info``
+    holds static values (device information strings); ``messages`` control-point
+    records.
+    """
+
+    device: str
+    streams: dict[str, Any] = field(default_factory=dict)
+    notifications: dict[str, int] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    _parts: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+
+    def _add(self, name: str, stream: Any) -> None:
+        if len(stream) == 0:
+            return
+        self._parts.setdefault(name, []).append(stream)
+        self.streams.pop(name, None)
+
+    def get(self, name: str) -> Any:
+        """The stream called ``name`` (all batches joined, sorted by time) or ``None``."""
+        if name not in self.streams and name in self._parts:
+            self.streams[name] = _concat_streams(self._parts[name])
+            self._parts[name] = [self.streams[name]]
+        return self.streams.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._parts)
+
+
+CONTEXT_CHARS = frozenset({PMD_CONTROL_POINT})
+"""Characteristics decoded one notification at a time, at once: what they teach (e.g. the
+PMD scale factor in a start response) is context for decoding the device's data."""
+
+
+@dataclass(slots=True)
+class _Device:
+    streams: DeviceStreams
+    context: DecodeContext = field(default_factory=DecodeContext)
+
+
+def decode_channel(
+    device: str,
+    char_uuid: str,
+    payloads: Sequence[bytes],
+    wall_ns: np.ndarray,
+    *,
+    out: DeviceStreams,
+    context: DecodeContext,
+    problems: Problems,
+    where: Callable[[int], tuple[str, int | None]],
+) -> DecodeContext:
+    """Decode one batch of one channel into ``out`` (the step live, replay and load share).
+
+    Returns the device's decode context updated by what the batch taught. Notifications
+    that fail to decode are counted in ``problems`` (once per device and characteristic,
+    with the file and line of the first) and skipped.
+    """
+    out.notifications[char_uuid] = out.notifications.get(char_uuid, 0) + len(payloads)
+    if not payloads:
+        return context
+    result = devices.decode_batch(char_uuid, payloads, np.asarray(wall_ns, dtype=np.int64),
+                                  context=context)
+    for name, stream in result.streams.items():
+        out._add(name, stream)
+    out.info.update(result.info)
+    for msg in result.messages:
+        out.messages.append(msg)
+    for err in result.errors:
+        idx = err.index if err.index is not None else 0
+        path, line = where(idx)
+        kind = "control-point-error" if isinstance(err, ControlPointError) else "decode-error"
+        problems.add(kind, path, line, f"{device}: {err}", key=f"{device}\t{char_uuid}")
+    return result.context
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReport:
+    """What one stream of one device holds.
+
+    ``coverage`` is the fraction of the session span ``[start_ns, end_ns]`` not inside a
+    gap (leading and trailing absence count as gaps); ``gaps`` lists ``(start_ns,
+    end_ns)`` of every interval without samples longer than the gap threshold.
+    """
+
+    device: str
+    name: str
+    samples: int
+    first_ns: int
+    last_ns: int
+    coverage: float
+    gaps: tuple[tuple[int, int], ...]
+
+
+def _stream_report(device: str, name: str, t_ns: np.ndarray, start_ns: int, end_ns: int
+                   ) -> StreamReport:
+    t = np.asarray(t_ns, dtype=np.int64)
+    span = max(end_ns - start_ns, 1)
+    # median interval from at most ~100k intervals (streams can hold 10^7 samples)
+    k = max(1, t.size // 100_000)
+    sub = t[: (t.size // k) * k].reshape(-1, k)
+    med = float(np.median(np.diff(sub[:, :2], axis=1))) if k > 1 else (
+        float(np.median(np.diff(t))) if t.size > 1 else 0.0)
+    thr = max(GAP_MIN_S * 1e9, GAP_FACTOR * med)
+    gaps: list[tuple[int, int]] = []
+    if t[0] - start_ns > thr:
+        gaps.append((start_ns, int(t[0])))
+    # a gap between neighbours shows as a gap between every k-th sample around it: search
+    # the thinned times, then look inside the few blocks that qualify
+    step = 64 if t.size > 1_000_000 else 1
+    pos = np.arange(0, t.size, step)
+    if pos[-1] != t.size - 1:
+        pos = np.r_[pos, t.size - 1]
+    blocks = np.flatnonzero(np.diff(t[pos]) > thr)
+    idx_parts = [pos[b] + np.flatnonzero(np.diff(t[pos[b] : pos[b + 1] + 1]) > thr)
+                 for b in blocks.tolist()]
+    idx = np.concatenate(idx_parts) if idx_parts else np.zeros(0, dtype=np.int64)
+    gaps.extend((int(t[i]), int(t[i + 1])) for i in idx.tolist())
+    if end_ns - t[-1] > thr:
+        gaps.append((int(t[-1]), end_ns))
+    missing = sum(b - a for a, b in gaps)
+    return StreamReport(device, name, int(t.size), int(t[0]), int(t[-1]),
+                        max(0.0, 1.0 - missing / span), tuple(gaps))
+
+
+def _fmt_ns(t_ns: int) -> str:
+    return np.datetime64(int(t_ns), "ns").astype("datetime64[s]").astype(str) + "Z"
+
+
+def _fmt_dur(ns: int) -> str:
+    s = round(ns / 1e9)
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m{s % 60:02d}s"
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """Devices, streams, sample counts, coverage, gaps and counted problems of a session."""
+
+    sources: list[str]
+    start_ns: int
+    end_ns: int
+    devices: dict[str, DeviceStreams]
+    streams: list[StreamReport]
+    problems: Problems
+    device_events: list[DeviceEvent]
+    clock_events: list[ClockEvent]
+    headers: list[blelog.LogHeader]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "sources": self.sources,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "devices": {
+                d: {"notifications": ds.notifications, "streams": ds.names()}
+                for d, ds in self.devices.items()
+            },
+            "streams": [
+                {"device": s.device, "stream": s.name, "samples": s.samples,
+                 "first_ns": s.first_ns, "last_ns": s.last_ns,
+                 "coverage": round(s.coverage, 4),
+                 "gaps": [list(g) for g in s.gaps]}
+                for s in self.streams
+            ],
+            "device_events": len(self.device_events),
+            "clock_events": len(self.clock_events),
+            "problems": self.problems.as_list(),
+        }
+
+    def format(self) -> str:
+        """Human-readable multi-line summary."""
+        out = [f"session: {', '.join(self.sources)}"]
+        if self.headers:
+            h = self.headers[0]
+            out.append(f"participant {h.participant}, tz {h.tz}, host {h.host}, "
+                       f"format v{h.format_version}, written by sensord {h.sensord_version}")
+        if self.end_ns > self.start_ns:
+            out.append(f"span: {_fmt_ns(self.start_ns)} .. {_fmt_ns(self.end_ns)} "
+                       f"({_fmt_dur(self.end_ns - self.start_ns)})")
+        out.append(f"devices: {len(self.devices)}")
+        for d, ds in self.devices.items():
+            n = sum(ds.notifications.values())
+            out.append(f"  {d}: {n} notifications on {len(ds.notifications)} characteristics")
+        out.append("streams:")
+        for s in self.streams:
+            out.append(f"  {s.device}/{s.name}: {s.samples} samples, coverage "
+                       f"{100 * s.coverage:.1f}%, {len(s.gaps)} gaps")
+            for a, b in s.gaps[:5]:
+                out.append(f"    gap {_fmt_ns(a)} .. {_fmt_ns(b)} ({_fmt_dur(b - a)})")
+            if len(s.gaps) > 5:
+                out.append(f"    ... {len(s.gaps) - 5} more gaps")
+        kinds: dict[str, int] = {}
+        for e in self.device_events:
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        if kinds:
+            out.append("device events: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+        if self.clock_events:
+            out.append(f"clock events: {len(self.clock_events)}")
+        probs = list(self.problems)
+        out.append(f"problems: {self.problems.total()}")
+        out.extend(f"  {p}" for p in probs)
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- night
+
+
+_NIGHT_KINDS: dict[str, Any] = {
+    "hr": HeartRateStream, "beats": BeatStream, "acc": AccStream, "counts": CountStream,
+}
+
+
+def build_night(devs: dict[str, DeviceStreams], start_ns: int, end_ns: int) -> NightStreams:
+    """One night of streams for the staging core.
+
+    For each of ``hr``, ``beats``, ``acc``, ``counts`` the device with the most samples of
+    that kind is used; ``off_body_t_ns`` are the times any device reported lost skin
+    contact (Heart Rate Measurement contact bits, where supported).
+    """
+    night = NightStreams(start_ns=start_ns, end_ns=end_ns)
+    for name, cls in _NIGHT_KINDS.items():
+        best: Any = None
+        for ds in devs.values():
+            s = ds.get(name)
+            if isinstance(s, cls) and len(s) and (best is None or len(s) > len(best)):
+                best = s
+        setattr(night, name, best)
+    # off body: the device says its sensor lost skin contact (only where it can tell)
+    offs = []
+    for ds in devs.values():
+        c = ds.get("contact")
+        if isinstance(c, ContactStream) and len(c):
+            offs.append(c.t_ns[~c.contact])
+    if offs:
+        night.off_body_t_ns = np.sort(np.concatenate(offs)).astype(np.int64)
+    return night
+
+
+def _report(
+    sources: list[str],
+    devs: dict[str, DeviceStreams],
+    problems: Problems,
+    dev_events: list[DeviceEvent],
+    clk_events: list[ClockEvent],
+    headers: list[blelog.LogHeader],
+    span: tuple[int, int] | None,
+) -> LoadReport:
+    start_ns, end_ns = span if span is not None else (0, 0)
+    reports: list[StreamReport] = []
+    for d, ds in devs.items():
+        for name in ds.names():
+            s = ds.get(name)
+            t = getattr(s, "t_ns", None)
+            if isinstance(t, np.ndarray) and t.size:
+                reports.append(_stream_report(d, name, t, start_ns, end_ns))
+    return LoadReport(sources, start_ns, end_ns, devs, reports, problems, dev_events,
+                      clk_events, headers)
+
+
+# --------------------------------------------------------------------------- live / replay
+
+
+class Pipeline:
+    """Session log first, then per-channel batch decoding: the daemon's and replay's sink.
+
+    Batching is deterministic, so a replay of a log reproduces the live results exactly:
+    each (device, characteristic) channel is decoded in batches of ``batch_size``
+    notifications, cut early only by a ``disconnected`` event of the device and by
+    :meth:`end_session`; characteristics in :data:`CONTEXT_CHARS` are decoded at once.
+    :func:`load_session` cuts a log the same way.
+
+    A device's notifications are decoded only after a :class:`~sensord.model.DeviceEvent`
+    announced the device (the daemon feeds ``connected`` when it connects); others are
+    counted as ``unknown-device`` and skipped, as are characteristics without a decoder.
+    Decoded streams are in :attr:`devices`; notifications still buffered appear after the
+    batch fills, the device disconnects, or :meth:`end_session`.
+
+    Parameters
+    ----------
+    writer
+        Where every event is logged before anything else happens (``None``: replay
+        of an existing log, nothing to write).
+    batch_size
+        Notifications of one channel decoded together.
+    locate
+        Returns the (file, line) of the event being fed, for problem reports (replay);
+        live events are located as ``<live>`` and their running number.
+    problems
+        Tally for skipped input (a new one by default).
+    """
+
+    def __init__(
+        self,
+        writer: BlelogWriter | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        locate: Locate | None = None,
+        problems: Problems | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.writer = writer
+        self.batch_size = batch_size
+        self.locate = locate
+        self.problems = problems if problems is not None else Problems()
+        self.devices: dict[str, DeviceStreams] = {}
+        self.device_events: list[DeviceEvent] = []
+        self.clock_events: list[ClockEvent] = []
+        self._state: dict[str, _Device] = {}
+        self._known: set[str] = set()
+        self._buf: dict[tuple[str, str], tuple[list[bytes], list[int], list[Any]]] = {}
+        self._count = 0
+        self._span: list[int] = []
+
+    def _where(self) -> tuple[str, int | None]:
+        if self.locate is not None:
+            return self.locate()
+        return "<live>", self._count
+
+    def feed(self, event: SessionEvent) -> None:
+        """Log, then buffer or decode one event (the transport's ``EventSink``)."""
+        if self.writer is not None:
+            self.writer.write(event)
+        self._count += 1
+        if isinstance(event, RawNotification):
+            self._notification(event)
+        elif isinstance(event, DeviceEvent):
+            dev = event.device
+            self._known.add(dev)
+            if dev not in self._state:
+                self._state[dev] = _Device(DeviceStreams(dev))
+                self.devices[dev] = self._state[dev].streams
+            self.device_events.append(event)
+            if event.kind == "disconnected":
+                self._flush_device(dev)
+        elif isinstance(event, ClockEvent):
+            self.clock_events.append(event)
+
+    __call__ = feed
+
+    def _notification(self, event: RawNotification) -> None:
+        dev, char = event.device, event.char_uuid
+        if dev not in self._known:
+            path, line = self._where()
+            self.problems.add("unknown-device", path, line,
+                              f"notification from {dev!r} before any event announcing it; "
+                              "skipped", key=dev)
+            return
+        if not devices.is_known(char):
+            path, line = self._where()
+            self.problems.add("unknown-characteristic", path, line,
+                              f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}")
+            return
+        if not self._span:
+            self._span = [event.wall_ns, event.wall_ns]
+        else:
+            self._span[0] = min(self._span[0], event.wall_ns)
+            self._span[1] = max(self._span[1], event.wall_ns)
+        buf = self._buf.get((dev, char))
+        if buf is None:
+            buf = self._buf[(dev, char)] = ([], [], [])
+        buf[0].append(event.payload)
+        buf[1].append(event.wall_ns)
+        buf[2].append(self._where())
+        if char in CONTEXT_CHARS or len(buf[0]) >= self.batch_size:
+            self._decode(dev, char)
+
+    def _decode(self, dev: str, char: str) -> None:
+        payloads, walls, wheres = self._buf.pop((dev, char))
+        st = self._state[dev]
+        st.context = decode_channel(
+            dev, char, payloads, np.asarray(walls, dtype=np.int64),
+            out=st.streams, context=st.context, problems=self.problems,
+            where=lambda i: wheres[min(i, len(wheres) - 1)],
+        )
+
+    def _flush_device(self, dev: str) -> None:
+        for key in [k for k in self._buf if k[0] == dev]:
+            self._decode(*key)
+
+    def end_session(self) -> None:
+        """End of a log or of the daemon's session: decode everything buffered, forget
+        per-session state (decode contexts, which devices were announced)."""
+        for dev in list(self._state):
+            self._flush_device(dev)
+            self._state[dev].context = DecodeContext()
+        self._known.clear()
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        """:meth:`end_session`, then close the session log."""
+        self.end_session()
+        if self.writer is not None:
+            self.writer.close()
+
+    def night(self) -> NightStreams:
+        """Everything decoded so far as one :class:`NightStreams` (see :func:`build_night`)."""
+        start, end = self._span if self._span else (0, 0)
+        return build_night(self.devices, start, end)
+
+    def report(
+        self, sources: list[str] | None = None, headers: list[blelog.LogHeader] | None = None
+    ) -> LoadReport:
+        """Devices, streams, counts, coverage, gaps and problems decoded so far."""
+        span = (self._span[0], self._span[1]) if self._span else None
+        return _report(sources or ["<live>"], self.devices, self.problems, self.device_events,
+                       self.clock_events, headers or [], span)
+
+
+# --------------------------------------------------------------------------- offline
+
+
+@dataclass(slots=True)
+class Session:
+    """Streams of one or more session logs, decoded."""
+
+    night: NightStreams
+    report: LoadReport
+
+    @property
+    def devices(self) -> dict[str, DeviceStreams]:
+        return self.report.devices
+
+
+def _at_lines(path: str, lines: np.ndarray) -> Callable[[int], tuple[str, int | None]]:
+    def where(i: int) -> tuple[str, int | None]:
+        return path, int(lines[min(i, lines.size - 1)])
+
+    return where
+
+
+def _chunks(lines: np.ndarray, cuts: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Index arrays of the batches :class:`Pipeline` forms: ``batch`` at a time, restarting
+    after every cut line (a ``disconnected`` event)."""
+    seg = np.searchsorted(cuts, lines)
+    out: list[np.ndarray] = []
+    bounds = np.flatnonzero(np.diff(seg)) + 1
+    for part in np.split(np.arange(lines.size), bounds):
+        out.extend(part[i : i + batch] for i in range(0, part.size, batch))
+    return out
+
+
+def load_session(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    problems: Problems | None = None,
+) -> Session:
+    """Load and decode session logs into per-device streams and a night (the fast path).
+
+    Gives the same streams and problems as replaying each log through a
+    :class:`Pipeline` with the same ``batch_size`` (ending the session after each log),
+    but reads each log with the vectorised :func:`sensord.blelog.load`.
+
+    Parameters
+    ----------
+    paths
+        One or more ``.blelog`` files (e.g. the pieces of one night).
+    batch_size
+        As for :class:`Pipeline`.
+    problems
+        Tally to add skipped input to (a new one by default).
+
+    Returns
+    -------
+    Session
+        ``night`` (:class:`~sensord.model.NightStreams`; span = first to last decodable
+        notification) and ``report`` (:class:`LoadReport`, with ``devices``).
+    """
+    probs = problems if problems is not None else Problems()
+    sources = [str(p) for p in paths]
+    devs: dict[str, DeviceStreams] = {}
+    dev_events: list[DeviceEvent] = []
+    clk_events: list[ClockEvent] = []
+    headers: list[blelog.LogHeader] = []
+    lo: int | None = None
+    hi: int | None = None
+    never = np.iinfo(np.int64).max
+    for path in sources:
+        contents = blelog.load(path, probs)
+        headers.extend(contents.headers)
+        first_event_line: dict[str, int] = {}
+        cuts: dict[str, list[int]] = {}
+        for line, ev in contents.device_events:
+            first_event_line.setdefault(ev.device, line)
+            devs.setdefault(ev.device, DeviceStreams(ev.device))
+            dev_events.append(ev)
+            if ev.kind == "disconnected":
+                cuts.setdefault(ev.device, []).append(line)
+        clk_events.extend(ev for _, ev in contents.clock_events)
+        # keep what the pipeline would keep, in the order it would see it
+        kept: dict[str, list[tuple[str, list[bytes], np.ndarray, np.ndarray]]] = {}
+        for (dev, char), ch in contents.channels.items():
+            keep = ch.line > first_event_line.get(dev, never)
+            if not keep.all():
+                k = int(np.argmin(keep))
+                probs.add("unknown-device", path, int(ch.line[k]),
+                          f"notification from {dev!r} before any event announcing it; skipped",
+                          key=dev, count=int((~keep).sum()))
+            if not keep.any():
+                continue
+            if not devices.is_known(char):
+                k = int(np.argmax(keep))
+                probs.add("unknown-characteristic", path, int(ch.line[k]),
+                          f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}",
+                          count=int(keep.sum()))
+                continue
+            if keep.all():
+                pays, wall, lines = ch.payloads, ch.wall_ns, ch.line
+            else:
+                idx = np.flatnonzero(keep)
+                pays = [ch.payloads[i] for i in idx.tolist()]
+                wall, lines = ch.wall_ns[idx], ch.line[idx]
+            lo = int(wall.min()) if lo is None else min(lo, int(wall.min()))
+            hi = int(wall.max()) if hi is None else max(hi, int(wall.max()))
+            kept.setdefault(dev, []).append((char, pays, wall, lines))
+        for dev, chans in kept.items():
+            out = devs[dev]
+            # context timeline: context characteristics decoded one by one, in log order
+            ctx_lines: list[int] = [0]
+            ctx_values: list[DecodeContext] = [DecodeContext()]
+            ctx_items = sorted(
+                (int(lines[i]), char, pays[i], int(wall[i]))
+                for char, pays, wall, lines in chans if char in CONTEXT_CHARS
+                for i in range(len(pays))
+            )
+            for line, char, pay, w in ctx_items:
+                ctx_values.append(decode_channel(
+                    dev, char, [pay], np.array([w], dtype=np.int64), out=out,
+                    context=ctx_values[-1], problems=probs,
+                    where=_at_lines(path, np.array([line], dtype=np.int64))))
+                ctx_lines.append(line)
+            cut = np.asarray(cuts.get(dev, []), dtype=np.int64)
+            for char, pays, wall, lines in chans:
+                if char in CONTEXT_CHARS:
+                    continue
+                for sel in _chunks(lines, cut, batch_size):
+                    last = int(lines[sel[-1]])
+                    ctx = ctx_values[bisect.bisect_left(ctx_lines, last) - 1]
+                    p_sel = pays if sel.size == len(pays) else pays[int(sel[0]) : int(sel[-1]) + 1]
+                    decode_channel(dev, char, p_sel, wall[sel], out=out, context=ctx,
+                                   problems=probs, where=_at_lines(path, lines[sel]))
+    span = (lo, hi) if lo is not None and hi is not None else None
+    report = _report(sources, devs, probs, dev_events, clk_events, headers, span)
+    return Session(build_night(devs, *(span or (0, 0))), report)
+
+
+def load_streams(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    problems: Problems | None = None,
+) -> tuple[NightStreams, LoadReport]:
+    """``(NightStreams, LoadReport)`` of session logs; see :func:`load_session`."""
+    s = load_session(paths, batch_size=batch_size, problems=problems)
+    return s.night, s.report

@@ -1,0 +1,241 @@
+"""``score_night``: decoded streams of one night -> hypnogram, per-epoch features, summary.
+
+The one entry the CLI, the daemon and the backfill use. Pure: arrays in, values out.
+
+Steps (each vectorised): clean every stream (sort, drop duplicated timestamps and
+non-finite or implausible values, counting what was dropped); 30-s epoch grid; per-epoch
+coverage per stream; motion counts (device counts, else ActiGraph counts from raw
+acceleration); RR artefact correction, heart rate and 5-min HRV; Walch features,
+per-night normalisation and context; the stager; night metrics; night assignment in the
+participant's time zone.
+
+An epoch is scored when at least half of it is covered by a stream the model can use
+(``MIN_COVERAGE``) and the device was not reported off the body in it; otherwise it is
+unscored (stage -1) and counts against ``coverage``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sensord import clock
+from sensord.errors import StagingError
+from sensord.model import EPOCH_S, AccStream, BeatStream, CountStream, NightStreams
+from sensord.staging import cardiac, features, motion
+from sensord.staging.epochs import (
+    EpochGrid,
+    clean_series,
+    epoch_grid,
+    epoch_index,
+    epoch_mean,
+    interval_coverage,
+    second_coverage,
+)
+from sensord.staging.hypnogram import Hypnogram
+from sensord.staging.metrics import night_metrics
+from sensord.staging.stager import FEATURE_SETS, StagerModel, load_model, stage
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+S_NS = 1_000_000_000
+
+MIN_COVERAGE = 0.5
+HR_RANGE_BPM = (25.0, 250.0)
+ACC_MAX_G = 16.0
+
+_MODEL_CACHE: dict[str, StagerModel] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class NightResult:
+    """Result of :func:`score_night`.
+
+    ``features`` holds one array per name, one value per epoch: ``t_ns``, ``hr_bpm``,
+    ``counts`` (sum of counts in the epoch), ``hr_cover``/``motion_cover`` (0..1),
+    ``off_body``, ``rr_flags``, the Walch ``count_feature``/``hr_feature``, ``feature_set``
+    (0 none, 1 hr+motion, 2 hr, 3 motion) and the HRV values of
+    :func:`sensord.staging.cardiac.hrv_per_epoch`.
+    """
+
+    hypnogram: Hypnogram
+    features: dict[str, npt.NDArray[Any]]
+    summary: dict[str, Any]
+
+
+def _default_model() -> StagerModel:
+    if "default" not in _MODEL_CACHE:
+        _MODEL_CACHE["default"] = load_model()
+    return _MODEL_CACHE["default"]
+
+
+def _clip(grid: EpochGrid, t: I64) -> npt.NDArray[np.bool_]:
+    return (t >= grid.start_ns) & (t < grid.end_ns)
+
+
+def _per_second(grid: EpochGrid, t_ns: I64, values: F64, bin_s: float) -> F64:
+    """Spread binned values over the night's 1-s grid (``NaN`` where no bin covers)."""
+    n_s = grid.n * EPOCH_S
+    out = np.zeros(n_s)
+    seen = np.zeros(n_s)
+    width = max(1, round(bin_s))
+    first = (t_ns - grid.start_ns) // S_NS
+    secs = (first[:, None] + np.arange(width)[None, :]).ravel()
+    vals = np.repeat(values / width, width)
+    ok = (secs >= 0) & (secs < n_s)
+    np.add.at(out, secs[ok], vals[ok])
+    np.add.at(seen, secs[ok], 1.0)
+    return np.where(seen > 0, out, np.nan)
+
+
+def score_night(
+    streams: NightStreams, *, tz: str, model: StagerModel | None = None
+) -> NightResult:
+    """Score one night (see module docstring).
+
+    Parameters
+    ----------
+    streams
+        The night's decoded streams; any may be absent or empty.
+    tz
+        The participant's IANA time zone (night label and local times only).
+    model
+        Stager model; the shipped one if ``None``.
+    """
+    zone_check = clock.zone(tz)  # fail early, naming the zone
+    del zone_check
+    mdl = model if model is not None else _default_model()
+    grid = epoch_grid(streams.start_ns, streams.end_ns)
+    n = grid.n
+    quality: dict[str, int] = {}
+
+    # --- heart rate ------------------------------------------------------------------
+    hr_t = np.zeros(0, dtype=np.int64)
+    hr_v = np.zeros(0)
+    if streams.hr is not None and len(streams.hr):
+        t, v, dropped = clean_series(streams.hr.t_ns, streams.hr.hr_bpm)
+        plausible = (v >= HR_RANGE_BPM[0]) & (v <= HR_RANGE_BPM[1]) & _clip(grid, t)
+        quality["hr_dropped"] = dropped + int((~((v >= HR_RANGE_BPM[0]) &
+                                                 (v <= HR_RANGE_BPM[1]))).sum())
+        hr_t, hr_v = t[plausible], v[plausible]
+    nn = None
+    if streams.beats is not None and len(streams.beats):
+        t, v, dropped = clean_series(streams.beats.t_ns, streams.beats.rr_ms)
+        inside = _clip(grid, t)
+        quality["rr_dropped"] = dropped
+        nn = cardiac.correct_rr(BeatStream(t[inside], v[inside]))
+        quality["rr_flagged"] = int(np.count_nonzero(nn.flags))
+    if hr_t.size:
+        hr_epoch = epoch_mean(grid, hr_t, hr_v)
+        hr_cover = second_coverage(grid, hr_t)
+        hr_src_t, hr_src_v = hr_t, hr_v
+    elif nn is not None and nn.ok.any():
+        hr_epoch = cardiac.hr_from_nn(grid, nn)
+        hr_cover = interval_coverage(grid, nn.t_ns[nn.ok], (nn.nn_ms[nn.ok] * 1e6).astype(np.int64))
+        hr_src_t, hr_src_v = nn.t_ns[nn.ok], 60000.0 / nn.nn_ms[nn.ok]
+    else:
+        hr_epoch = np.full(n, np.nan)
+        hr_cover = np.zeros(n)
+        hr_src_t, hr_src_v = hr_t, hr_v
+    if nn is not None:
+        hrv = cardiac.hrv_per_epoch(grid, nn)
+        rr_flags = cardiac.flags_per_epoch(grid, nn)
+    else:
+        hrv = cardiac.hrv_per_epoch(grid, cardiac.correct_rr(BeatStream(hr_t[:0], hr_v[:0])))
+        rr_flags = np.zeros(n, dtype=np.int64)
+
+    # --- motion ------------------------------------------------------------------------
+    counts: CountStream | None = None
+    if streams.counts is not None and len(streams.counts):
+        t, v, dropped = clean_series(streams.counts.t_ns, streams.counts.counts)
+        ok = (v >= 0) & _clip(grid, t)
+        quality["counts_dropped"] = dropped + int((v < 0).sum())
+        counts = CountStream(t[ok], v[ok], float(streams.counts.bin_s))
+    elif streams.acc is not None and len(streams.acc):
+        acc = np.asarray(streams.acc.acc_g, dtype=np.float64)
+        if acc.ndim != 2 or acc.shape != (len(streams.acc), 3):
+            raise StagingError(
+                f"acc_g must have shape ({len(streams.acc)}, 3) (x, y, z in g), got {acc.shape}"
+            )
+        t, a, dropped = clean_series(streams.acc.t_ns, acc)
+        ok = (np.abs(a) <= ACC_MAX_G).all(axis=1) & _clip(grid, t)
+        quality["acc_dropped"] = dropped + int((~(np.abs(a) <= ACC_MAX_G).all(axis=1)).sum())
+        counts = motion.counts_from_stream(AccStream(t[ok], a[ok]))
+    if counts is not None and len(counts) and n:
+        bin_ns = round(counts.bin_s * S_NS)
+        motion_cover = interval_coverage(grid, counts.t_ns + bin_ns,
+                                         np.full(len(counts), bin_ns, dtype=np.int64))
+        idx = epoch_index(grid, counts.t_ns)
+        sel = idx >= 0
+        epoch_counts = np.bincount(idx[sel], weights=counts.counts[sel], minlength=n)[:n]
+        epoch_counts = np.where(motion_cover > 0, epoch_counts, np.nan)
+        counts_1hz = _per_second(grid, counts.t_ns, counts.counts, counts.bin_s)
+    else:
+        motion_cover = np.zeros(n)
+        epoch_counts = np.full(n, np.nan)
+        counts_1hz = np.full(n * EPOCH_S, np.nan)
+
+    # --- off body ------------------------------------------------------------------------
+    off_body = np.zeros(n, dtype=bool)
+    ob = epoch_index(grid, np.asarray(streams.off_body_t_ns, dtype=np.int64).reshape(-1))
+    off_body[ob[ob >= 0]] = True
+
+    # --- features and staging ----------------------------------------------------------
+    has_motion = (motion_cover >= MIN_COVERAGE) & ~off_body
+    has_hr = (hr_cover >= MIN_COVERAGE) & ~off_body
+    hr_1hz = cardiac.hr_1hz(hr_src_t, hr_src_v, grid.start_ns, n * EPOCH_S) if n else np.zeros(0)
+    count_feat = features.count_feature(counts_1hz, n)
+    hr_feat = features.hr_feature(hr_1hz, n)
+    count_feat = np.where(has_motion, count_feat, np.nan)
+    hr_feat = np.where(has_hr, hr_feat, np.nan)
+    count_n, hr_n = features.normalise_night(count_feat, hr_feat)
+    design = {
+        "hr+motion": features.design_matrix(count_n, hr_n, n),
+        "hr": features.design_matrix(None, hr_n, n),
+        "motion": features.design_matrix(count_n, None, n),
+    }
+    usable = {
+        "hr+motion": has_hr & has_motion,
+        "hr": has_hr,
+        "motion": has_motion,
+    }
+    stages, probs, set_code = stage(mdl, design, usable)
+    hyp = Hypnogram(grid.start_ns, stages, probs, mdl.version)
+
+    # --- summary -----------------------------------------------------------------------
+    summary: dict[str, Any] = night_metrics(hyp, hr_bpm=hr_epoch, rmssd_ms=hrv["rmssd_ms"])
+    onset = summary.get("sol_min")
+    ref_ns = grid.start_ns + int((onset or 0) * 60 * S_NS)
+    summary.update(
+        night=clock.night_of(ref_ns, tz).isoformat() if n else None,
+        tz=tz,
+        start_local=clock.local_iso(grid.start_ns, tz),
+        end_local=clock.local_iso(grid.end_ns, tz),
+        start_ns=grid.start_ns,
+        end_ns=grid.end_ns,
+        epochs=n,
+        scorer=mdl.version,
+        hr_coverage=round(float(np.mean(hr_cover >= MIN_COVERAGE)), 4) if n else 0.0,
+        motion_coverage=round(float(np.mean(motion_cover >= MIN_COVERAGE)), 4) if n else 0.0,
+        off_body_epochs=int(off_body.sum()),
+        feature_sets={name: int(np.sum(set_code == i)) for i, name in
+                      enumerate(FEATURE_SETS, start=1)},
+        data_quality=quality,
+    )
+    feats: dict[str, npt.NDArray[Any]] = {
+        "t_ns": grid.t_ns,
+        "hr_bpm": hr_epoch,
+        "counts": epoch_counts,
+        "hr_cover": hr_cover,
+        "motion_cover": motion_cover,
+        "off_body": off_body,
+        "rr_flags": rr_flags,
+        "count_feature": count_feat,
+        "hr_feature": hr_feat,
+        "feature_set": set_code,
+        **hrv,
+    }
+    return NightResult(hyp, feats, summary)

@@ -1,0 +1,178 @@
+"""Four-class sleep stager: per-epoch model + hidden Markov smoothing.
+
+Per epoch, a classifier (multinomial logistic regression or a one-hidden-layer
+perceptron, both plain arrays) maps the feature set the epoch has -- ``hr+motion``,
+``hr`` or ``motion`` (:mod:`sensord.staging.features`) -- to wake/light/deep/REM
+probabilities. Dividing them by the class prior the classifier was trained under gives
+scaled emission likelihoods (Bourlard & Morgan 1994, hybrid HMM/ANN); forward-backward
+over the night with the transition matrix counted from the training hypnograms
+(:mod:`sensord.staging.hmm`) gives the posterior probabilities stored per epoch. The
+stage is ``argmax(posterior * gains)`` with per-class decision gains fitted on the
+training data. Unscored epochs get a flat emission, so the chain bridges them, but stay
+unscored in the output.
+
+The model file is JSON holding only numbers and names, written by
+``tools/train_stager.py``; its ``version`` is stored with every result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sensord.errors import StagingError
+from sensord.staging.hmm import forward_backward
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+FEATURE_SETS = ("hr+motion", "hr", "motion")
+"""Feature-set names, in order of preference; index + 1 is the per-epoch set code."""
+DEFAULT_MODEL = Path(__file__).with_name("stager_model.json")
+
+
+@dataclass(frozen=True, slots=True)
+class EpochClassifier:
+    """Standardise, then a linear layer (``hidden`` empty) or tanh layer + linear layer."""
+
+    mean: F64
+    scale: F64
+    layers: tuple[F64, ...]  # W1, b1[, W2, b2]
+    prior: F64  # class distribution the classifier was trained under (after weighting)
+    gains: F64
+
+    def proba(self, x: F64) -> F64:
+        """Class probabilities ``(n, 4)`` for rows of ``x`` (finite rows only)."""
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        if len(self.layers) == 4:
+            z = np.tanh(z @ self.layers[0] + self.layers[1])
+            z = z @ self.layers[2] + self.layers[3]
+        else:
+            z = z @ self.layers[0] + self.layers[1]
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "layers": [layer.tolist() for layer in self.layers],
+            "prior": self.prior.tolist(),
+            "gains": self.gains.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochClassifier:
+        return cls(
+            np.asarray(d["mean"], dtype=np.float64),
+            np.asarray(d["scale"], dtype=np.float64),
+            tuple(np.asarray(layer, dtype=np.float64) for layer in d["layers"]),
+            np.asarray(d["prior"], dtype=np.float64),
+            np.asarray(d["gains"], dtype=np.float64),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StagerModel:
+    """Everything the stager needs; see :func:`load_model`."""
+
+    version: str
+    classifiers: dict[str, EpochClassifier]
+    transition: F64
+    initial: F64
+    smooth: bool = True
+    trained_on: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "trained_on": self.trained_on,
+            "classes": ["wake", "light", "deep", "rem"],
+            "smooth": self.smooth,
+            "transition": self.transition.tolist(),
+            "initial": self.initial.tolist(),
+            "classifiers": {k: v.to_dict() for k, v in self.classifiers.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StagerModel:
+        try:
+            model = cls(
+                str(d["version"]),
+                {k: EpochClassifier.from_dict(v) for k, v in d["classifiers"].items()},
+                np.asarray(d["transition"], dtype=np.float64),
+                np.asarray(d["initial"], dtype=np.float64),
+                bool(d.get("smooth", True)),
+                str(d.get("trained_on", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StagingError(f"stager model is malformed: {exc!r}") from exc
+        if model.transition.shape != (4, 4) or model.initial.shape != (4,):
+            raise StagingError("stager model: transition must be 4x4 and initial length 4")
+        unknown = set(model.classifiers) - set(FEATURE_SETS)
+        if unknown:
+            raise StagingError(f"stager model: unknown feature sets {sorted(unknown)}")
+        return model
+
+
+def load_model(path: str | Path | None = None) -> StagerModel:
+    """Read a model file (default: the one shipped in ``sensord/staging``)."""
+    p = Path(path) if path is not None else DEFAULT_MODEL
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise StagingError(f"cannot read stager model {p}: {exc}") from exc
+    return StagerModel.from_dict(data)
+
+
+def stage(
+    model: StagerModel, design: dict[str, F64], usable: dict[str, npt.NDArray[np.bool_]]
+) -> tuple[npt.NDArray[np.int8], F64, npt.NDArray[np.int8]]:
+    """Stage every epoch.
+
+    Parameters
+    ----------
+    model
+        The stager model.
+    design
+        Feature-set name -> design matrix ``(n, p)`` (:func:`features.design_matrix`).
+    usable
+        Feature-set name -> epochs for which that set's inputs are present.
+
+    Returns
+    -------
+    stages, probabilities, set_code
+        ``int8`` stages (-1 unscored), ``(n, 4)`` posteriors (``NaN`` rows unscored) and
+        the feature set used per epoch (1-based index into :data:`FEATURE_SETS`, 0 none).
+    """
+    n = next(iter(design.values())).shape[0] if design else 0
+    emission = np.ones((n, 4))
+    set_code = np.zeros(n, dtype=np.int8)
+    gains = np.ones((n, 4))
+    for code, name in enumerate(FEATURE_SETS, start=1):
+        clf = model.classifiers.get(name)
+        if clf is None or name not in design:
+            continue
+        x = design[name]
+        sel = usable[name] & (set_code == 0) & np.isfinite(x).all(axis=1)
+        if not sel.any():
+            continue
+        p = clf.proba(x[sel])
+        emission[sel] = p / clf.prior
+        gains[sel] = clf.gains
+        set_code[sel] = code
+    scored = set_code > 0
+    if model.smooth and n:
+        post = forward_backward(emission, model.transition, model.initial)
+    else:
+        post = emission * model.initial
+        post = post / post.sum(axis=1, keepdims=True)
+    stages = np.where(scored, np.argmax(post * gains, axis=1), -1).astype(np.int8)
+    probs = np.where(scored[:, None], post, np.nan)
+    return stages, probs, set_code

@@ -1,0 +1,79 @@
+"""Epoch grid, coverage and night assignment across DST (hand-checked instants)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from sensord.clock import local_iso, local_ns, night_bounds, night_of, utc_offset_s
+from sensord.errors import ConfigError, StagingError
+from sensord.staging.epochs import (
+    clean_series,
+    epoch_grid,
+    epoch_index,
+    epoch_mean,
+    interval_coverage,
+    second_coverage,
+)
+
+S = 10**9
+
+
+def test_epoch_grid_is_aligned_to_30_s_since_the_unix_epoch() -> None:
+    g = epoch_grid(1_000_000_007 * S, 1_000_000_100 * S)
+    # 1_000_000_000 s = 33_333_333 * 30 + 10, so the epoch holding it starts 10 s earlier
+    assert g.start_ns == 999_999_990 * S and g.n == 4  # last epoch starts at 1e9 + 80 s
+    assert g.start_ns % (30 * S) == 0
+    assert g.start_ns <= 1_000_000_007 * S < g.start_ns + 30 * S
+    assert g.end_ns >= 1_000_000_100 * S and g.end_ns - 30 * S < 1_000_000_100 * S
+    assert epoch_grid(5 * S, 5 * S).n == 0
+    idx = epoch_index(g, np.array([g.start_ns - 1, g.start_ns, g.start_ns + 31 * S, g.end_ns]))
+    assert list(idx) == [-1, 0, 1, -1]
+
+
+def test_clean_series_sorts_dedups_and_drops_non_finite() -> None:
+    t = np.array([3, 1, 2, 2, 5, 4], dtype=np.int64)
+    v = np.array([30.0, 10.0, 20.0, 99.0, np.nan, np.inf])
+    tc, vc, dropped = clean_series(t, v)
+    assert list(tc) == [1, 2, 3] and list(vc) == [10.0, 20.0, 30.0] and dropped == 3
+    with pytest.raises(StagingError, match="differ in length"):
+        clean_series(t, v[:2])
+
+
+def test_epoch_mean_and_coverages() -> None:
+    g = epoch_grid(0, 90 * S)
+    t = np.array([0, 1, 2, 31, 89], dtype=np.int64) * S
+    np.testing.assert_allclose(epoch_mean(g, t, np.array([1.0, 2, 3, 10, 7])), [2.0, 10.0, 7.0])
+    np.testing.assert_allclose(second_coverage(g, t), [3 / 30, 1 / 30, 1 / 30])
+    # RR intervals ending at 10 s (10 s long) and 45 s (20 s long): 10 s in epoch 0,
+    # 5 s in epoch 0 and 15 s in epoch 1
+    cov = interval_coverage(g, np.array([10, 45]) * S, np.array([10, 20]) * S)
+    np.testing.assert_allclose(cov, [15 / 30, 15 / 30, 0.0])
+
+
+def test_night_assignment_across_the_spring_dst_change() -> None:
+    tz = "Europe/Berlin"  # DST began 2026-03-29 at 02:00 CET -> 03:00 CEST
+    evening = int(dt.datetime(2026, 3, 28, 22, 0, tzinfo=dt.UTC).timestamp()) * S  # 23:00 CET
+    morning = int(dt.datetime(2026, 3, 29, 5, 0, tzinfo=dt.UTC).timestamp()) * S  # 07:00 CEST
+    assert night_of(evening, tz) == night_of(morning, tz) == dt.date(2026, 3, 28)
+    assert utc_offset_s(evening, tz) == 3600 and utc_offset_s(morning, tz) == 7200
+    start, end = night_bounds(dt.date(2026, 3, 28), tz)
+    assert (end - start) == 23 * 3600 * S  # noon CET to noon CEST
+    assert start == int(dt.datetime(2026, 3, 28, 11, 0, tzinfo=dt.UTC).timestamp()) * S
+    loc = local_ns(np.array([evening, morning]), tz)
+    assert list((loc - np.array([evening, morning])) // S) == [3600, 7200]
+    assert local_iso(morning, tz) == "2026-03-29T07:00:00+02:00"
+
+
+def test_night_assignment_across_the_autumn_change_and_bad_zone() -> None:
+    tz = "America/New_York"  # DST ended 2026-11-01 at 02:00 EDT -> 01:00 EST
+    start, end = night_bounds(dt.date(2026, 10, 31), tz)
+    assert end - start == 25 * 3600 * S
+    t = np.arange(start, end, 600 * S)
+    offs = (local_ns(t, tz) - t) // S
+    assert set(offs.tolist()) == {-4 * 3600, -5 * 3600}
+    assert all(night_of(int(x), tz) == dt.date(2026, 10, 31) for x in t[::12])
+    with pytest.raises(ConfigError, match="Mars/Olympus"):
+        night_of(start, "Mars/Olympus")
