@@ -167,6 +167,13 @@ def backfill(
 
 # --- end store ----------------------------------------------------------------------------
 
+# --- annotate area (issue 6): note, notes, web, report, export -------------------------
+from sensord.cli_annotate import register as _register_annotate  # noqa: E402
+
+_register_annotate(app)
+# --- end annotate area ------------------------------------------------------------------
+
+
 # --- session logs, replay, simulator, decoding, demo (issue 2 part B: branch logs) ------------
 
 log_app = typer.Typer(help="Inspect session logs (.blelog).", no_args_is_help=True)
