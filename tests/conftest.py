@@ -69,3 +69,27 @@ def influxdb_auth(influx_auth_server: InfluxServer) -> Iterator[AuthDB]:
     if influx_auth_server.running:
         influx_auth_server.drop_database(name)
         influx_auth_server.query(f'DROP USER "{db.user}"')
+
+
+# --- dashboards (issue 7) ----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def dashboard_study(
+    influx_auth_server: InfluxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[InfluxDB, object]]:
+    """The simulated two-participant study of ``tests/dashboard_data.py``, written once per
+    session into a database on the auth-enabled server (queried as admin; the provisioning
+    test adds a read-only user)."""
+    from tests import dashboard_data
+
+    if not influx_auth_server.running:
+        influx_auth_server.start()
+    db = InfluxDB(influx_auth_server, unique_db_name("dash"))
+    influx_auth_server.create_database(db.name)
+    from tests.influx import ADMIN_PASSWORD, ADMIN_USER
+
+    study = dashboard_data.fill(
+        db, tmp_path_factory.mktemp("dash"), auth=(ADMIN_USER, ADMIN_PASSWORD)
+    )
+    yield db, study
+    if influx_auth_server.running:
+        influx_auth_server.drop_database(db.name)

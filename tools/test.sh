@@ -22,7 +22,7 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 echo "tools/test.sh: ruff"
-.venv/bin/ruff check sensord tests bench tools
+.venv/bin/ruff check sensord dashboards tests bench tools
 echo "tools/test.sh: mypy"
 .venv/bin/mypy
 echo "tools/test.sh: pytest"

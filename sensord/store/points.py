@@ -160,3 +160,26 @@ def device_event_line(
     if detail:
         fields["detail"] = detail
     return schema_line("device_event", tags, fields, t_ns)
+
+
+def sender_status_line(
+    participant: str,
+    t_ns: int,
+    *,
+    backlog_points: int,
+    quarantined_points: int,
+    push_ok: bool,
+    last_ok_ns: int,
+) -> str:
+    """``sender_status`` point queued after a push attempt (read by the operations dashboard).
+
+    Added by the dashboards area: the sender should queue one after every attempt; it reaches
+    InfluxDB with the next successful push.
+    """
+    fields: dict[str, object] = {
+        "backlog_points": backlog_points,
+        "quarantined_points": quarantined_points,
+        "push_ok": push_ok,
+        "last_ok_ns": last_ok_ns,
+    }
+    return schema_line("sender_status", {"participant": participant}, fields, t_ns)

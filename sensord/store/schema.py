@@ -355,6 +355,22 @@ ANNOTATION = Measurement(
     ),
 )
 
+# Added by the dashboards area (issue 7): the operations dashboard shows each Pi's outbox
+# backlog and last successful push, which only the Pi knows. The daemon queues one point
+# after every push attempt; it reaches InfluxDB with the next successful push.
+SENDER_STATUS = Measurement(
+    "sender_status",
+    "Delivery health of a participant's Pi: one point after each push attempt of the outbox",
+    "time of the push attempt, UTC",
+    (PARTICIPANT,),
+    (
+        _f("backlog_points", INT, "points", "Points still waiting in the outbox after the attempt"),
+        _f("quarantined_points", INT, "points", "Points the server refused, kept in quarantine"),
+        _f("push_ok", B, "", "Whether the attempt delivered its batch"),
+        _f("last_ok_ns", INT, "ns", "Last successful push, UTC ns (0 before the first)"),
+    ),
+)
+
 MEASUREMENTS: tuple[Measurement, ...] = (
     HEART_RATE,
     BEAT,
@@ -365,6 +381,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     EPOCH_FEATURES,
     NIGHT,
     ANNOTATION,
+    SENDER_STATUS,
 )
 BY_NAME: dict[str, Measurement] = {m.name: m for m in MEASUREMENTS}
 
