@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from sensord.errors import ConfigError
 
 _REDACTED = "***"
+MIN_REDACT_CHARS = 4
+"""Shorter values are not masked (masking ``"ab"`` everywhere would garble every log)."""
 
 
 def check_private_file(path: Path) -> None:
@@ -54,12 +57,12 @@ def read_secret(*, file: str | Path | None = None, env: str | None = None,
         value = path.read_text(encoding="utf-8").strip("\r\n")
         if not value:
             raise ConfigError(f"{what}: secrets file {path} is empty")
-        return value
+        return register_secret(value)
     if env is not None:
         value = os.environ.get(env, "")
         if not value:
             raise ConfigError(f"{what}: environment variable {env} is not set or empty")
-        return value
+        return register_secret(value)
     raise ConfigError(f"{what}: give a file or an environment variable to read it from")
 
 
@@ -88,9 +91,32 @@ def ensure_private_dir(path: str | Path) -> Path:
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each (non-trivial) secret in ``text`` with ``***``."""
     for secret in secrets:
-        if len(secret) >= 4:
+        if len(secret) >= MIN_REDACT_CHARS:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def _scrub(record: logging.LogRecord, secrets: tuple[str, ...]) -> None:
+    """Mask ``secrets`` in a record's message and traceback, in place.
+
+    A traceback that holds a secret is rendered, masked and appended to the message (the
+    exception itself is dropped from the record), so every formatter prints it masked.
+    """
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a malformed call: keep the raw parts, masked
+        message = f"{record.msg} {record.args}"
+    cleaned = redact(message, secrets)
+    if record.exc_info and record.exc_info[1] is not None:
+        trace = logging.Formatter().formatException(record.exc_info)
+        masked = redact(trace, secrets)
+        if masked != trace:
+            cleaned = f"{cleaned}\n{masked}"
+            record.exc_info, record.exc_text = None, None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info, secrets)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
 
 
 class RedactingFilter(logging.Filter):
@@ -98,20 +124,46 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self._secrets = tuple(s for s in secrets if len(s) >= 4)
+        self._secrets = tuple(s for s in secrets if len(s) >= MIN_REDACT_CHARS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:
-            message = record.getMessage()
-            cleaned = redact(message, self._secrets)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-            if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = redact(
-                    logging.Formatter().formatException(record.exc_info), self._secrets
-                )
-                record.exc_info = None
+            _scrub(record, self._secrets)
         return True
+
+
+_registered: set[str] = set()
+_base_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _base_factory is not None
+    record = _base_factory(*args, **kwargs)
+    if _registered:
+        _scrub(record, tuple(sorted(_registered, key=len, reverse=True)))
+    return record
+
+
+def register_secret(value: str) -> str:
+    """Mask ``value`` in every log record made from now on, by any logger and handler.
+
+    Called wherever a secret is read (:func:`read_secret`, the sink password and token in
+    :mod:`sensord.config`), so no set-up step can be forgotten. Installs a log-record
+    factory once (records are masked when created, before any handler or filter sees
+    them, including handlers added later). Returns ``value``.
+    """
+    global _base_factory
+    if len(value) >= MIN_REDACT_CHARS:
+        _registered.add(value)
+        if _base_factory is None:
+            _base_factory = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(_redacting_factory)
+    return value
+
+
+def registered_secrets() -> frozenset[str]:
+    """The secrets registered so far (for tests and the redaction of printed errors)."""
+    return frozenset(_registered)
 
 
 def check_url_has_no_credentials(url: str, *, key: str = "sink.url") -> str:

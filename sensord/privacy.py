@@ -48,8 +48,17 @@ NS_PER_WEEK = 7 * 86_400 * NS_PER_S
 MIN_SHIFT_WEEKS = 52
 MAX_SHIFT_WEEKS = 520
 
-FREE_TEXT_KEYS = frozenset({"note", "comment", "comments", "text", "detail", "free_text"})
-"""Record keys that hold participants' own words; dropped by default on export."""
+FREE_TEXT_KEYS = frozenset({
+    "note", "comment", "comments", "text", "detail", "free_text",
+    "body_site", "name_entered",
+})
+"""Record keys that hold participants' own words; dropped by default on export
+(``name_entered`` is the substance name as typed, ``body_site`` where it hurts)."""
+
+RECORD_ID_KEYS = frozenset({"id", "ref"})
+"""Record ids (content hashes of the original record): re-keyed on export."""
+
+_DATE_IN_TEXT = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
 
 
 def validate_pseudonym(value: str, pattern: str = DEFAULT_PSEUDONYM_PATTERN) -> str:
@@ -141,6 +150,23 @@ class Deidentifier:
         # one refinement settles points whose guess crossed a DST change in the new calendar
         return shifted + offset_before - _utc_offsets_ns(guess, zone)
 
+    def record_id(self, record_id: str) -> str:
+        """A record id re-keyed under the secret (12 hex digits, like the originals)."""
+        return self._digest("record", record_id).hex()[:12]
+
+    def shift_local_iso(self, participant: str, value: str, tz: str) -> str:
+        """Shift an ISO local date-time with offset (``2026-11-20T22:51:00+01:00``)."""
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ConfigError(f"not an ISO date-time: {value!r}", key="export") from exc
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=ZoneInfo(tz))
+        t_ns = int(when.timestamp()) * NS_PER_S + when.microsecond * 1000
+        moved = int(self.shift_t_ns(participant, [t_ns], tz)[0])
+        local = dt.datetime.fromtimestamp(moved // NS_PER_S, tz=ZoneInfo(tz))
+        return local.replace(microsecond=(moved % NS_PER_S) // 1000).isoformat()
+
     def shift_date(self, participant: str, night: str) -> str:
         """Shift an ISO date label (``YYYY-MM-DD``) by the participant's whole weeks."""
         day = dt.date.fromisoformat(night)
@@ -189,6 +215,11 @@ class Manifest:
         }
 
 
+def _is_free_text_name(record: Mapping[str, Any]) -> bool:
+    """A substance name the participant typed outside the curated list."""
+    return bool(record.get("name_is_free_text")) or record.get("curated") is False
+
+
 def deidentify_records(
     records: Iterable[Mapping[str, Any]],
     deidentifier: Deidentifier,
@@ -197,10 +228,19 @@ def deidentify_records(
 ) -> tuple[list[dict[str, Any]], Manifest]:
     """De-identify export records (dicts from ``sensord export``).
 
-    Each record must have ``participant``. Keys ending in ``_ns`` are UTC-ns times
-    and are shifted; ``night`` (an ISO date) is shifted by the same weeks; keys in
-    :data:`FREE_TEXT_KEYS` are dropped unless the deidentifier keeps free text; a
-    substance name flagged as free text (``name_is_free_text``) becomes ``"other"``.
+    Each record must have ``participant``. What happens to each key:
+
+    * ``participant``: re-keyed (:meth:`Deidentifier.pseudonym`);
+    * ``id``, ``ref`` (record ids, content hashes of the original): re-keyed the same way,
+      so edits still point at the records they replace;
+    * keys ending in ``_ns`` (UTC-ns times): shifted, all of a participant's at once;
+      ``night`` (ISO date) and keys ending in ``_local`` (ISO date-times with offset)
+      by the same whole weeks;
+    * keys in :data:`FREE_TEXT_KEYS`: dropped unless the deidentifier keeps free text; a
+      substance name outside the curated list (``curated`` false or
+      ``name_is_free_text``) becomes ``"other"``;
+    * any other text that still holds a date (``YYYY-MM-DD``) is dropped and counted, so
+      no original date can leave through a field this function does not know.
 
     Raises
     ------
@@ -212,6 +252,7 @@ def deidentify_records(
         manifest.method["free_text"] = "kept on request"
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
+    times: dict[str, list[tuple[dict[str, Any], str, int]]] = {}
     for index, record in enumerate(records):
         participant = record.get("participant")
         if not isinstance(participant, str):
@@ -225,23 +266,31 @@ def deidentify_records(
         for key, value in record.items():
             if key == "participant":
                 clean[key] = deidentifier.pseudonym(participant)
+            elif key in RECORD_ID_KEYS and isinstance(value, str):
+                clean[key] = deidentifier.record_id(value) if value else value
             elif key.endswith("_ns") and isinstance(value, int) and not isinstance(value, bool):
-                clean[key] = int(deidentifier.shift_t_ns(participant, [value], tz)[0])
+                clean[key] = None  # filled below, one vectorised shift per participant
+                times.setdefault(participant, []).append((clean, key, value))
             elif key == "night" and isinstance(value, str):
                 clean[key] = deidentifier.shift_date(participant, value)
+            elif key.endswith("_local") and isinstance(value, str) and value:
+                clean[key] = deidentifier.shift_local_iso(participant, value, tz)
             elif key in FREE_TEXT_KEYS and not deidentifier.keep_free_text:
-                if value not in (None, ""):
+                if value not in (None, "", [], ()):
                     manifest.dropped_fields[key] += 1
-            elif (
-                key == "name"
-                and record.get("name_is_free_text")
-                and not deidentifier.keep_free_text
-            ):
+            elif key == "name" and _is_free_text_name(record) and not deidentifier.keep_free_text:
                 clean[key] = "other"
                 manifest.dropped_fields["free-text substance name"] += 1
+            elif isinstance(value, str) and _DATE_IN_TEXT.search(value):
+                manifest.dropped_fields[f"{key} (held a date)"] += 1
             else:
                 clean[key] = value
         out.append(clean)
+    for participant, slots in times.items():
+        tz = tz_by_participant[participant]
+        shifted = deidentifier.shift_t_ns(participant, [t for _, _, t in slots], tz)
+        for (clean, key, _), moved in zip(slots, shifted.tolist(), strict=True):
+            clean[key] = moved
     manifest.records = len(out)
     manifest.participants = len(seen)
     return out, manifest

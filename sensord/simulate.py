@@ -128,7 +128,7 @@ class SimConfig:
     dropouts_per_h: float = 0.0
     disconnects_per_night: float = 0.0
     rr_file: str | None = None
-    participant: str = "sim01"
+    participant: str = "SIM01"
     device: str = ""
 
     def effects_for(self, night: int) -> NightEffects:

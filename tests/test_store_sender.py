@@ -43,6 +43,7 @@ class CountingSink:
 def write_config(tmp_path: Path, url: str, db: str, user: str = "", password: str = "") -> Path:
     pw = tmp_path / "influx.secret"
     pw.write_text(password + "\n", encoding="utf-8")
+    pw.chmod(0o600)  # secrets files others can read are refused (issue 8)
     cfg = tmp_path / "sensord.toml"
     cfg.write_text(
         f'participant_id = "P-001"\ndata_dir = "{tmp_path / "data"}"\n'
