@@ -330,7 +330,8 @@ async def login_submit(request: web.Request) -> web.Response:
     token = request.cookies.get(LOGIN_COOKIE)
     sent = form.get("login_token")
     if not token or not isinstance(sent, str) or sent != token or not _same_origin(request):
-        return web.Response(status=403, text="Login form expired. Reload the page.\n")
+        return _login_form(request, "The login form expired; please enter your PIN again.",
+                           status=403)
     pin = form.get("pin")
     record = state.pin.load()
     loop = asyncio.get_running_loop()
