@@ -93,17 +93,20 @@ def outbox(
 
 @app.command()
 def doctor(config: Path | None = _CONFIG_OPT) -> None:
-    """Check InfluxDB: reachability, version, credentials, database/bucket."""
+    """Check the Pi and InfluxDB: adapter, BlueZ, permissions, clock, disk, sink."""
     from sensord.config import load_config
+    from sensord.daemon_ops import doctor_checks
     from sensord.store import service
 
     try:
-        report = service.doctor(load_config(config))
+        cfg = load_config(config)
+        radio_ok, radio_lines = doctor_checks(cfg)  # area daemon: adapter, BlueZ, clock, disk
+        report = service.doctor(cfg)
     except SensordError as exc:
         raise _store_fail(exc) from None
-    for line in report.lines:
+    for line in [*radio_lines, *report.lines]:
         typer.echo(line)
-    if not report.ok:
+    if not (report.ok and radio_ok):
         raise typer.Exit(1)
 
 
@@ -179,13 +182,117 @@ _register_annotate(app)
 # --- end annotate area ------------------------------------------------------------------
 
 
+
+# --- daemon (issue 5): scan, pair, run, status ------------------------------------------
+
+
+def _daemon_fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def scan(
+    config: Path | None = _CONFIG_OPT,
+    timeout: float = typer.Option(8.0, help="Seconds to listen."),
+) -> None:
+    """List nearby BLE devices with RSSI and the profile sensord recognises."""
+    import asyncio
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import scan as do_scan
+
+    try:
+        seen = asyncio.run(do_scan(load_config(config), timeout))
+    except SensordError as exc:
+        raise _daemon_fail(exc) from None
+    if not seen:
+        typer.echo("no devices found (is the wearable awake and not connected elsewhere?)")
+    for s in seen:
+        a = s.advertisement
+        rssi = f"{a.rssi_dbm} dBm" if a.rssi_dbm is not None else "? dBm"
+        typer.echo(f"{a.address}  {rssi:>8}  {s.profile or '-':<18} {a.name or ''}")
+
+
+@app.command()
+def pair(
+    address: str = typer.Argument(..., help="Device address, AA:BB:CC:DD:EE:FF."),
+    role: str = typer.Option("chest", help="Where it is worn: chest, wrist, upper_arm, ..."),
+    name: str | None = typer.Option(None, help="Device id in logs (default: the role)."),
+    profile: str | None = typer.Option(None, help="Profile (default: recognised by a scan)."),
+    config: Path = typer.Option(
+        Path("/etc/sensord/sensord.toml"), "--config", "-c", help="Config file to add it to."
+    ),
+    timeout: float = typer.Option(8.0, help="Seconds to scan for the device."),
+) -> None:
+    """Add a wearable to the config (recognising its profile by scanning)."""
+    import asyncio
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import pair as do_pair
+    from sensord.daemon_ops import scan as do_scan
+
+    try:
+        cfg = load_config(config if config.exists() else None)
+        seen = asyncio.run(do_scan(cfg, timeout)) if profile is None else []
+        block = do_pair(config, cfg, address, role=role, name=name, profile=profile, seen=seen)
+        load_config(config)  # the file must still load
+    except SensordError as exc:
+        raise _daemon_fail(exc) from None
+    typer.echo(f"added to {config}:{block}")
+
+
+@app.command()
+def run(
+    config: Path | None = _CONFIG_OPT,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    time_scale: float = typer.Option(
+        1.0, "--time-scale", hidden=True, help="Run the daemon's clock this many times faster "
+        "than real time (tests and demos with virtual wearables only)."
+    ),
+) -> None:
+    """Record the configured wearables all night (foreground; for systemd)."""
+    import asyncio
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import run_daemon, scaled_clock, setup_logging
+
+    setup_logging(verbose)
+    try:
+        asyncio.run(run_daemon(load_config(config), clock=scaled_clock(time_scale)))
+    except SensordError as exc:
+        raise _daemon_fail(exc) from None
+
+
+@app.command()
+def status(
+    config: Path | None = _CONFIG_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per device: connected, last notification, battery, coverage; outbox; clock sync."""
+    import json
+
+    from sensord.config import load_config
+    from sensord.daemon_ops import format_status, read_status
+
+    try:
+        st = read_status(load_config(config))
+    except SensordError as exc:
+        raise _daemon_fail(exc) from None
+    typer.echo(json.dumps(st, indent=1) if as_json else format_status(st))
+    if not st.get("running"):
+        raise typer.Exit(1)
+
+
+# --- end daemon ---------------------------------------------------------------------------
+
 # --- session logs, replay, simulator, decoding, demo (issue 2 part B: branch logs) ------------
 
 log_app = typer.Typer(help="Inspect session logs (.blelog).", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 
 
-def _fail(exc: SensordError) -> NoReturn:
+def _log_fail(exc: SensordError) -> NoReturn:
     typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
     raise typer.Exit(2)
 
@@ -207,6 +314,8 @@ def simulate(
     acc_rate_hz: float = typer.Option(50.0, help="Polar PMD accelerometer rate (25/50/100/200)."),
     dropouts_per_h: float = typer.Option(0.0, help="Mean radio dropouts per hour."),
     disconnects: float = typer.Option(0.0, help="Mean disconnects per night."),
+    clock_step_s: float = typer.Option(0.0, help="Host clock steps by this 30 min in."),
+    hr_offset_bpm: float = typer.Option(0.0, help="Added to the heart-rate baseline."),
     rr_file: Path | None = typer.Option(None, help="MMASH RR.csv.gz: use these real beats."),
     rem_scale: float = typer.Option(1.0, help="Multiply REM period lengths."),
     deep_scale: float = typer.Option(1.0, help="Multiply N3 period lengths."),
@@ -222,13 +331,14 @@ def simulate(
             seed=seed, start_local=start, tz=tz, nights=nights, duration_h=duration_h,
             profile=profile, acc_rate_hz=acc_rate_hz,
             effects=sim.NightEffects(rem_scale=rem_scale, deep_scale=deep_scale,
-                                     waso_extra_min=waso_extra_min),
+                                     waso_extra_min=waso_extra_min, hr_offset_bpm=hr_offset_bpm),
             dropouts_per_h=dropouts_per_h, disconnects_per_night=disconnects,
+            clock_step_s=clock_step_s,
             rr_file=str(rr_file) if rr_file else None, participant=participant,
         )
         result, logs = sim.simulate_to_files(cfg, out, one_file=one_file)
     except SensordError as exc:
-        _fail(exc)
+        _log_fail(exc)
     for night in result.nights:
         m = night.summary()
         typer.echo(f"night {night.index}: TST {m.get('tst_min', 0):.0f} min, "
@@ -260,7 +370,7 @@ def replay(
     try:
         report = _replay_report(logs, speed)
     except SensordError as exc:
-        _fail(exc)
+        _log_fail(exc)
     typer.echo(json.dumps(report.as_dict(), indent=1) if json_out else report.format())
 
 
@@ -281,7 +391,7 @@ def decode(
                 raise LogFormatError(f"not hex: {text!r}") from None
             typer.echo(json.dumps(devices.decode_one(char, payload), sort_keys=True))
     except SensordError as exc:
-        _fail(exc)
+        _log_fail(exc)
 
 
 @log_app.command("info")
@@ -293,7 +403,7 @@ def log_info(log: Path = typer.Argument(..., help="A .blelog file.")) -> None:
     try:
         c = blelog.load(log, probs)
     except SensordError as exc:
-        _fail(exc)
+        _log_fail(exc)
     typer.echo(f"{log}: {log.stat().st_size} bytes, {c.members} sessions, {c.lines} records")
     for i, h in enumerate(c.headers):
         typer.echo(f"session {i}: format v{h.format_version}, sensord {h.sensord_version}, "
@@ -337,7 +447,7 @@ def log_cat(
                         what += f" !{exc}"
             typer.echo(f"{line}\t{_utc(ev.wall_ns)}\t{what}")
     except SensordError as exc:
-        _fail(exc)
+        _log_fail(exc)
     _problem_lines(probs)
 
 
@@ -361,7 +471,7 @@ def demo(
     try:
         report = _replay_report([path], None)
     except SensordError as exc:
-        _fail(exc)
+        _log_fail(exc)
     if json_out:
         typer.echo(json.dumps(report.as_dict(), indent=1))
         return
@@ -506,6 +616,7 @@ def validate_walch(
     feature_set: list[str] = typer.Option(
         ["hr+motion", "hr", "motion"], "--features", help="Feature sets to evaluate."
     ),
+    jobs: int = typer.Option(1, min=1, help="Worker processes for --loso folds."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Agreement with polysomnography on the Walch et al. (2019) subjects."""
@@ -527,7 +638,7 @@ def validate_walch(
             if mdl is not None:
                 out["feature_sets"][fs] = evaluate_walch(nights, mdl, fs)
             else:
-                out["feature_sets"][fs] = loso_walch(nights, fs)
+                out["feature_sets"][fs] = loso_walch(nights, fs, jobs=jobs)
     except (SensordError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

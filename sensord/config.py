@@ -129,6 +129,11 @@ class DaemonConfig:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 120.0
     log_retention_days: int = 365
+    # area daemon (issue 5): radio and log housekeeping
+    transport: str = "bleak"
+    adapter: str = ""
+    connect_timeout_s: float = 20.0
+    compress_after_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -451,6 +456,15 @@ def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
         )
     if cfg.daemon.watchdog_s <= 0:
         raise ConfigError("must be positive", key="daemon.watchdog_s", source=src)
+    if cfg.daemon.transport != "bleak" and not cfg.daemon.transport.startswith("bumble:"):
+        raise ConfigError(
+            'must be "bleak" (BlueZ) or "bumble:<hci transport>", e.g. "bumble:usb:0"',
+            key="daemon.transport", source=src,
+        )
+    if cfg.daemon.connect_timeout_s <= 0:
+        raise ConfigError("must be positive", key="daemon.connect_timeout_s", source=src)
+    if cfg.daemon.compress_after_days < 0:
+        raise ConfigError("must be >= 0", key="daemon.compress_after_days", source=src)
     if cfg.daemon.log_retention_days < 0:
         raise ConfigError(
             "must be >= 0 (0 keeps logs forever)", key="daemon.log_retention_days", source=src

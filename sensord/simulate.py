@@ -111,6 +111,11 @@ class SimConfig:
         Mean rate of radio dropouts (5-90 s without notifications).
     disconnects_per_night
         Mean number of disconnects (30-300 s, logged as device events).
+    clock_step_s
+        The host's wall clock steps by this much 30 min into the first night (a
+        Raspberry Pi without RTC whose NTP sync comes late): later events carry the
+        stepped wall time, a :class:`~sensord.model.ClockEvent` records the step, the
+        monotonic clock and the ground truth stay true.
     rr_file
         MMASH ``RR.csv.gz``: drive heart rate and RR from these real beats instead.
     participant, device
@@ -127,6 +132,7 @@ class SimConfig:
     effects: NightEffects | tuple[NightEffects, ...] = NightEffects()
     dropouts_per_h: float = 0.0
     disconnects_per_night: float = 0.0
+    clock_step_s: float = 0.0
     rr_file: str | None = None
     participant: str = "SIM01"
     device: str = ""
@@ -806,20 +812,28 @@ def write_night_log(
 ) -> int:
     """Append ``night`` as one writer session to the log at ``path``; returns events written.
 
-    ``boot_wall_ns`` is the simulated host's boot time: ``mono_ns = wall_ns - boot``.
+    ``boot_wall_ns`` is the simulated host's boot time: ``mono_ns = true time - boot``.
     """
     from sensord.blelog import BlelogWriter
-    from sensord.model import DeviceEvent
+    from sensord.model import ClockEvent, DeviceEvent
 
     walls, items = night_events(cfg, night)
     dev = cfg.device_id()
     first = int(walls[0]) if walls.size else night.start_ns
     extra = {"simulated": True, "seed": cfg.seed, "profile": cfg.profile, "night": night.index}
+    step_ns = round(cfg.clock_step_s * 1e9) if night.index == 0 else 0
+    step_at = night.start_ns + 1800 * _NS if step_ns else None
+    offset = 0  # host wall clock minus true time
     w = BlelogWriter(path, participant=cfg.participant, tz=cfg.tz, host=host,
                      wall_ns=first, mono_ns=first - boot_wall_ns, fsync=False, extra=extra)
     try:
-        for wall, item in zip(walls.tolist(), items, strict=True):
-            mono = wall - boot_wall_ns
+        for true_ns, item in zip(walls.tolist(), items, strict=True):
+            mono = true_ns - boot_wall_ns
+            if step_at is not None and true_ns >= step_at:
+                offset = step_ns
+                w.write(ClockEvent(step_at + offset, step_at - boot_wall_ns, step_ns, True))
+                step_at = None
+            wall = true_ns + offset
             if isinstance(item, DeviceEvent):
                 w.write(DeviceEvent(item.device, item.kind, wall, mono, item.detail))
             else:

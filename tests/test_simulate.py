@@ -217,3 +217,21 @@ def test_bad_config_is_a_clear_error() -> None:
         sim.simulate(sim.SimConfig(tz="Mars/Olympus"))
     with pytest.raises(ConfigError, match="effects"):
         sim.simulate(sim.SimConfig(nights=2, effects=(sim.NightEffects(),)))
+
+
+def test_clock_step_is_logged_and_shifts_later_wall_times(tmp_path: Path) -> None:
+    from sensord import blelog
+    from sensord.model import ClockEvent, RawNotification
+
+    cfg = sim.SimConfig(seed=4, profile="hrs_strap", duration_h=1.0, clock_step_s=-7.5)
+    result, logs = sim.simulate_to_files(cfg, tmp_path)
+    events = list(blelog.iter_events(logs[0]))
+    clocks = [e for e in events if isinstance(e, ClockEvent)]
+    assert len(clocks) == 1 and clocks[0].step_ns == -7_500_000_000
+    step_mono = clocks[0].mono_ns
+    notes = [e for e in events if isinstance(e, RawNotification)]
+    before = [e.wall_ns - e.mono_ns for e in notes if e.mono_ns < step_mono]
+    after = [e.wall_ns - e.mono_ns for e in notes if e.mono_ns >= step_mono]
+    assert len(set(before)) == 1 and len(set(after)) == 1
+    assert after[0] - before[0] == -7_500_000_000
+    assert result.nights[0].start_ns % (30 * 10**9) == 0  # the truth stays in true UTC

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage, signal
+from scipy.stats import rankdata
 
 from sensord.model import EPOCH_S
 
@@ -168,16 +169,53 @@ def context_columns(base: F64) -> list[F64]:
     return [cols[0], *(np.where(np.isfinite(c), c, fill) for c in cols[1:])]
 
 
+def night_rank(x: F64) -> F64:
+    """Rank of each finite value within the night, scaled to (0, 1]; ``NaN`` stays ``NaN``.
+
+    Ties share their mean rank (as ``scipy.stats.rankdata``)."""
+    out = np.full(x.shape, np.nan)
+    ok = np.isfinite(x)
+    if ok.any():
+        out[ok] = rankdata(x[ok]) / ok.sum()
+    return out
+
+
+def _mean_w(x: F64, w: int) -> F64:
+    s, n = _nan_uniform(x, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = s / n
+    fill = float(np.nanmean(x)) if np.isfinite(x).any() else np.nan
+    return np.where(np.isfinite(m), m, fill)
+
+
+LONG_WINDOW = 161
+PRODUCT_WINDOWS = (5, 21, 81)
+
+
 def design_matrix(count_n: F64 | None, hr_n: F64 | None, n_epochs: int) -> F64:
-    """Model inputs: context columns of each available normalised feature, then
-    ``time_h/8``, its square, ``cosine``, then every context column times ``time_h/8``."""
+    """Model inputs of one feature set (``None`` = stream absent):
+
+    * for each present feature: its context columns (:func:`context_columns`) and its
+      161-epoch (80-min) centred mean;
+    * with heart rate: the within-night rank of the hr feature (a second per-night
+      normalisation), its 161-epoch mean and its centred means over 5..81 epochs;
+    * with both: products of the count and hr centred means over 5, 21 and 81 epochs;
+    * ``time_h / 8``, its square and ``cosine``.
+    """
     cols: list[F64] = []
-    for base in (count_n, hr_n):
-        if base is not None:
-            cols.extend(context_columns(base))
+    if count_n is not None:
+        cols.extend(context_columns(count_n))
+        cols.append(_mean_w(count_n, LONG_WINDOW))
+    if hr_n is not None:
+        cols.extend(context_columns(hr_n))
+        cols.append(_mean_w(hr_n, LONG_WINDOW))
+        rank = night_rank(hr_n)
+        cols.append(_mean_w(rank, LONG_WINDOW))
+        cols.extend(_mean_w(rank, w) for w in CONTEXT_WINDOWS)
+    if count_n is not None and hr_n is not None:
+        cols.extend(_mean_w(count_n, w) * _mean_w(hr_n, w) for w in PRODUCT_WINDOWS)
     time_h, cosine = time_features(n_epochs)
     tt = time_h / 8.0
-    inter = [tt * c for c in cols]
-    return np.column_stack([*cols, tt, tt**2, cosine, *inter]) if n_epochs else np.zeros(
-        (0, 3 + 2 * len(cols))
-    )
+    if n_epochs == 0:
+        return np.zeros((0, len(cols) + 3))
+    return np.column_stack([*cols, tt, tt**2, cosine])

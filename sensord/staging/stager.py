@@ -1,15 +1,14 @@
 """Four-class sleep stager: per-epoch model + hidden Markov smoothing.
 
-Per epoch, a classifier (multinomial logistic regression or a one-hidden-layer
-perceptron, both plain arrays) maps the feature set the epoch has -- ``hr+motion``,
+Per epoch, a classifier (the average of a multinomial logistic regression and a
+one-hidden-layer perceptron, both plain arrays) maps the feature set the epoch has -- ``hr+motion``,
 ``hr`` or ``motion`` (:mod:`sensord.staging.features`) -- to wake/light/deep/REM
 probabilities. Dividing them by the class prior the classifier was trained under gives
 scaled emission likelihoods (Bourlard & Morgan 1994, hybrid HMM/ANN); forward-backward
 over the night with the transition matrix counted from the training hypnograms
-(:mod:`sensord.staging.hmm`) gives the posterior probabilities stored per epoch. The
-stage is ``argmax(posterior * gains)`` with per-class decision gains fitted on the
-training data. Unscored epochs get a flat emission, so the chain bridges them, but stay
-unscored in the output.
+(:mod:`sensord.staging.hmm`) gives the posterior probabilities stored per epoch; the
+stage is the most probable class. Unscored epochs get a flat emission, so the chain
+bridges them, but they stay unscored in the output.
 
 The model file is JSON holding only numbers and names, written by
 ``tools/train_stager.py``; its ``version`` is stored with every result.
@@ -38,33 +37,39 @@ DEFAULT_MODEL = Path(__file__).with_name("stager_model.json")
 
 @dataclass(frozen=True, slots=True)
 class EpochClassifier:
-    """Standardise, then a linear layer (``hidden`` empty) or tanh layer + linear layer."""
+    """Standardise, then average the class probabilities of the member models.
+
+    A member is ``(W, b)`` (multinomial logistic regression) or ``(W1, b1, W2, b2)``
+    (one tanh hidden layer, then a linear layer); each ends in a softmax.
+    """
 
     mean: F64
     scale: F64
-    layers: tuple[F64, ...]  # W1, b1[, W2, b2]
-    prior: F64  # class distribution the classifier was trained under (after weighting)
-    gains: F64
+    members: tuple[tuple[F64, ...], ...]
+    prior: F64  # class distribution the members were trained under (after weighting)
 
     def proba(self, x: F64) -> F64:
         """Class probabilities ``(n, 4)`` for rows of ``x`` (finite rows only)."""
-        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
-        if len(self.layers) == 4:
-            z = np.tanh(z @ self.layers[0] + self.layers[1])
-            z = z @ self.layers[2] + self.layers[3]
-        else:
-            z = z @ self.layers[0] + self.layers[1]
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=1, keepdims=True)
+        z0 = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        total = np.zeros((z0.shape[0], self.prior.size))
+        for layers in self.members:  # two members: an ensemble, not a loop over epochs
+            z = z0
+            if len(layers) == 4:
+                z = np.tanh(z @ layers[0] + layers[1])
+                z = z @ layers[2] + layers[3]
+            else:
+                z = z @ layers[0] + layers[1]
+            z = z - z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            total += p / p.sum(axis=1, keepdims=True)
+        return total / len(self.members)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
-            "layers": [layer.tolist() for layer in self.layers],
+            "members": [[layer.tolist() for layer in m] for m in self.members],
             "prior": self.prior.tolist(),
-            "gains": self.gains.tolist(),
         }
 
     @classmethod
@@ -72,9 +77,9 @@ class EpochClassifier:
         return cls(
             np.asarray(d["mean"], dtype=np.float64),
             np.asarray(d["scale"], dtype=np.float64),
-            tuple(np.asarray(layer, dtype=np.float64) for layer in d["layers"]),
+            tuple(tuple(np.asarray(layer, dtype=np.float64) for layer in m)
+                  for m in d["members"]),
             np.asarray(d["prior"], dtype=np.float64),
-            np.asarray(d["gains"], dtype=np.float64),
         )
 
 
@@ -154,7 +159,6 @@ def stage(
     n = next(iter(design.values())).shape[0] if design else 0
     emission = np.ones((n, 4))
     set_code = np.zeros(n, dtype=np.int8)
-    gains = np.ones((n, 4))
     for code, name in enumerate(FEATURE_SETS, start=1):
         clf = model.classifiers.get(name)
         if clf is None or name not in design:
@@ -165,7 +169,6 @@ def stage(
             continue
         p = clf.proba(x[sel])
         emission[sel] = p / clf.prior
-        gains[sel] = clf.gains
         set_code[sel] = code
     scored = set_code > 0
     if model.smooth and n:
@@ -173,6 +176,6 @@ def stage(
     else:
         post = emission * model.initial
         post = post / post.sum(axis=1, keepdims=True)
-    stages = np.where(scored, np.argmax(post * gains, axis=1), -1).astype(np.int8)
+    stages = np.where(scored, np.argmax(post, axis=1), -1).astype(np.int8)
     probs = np.where(scored[:, None], post, np.nan)
     return stages, probs, set_code

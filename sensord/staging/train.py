@@ -14,7 +14,6 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 
 from sensord.staging import features
-from sensord.staging.hmm import forward_backward
 from sensord.staging.stager import FEATURE_SETS, EpochClassifier, StagerModel
 
 F64 = npt.NDArray[np.float64]
@@ -96,29 +95,6 @@ def cohen_kappa(truth: I64, pred: I64, k: int) -> float:
 
 THREE_CLASS = np.array([0, 1, 1, 2])
 """wake/light/deep/REM -> wake/NREM/REM."""
-
-
-def tune_gains(proba: F64, y: I64, grid: F64 | None = None) -> F64:
-    """Per-class decision gains maximising the sum of sleep/wake, 3-class and 4-class
-    kappa on the given (training) data by coordinate search over ``grid``."""
-    g = np.exp(np.linspace(-1.0, 1.0, 11)) if grid is None else grid
-    gains = np.ones(N_CLASSES)
-
-    def score(c: F64) -> float:
-        p4 = np.argmax(proba * c, axis=1)
-        return (
-            cohen_kappa((y > 0).astype(np.int64), (p4 > 0).astype(np.int64), 2)
-            + cohen_kappa(THREE_CLASS[y], THREE_CLASS[p4], 3)
-            + cohen_kappa(y, p4, N_CLASSES)
-        )
-
-    for _ in range(2):
-        for cls in range(N_CLASSES):
-            trial = np.repeat(gains[None, :], g.size, axis=0)
-            trial[:, cls] = g
-            scores = [score(c) for c in trial]  # 11 candidates per class, not per epoch
-            gains[cls] = g[int(np.argmax(scores))]
-    return gains
 
 
 def fit_mlp(
@@ -218,27 +194,27 @@ def train_stager(
     version: str,
     feature_sets: tuple[str, ...] = FEATURE_SETS,
     hidden: int = 16,
-    l2: float = 30.0,
+    l2_mlp: float = 30.0,
+    l2_linear: float = 1.0,
     max_iter: int = 300,
+    row_step: int = 2,
 ) -> StagerModel:
-    """Fit one classifier per feature set, the transition model and the decision gains
-    (gains maximise summed sleep/wake, 3- and 4-class kappa of the smoothed training
-    posteriors; nothing is fitted per subject)."""
+    """Fit, per feature set, a class-weighted logistic regression and perceptron (their
+    probabilities are averaged) on every ``row_step``-th epoch (neighbouring epochs share
+    most of their context, so this halves the cost and loses little), and the transition
+    matrix and class prior from the training hypnograms. Nothing is fitted per subject."""
     trans = transition_counts(nights)
     y_all = np.concatenate([n.stages for n in nights])
     initial = np.bincount(y_all, minlength=N_CLASSES) / y_all.size
     classifiers: dict[str, EpochClassifier] = {}
     for name in feature_sets:
-        designs = [walch_design(n, name) for n in nights]
-        mean, scale, layers, prior_w = fit_mlp(
-            np.vstack(designs), y_all, hidden=hidden, l2=l2, max_iter=max_iter
-        )
-        clf = EpochClassifier(mean, scale, layers, prior_w, np.ones(N_CLASSES))
-        post = np.vstack([
-            forward_backward(clf.proba(d) / prior_w, trans, initial) for d in designs
-        ])
-        gains = tune_gains(post, y_all)
-        classifiers[name] = EpochClassifier(mean, scale, layers, prior_w, gains)
+        x = np.vstack([walch_design(n, name) for n in nights])[::row_step]
+        y = y_all[::row_step]
+        mean, scale, layers, prior_w = fit_mlp(x, y, hidden=hidden, l2=l2_mlp,
+                                               max_iter=max_iter)
+        lin = fit_logistic(x, y, l2=l2_linear, max_iter=max_iter)
+        linear = (lin.weights[:-1], lin.weights[-1])
+        classifiers[name] = EpochClassifier(mean, scale, (layers, linear), prior_w)
     subjects = ",".join(n.subject for n in nights)
     return StagerModel(version, classifiers, trans, initial, True,
                        f"walch2019 {len(nights)} subjects: {subjects}")

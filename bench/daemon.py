@@ -1,0 +1,203 @@
+"""Benchmark: one night replayed through the daemon's full per-event path (issue 5 budget).
+
+A simulated 8-h Polar H10 night (Heart Rate Measurement with RR at 1 Hz, PMD accelerometer
+at 50 Hz; ``sensord.simulate``) is written to a session log first. A fresh process then
+reads it record by record and pushes every record through what the live daemon does with
+it, driven by the records' own clock (an injectable clock that reads the current record's
+time), without the radio:
+
+* the supervisor's admission (flood limit, status counters) and ``Daemon.record``: the
+  clock-step tracker, then the pipeline: a new session log written and fsync'd as the
+  daemon does (``sensord.daemon_ops.LOG_SYNC_S``), then batch decoding (16 notifications per
+  batch, as live);
+* every 5 s of data the clock check, every 30 s the status file and an epoch tick (export
+  of new samples to a real SQLite outbox, rolling-buffer trim), every 5 min provisional
+  stages for the epochs completed since (``score_night`` on the last 10 minutes, in the
+  scoring worker process);
+* at the end, the final re-score of the whole night from the new log (scoring worker).
+
+CPU time is the recording process plus the scoring worker (joined, so its time counts).
+
+Printed from one run: CPU seconds (user+system) per hour of data (budget <= 1.0), peak RSS
+(budget <= 100 MB), and the ratio of data time to wall time.
+
+Usage: ``python bench/daemon.py [--hours 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DataClock:
+    """The time of the record being processed (the daemon's clocks are injectable)."""
+
+    def __init__(self) -> None:
+        self.wall = 0
+        self.mono = 0
+
+    def wall_ns(self) -> int:
+        return self.wall
+
+    def mono_ns(self) -> int:
+        return self.mono
+
+    def read(self) -> tuple[int, int]:
+        return self.wall, self.mono
+
+    async def sleep(self, seconds: float) -> None:
+        raise RuntimeError("the bench drives time itself")
+
+    def synced(self) -> bool:
+        return True
+
+
+class Spec:
+    def __init__(self, name: str, address: str, profile: str, role: str) -> None:
+        self.name, self.address, self.profile, self.role = name, address, profile, role
+
+
+def replay(log: Path, work: Path) -> dict[str, float]:
+    """Child process: the measured part."""
+    from sensord.blelog import BlelogWriter, iter_events
+    from sensord.daemon import Daemon, DaemonOptions
+    from sensord.daemon_ops import LOG_SYNC_S
+    from sensord.model import DeviceEvent, RawNotification
+    from sensord.pipeline import Pipeline
+    from sensord.store.local import LocalStore
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    clock = DataClock()
+    events = iter_events(log)
+    first = next(events)
+    clock.wall, clock.mono = first.wall_ns, first.mono_ns
+    out_log = work / "replayed.blelog"
+    writer = BlelogWriter(out_log, participant="bench", tz="Europe/Zurich", host="bench",
+                          wall_ns=clock.wall, mono_ns=clock.mono, fsync=True,
+                          sync_interval_s=LOG_SYNC_S)
+    store = LocalStore(work / "outbox.sqlite")
+    device = first.device if isinstance(first, DeviceEvent | RawNotification) else "polar_h10"
+    daemon = Daemon([Spec(device, "00:00:00:00:00:00", "polar_pmd", "chest")],
+                    transport=None,  # type: ignore[arg-type]  # no radio in the bench
+                    pipeline=Pipeline(writer=writer, batch_size=16), clock=clock,
+                    options=DaemonOptions(status_path=work / "status.json"), outbox=store,
+                    participant="bench", tz="Europe/Zurich")
+    sup = daemon.supervisors[0]
+    start_wall = first.wall_ns
+    next_check = next_status = next_epoch = first.mono_ns
+    n = 0
+    for ev in [first]:
+        sup.on_event(ev)
+    for ev in events:
+        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
+        sup.on_event(ev)
+        n += 1
+        if ev.mono_ns >= next_check:
+            daemon.clock_watch.check()
+            next_check += 5 * 10**9
+        if ev.mono_ns >= next_status:
+            daemon.write_status()
+            next_status += 30 * 10**9
+        if ev.mono_ns >= next_epoch:
+            daemon.epoch_tick()
+            next_epoch += 30 * 10**9
+    end_wall = clock.wall
+    daemon.pipeline.end_session()
+    daemon.epoch_tick()
+    daemon.wait_scoring()
+    daemon.pipeline.close()
+    peak_daemon_mb = vm_hwm_mb()
+    summary = daemon.rescore([out_log])
+    daemon.close_scoring()  # joins the worker: its CPU time is in RUSAGE_CHILDREN now
+    store.close()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall_s = time.perf_counter() - t0
+    hours = (end_wall - start_wall) / 3.6e12
+    cpu_daemon = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    cpu_scoring = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    cpu = cpu_daemon + cpu_scoring
+    return {
+        "records": n + 1,
+        "hours": hours,
+        "cpu_s": cpu,
+        "cpu_s_per_h": cpu / hours,
+        "cpu_daemon_s": cpu_daemon,
+        "cpu_scoring_s": cpu_scoring,
+        "peak_rss_mb": peak_daemon_mb,
+        "peak_rss_scoring_mb": c1.ru_maxrss / 1024,
+        "wall_s": wall_s,
+        "realtime_ratio": hours * 3600 / wall_s,
+        "provisional_epochs": daemon.provisional_epochs,
+        "final_epochs": int(summary["epochs"]) if summary else 0,
+        "outbox_lines": store_lines(work / "outbox.sqlite"),
+    }
+
+
+def vm_hwm_mb() -> float:
+    """Peak resident set of this process image (VmHWM; unlike ru_maxrss it does not
+    carry over the parent's peak across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def store_lines(path: Path) -> int:
+    from sensord.store.local import LocalStore
+
+    s = LocalStore(path)
+    try:
+        return s.stats().pending_lines
+    finally:
+        s.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=8.0)
+    parser.add_argument("--child", nargs=2, metavar=("LOG", "WORK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]))))
+        return
+    from sensord.simulate import SimConfig, simulate_to_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SimConfig(seed=7, nights=1, duration_h=args.hours, profile="polar_h10",
+                        acc_rate_hz=50.0, participant="bench")
+        _sim, logs = simulate_to_files(cfg, tmp)
+        work = Path(tmp) / "work"
+        work.mkdir()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(logs[0]), str(work)],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"night: {r['hours']:.2f} h of data, {r['records']} records "
+          "(HR+RR 1 Hz, ACC 50 Hz), simulated")
+    print(f"cpu_per_hour_of_data = {r['cpu_s_per_h']:.3f} CPU-s/h   (budget <= 1.0; "
+          f"{r['cpu_s']:.1f} CPU-s in all: recording process {r['cpu_daemon_s']:.1f}, "
+          f"scoring worker {r['cpu_scoring_s']:.1f})")
+    print(f"peak_rss = {r['peak_rss_mb']:.1f} MB   (budget <= 100; the recording process)")
+    print(f"peak_rss_scoring_worker = {r['peak_rss_scoring_mb']:.1f} MB   (provisional + "
+          "final score_night, separate process)")
+    print(f"ratio_to_real_time = {r['realtime_ratio']:.0f}x   "
+          f"({r['wall_s']:.1f} s wall for the night)")
+    print(f"provisional epochs {r['provisional_epochs']}, final epochs {r['final_epochs']}, "
+          f"outbox lines {r['outbox_lines']}")
+
+
+if __name__ == "__main__":
+    main()

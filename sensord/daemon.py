@@ -1,0 +1,1018 @@
+"""The live daemon: one supervisor per configured wearable, all night, whatever happens.
+
+Per device: connect -> set up (e.g. start the Polar PMD accelerometer at 50 Hz) ->
+subscribe -> stream. On a disconnect, or when the no-data watchdog fires (a silent device
+sends no disconnect), tear the link down and reconnect after a capped, jittered backoff
+(:class:`sensord.backoff.BackoffPolicy`), for as long as the daemon runs. Several devices
+run side by side; one device's failures never stop another's.
+
+Every event goes to the session log *first* (the source of truth), then to the optional
+downstream consumer (decode -> rolling buffers -> epochs -> outbox). Every component takes
+an injectable :class:`sensord.timesource.Clock`, so a whole night runs in seconds in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sensord.backoff import BackoffPolicy
+from sensord.ble.transport import Connection, Transport
+from sensord.clock import STEP_THRESHOLD_NS, repair_wall_ns
+from sensord.devices import PROFILES, Profile, SetupStep, decode_one
+from sensord.errors import ConfigError, SensordError, TransportError
+from sensord.model import (
+    EPOCH_NS,
+    ClockEvent,
+    DeviceEvent,
+    NightStreams,
+    RawNotification,
+    SessionEvent,
+    sig_uuid,
+)
+from sensord.pipeline import Pipeline, build_night
+from sensord.timesource import Clock, SystemClock
+
+log = logging.getLogger("sensord.daemon")
+
+BATTERY_LEVEL = sig_uuid(0x2A19)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def profile_named(name: str) -> Profile:
+    """The device profile (setup sequence) for a configured profile name."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown device profile {name!r}; known: {', '.join(PROFILES)}", key="profile"
+        ) from None
+
+
+# --------------------------------------------------------------------------- recording
+
+
+class OncePerKind:
+    """Counts problems per (device, kind) and logs each kind once per device."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self._log = logger
+
+    def add(self, device: str, kind: str, detail: str) -> bool:
+        key = (device, kind)
+        n = self.counts.get(key, 0)
+        self.counts[key] = n + 1
+        if n == 0:
+            self._log.warning("%s: %s (%s); further ones are only counted", device, kind, detail)
+        return n == 0
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (device, kind), n in sorted(self.counts.items()):
+            out.setdefault(device, {})[kind] = n
+        return out
+
+
+@dataclass
+class DeviceStatus:
+    """What ``sensord status`` shows per device (also written to ``status.json``)."""
+
+    name: str
+    address: str
+    profile: str
+    state: str = "starting"
+    connected: bool = False
+    last_notification_wall_ns: int | None = None
+    last_notification_mono_ns: int | None = None
+    notifications: int = 0
+    by_char: dict[str, int] = field(default_factory=dict)
+    connects: int = 0
+    disconnects: int = 0
+    watchdogs: int = 0
+    battery_pct: int | None = None
+    epochs_with_data: set[int] = field(default_factory=set, repr=False)
+
+
+class DeviceSpec(Protocol):
+    """A configured device (``sensord.config.DeviceConfig`` satisfies this).
+
+    An optional ``extra_notify`` attribute lists further characteristics to subscribe to
+    and record raw (e.g. a vendor characteristic being explored); they are logged, and
+    counted as "unknown characteristic" when nothing can decode them.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def profile(self) -> str: ...
+
+
+# --------------------------------------------------------------------------- supervisor
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorOptions:
+    watchdog_s: float = 30.0
+    """No notification for this long (clock time) while connected -> tear down, reconnect."""
+    connect_timeout_s: float = 20.0
+    """Real seconds per connect attempt (radio time does not accelerate)."""
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    max_notifications_per_s: float = 400.0
+    """Flood limit per device (clock time); beyond it notifications are counted, not kept."""
+    flood_burst_s: float = 10.0
+    """Bursts up to this many seconds' worth of the limit pass (a radio catching up)."""
+    stable_after_s: float = 60.0
+    """A link that streamed this long resets the backoff to its first step."""
+
+
+class DeviceSupervisor:
+    """Keeps one wearable connected and streaming, all night."""
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        transport: Transport,
+        emit: Callable[[SessionEvent], None],
+        *,
+        clock: Clock,
+        options: SupervisorOptions,
+        problems: OncePerKind,
+        rng: random.Random,
+    ) -> None:
+        self.spec = spec
+        self.transport = transport
+        self.emit = emit
+        self.clock = clock
+        self.options = options
+        self.problems = problems
+        self.rng = rng
+        self.profile = profile_named(spec.profile)
+        self.status = DeviceStatus(spec.name, spec.address, spec.profile)
+        self._stop = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._conn: Connection | None = None
+        self._reply_char: str | None = None
+        self._reply: asyncio.Future[bytes] | None = None
+        self._capacity = options.max_notifications_per_s * options.flood_burst_s
+        self._bucket = self._capacity
+        self._bucket_mono_ns = 0
+
+    # -- events from the transport (called on the loop, must not block) --
+
+    def on_event(self, event: SessionEvent) -> None:
+        if isinstance(event, RawNotification):
+            if not self._admit(event):
+                return
+            self.emit(event)
+            st = self.status
+            st.notifications += 1
+            st.by_char[event.char_uuid] = st.by_char.get(event.char_uuid, 0) + 1
+            st.epochs_with_data.add(event.wall_ns // EPOCH_NS)
+            st.last_notification_wall_ns = event.wall_ns
+            st.last_notification_mono_ns = event.mono_ns
+            if event.char_uuid == BATTERY_LEVEL and event.payload:
+                st.battery_pct = event.payload[0]
+            if (event.char_uuid == self._reply_char and self._reply is not None
+                    and not self._reply.done()):
+                self._reply.set_result(event.payload)
+            return
+        self.emit(event)
+        if isinstance(event, DeviceEvent) and event.kind == "disconnected":
+            self._lost.set()
+
+    def _admit(self, event: RawNotification) -> bool:
+        """Token bucket on clock time: a flooding device cannot starve the others."""
+        rate = self.options.max_notifications_per_s
+        if self._bucket_mono_ns:
+            self._bucket = min(
+                self._capacity,
+                self._bucket + (event.mono_ns - self._bucket_mono_ns) * 1e-9 * rate,
+            )
+        self._bucket_mono_ns = event.mono_ns
+        if self._bucket < 1.0:
+            self.problems.add(self.spec.name, "flooding", f"> {rate:.0f} notifications/s")
+            return False
+        self._bucket -= 1.0
+        return True
+
+    def _device_event(self, kind: str, detail: str = "") -> None:
+        self.emit(
+            DeviceEvent(self.spec.name, kind, *self.clock.read(), detail)
+        )
+
+    # -- lifecycle --
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._lost.set()
+
+    async def run(self) -> None:
+        attempt = 0
+        opts = self.options
+        while not self._stop.is_set():
+            self.status.state = "connecting"
+            started_mono = self.clock.mono_ns()
+            streamed_s = 0.0
+            try:
+                self._lost.clear()
+                conn = await self.transport.connect(
+                    self.spec.name,
+                    self.spec.address,
+                    self.on_event,
+                    timeout_s=opts.connect_timeout_s,
+                    on_disconnect=lambda _d: self._lost.set(),
+                )
+                self._conn = conn
+                self.status.connected = True
+                self.status.connects += 1
+                await self._set_up(conn)
+                self.status.state = "streaming"
+                started_mono = self.clock.mono_ns()
+                await self._stream()
+                streamed_s = (self.clock.mono_ns() - started_mono) / 1e9
+            except TransportError as exc:
+                self.status.state = "retrying"
+                self._device_event("error", str(exc))
+                if attempt == 0:
+                    log.warning("%s: %s", self.spec.name, exc)
+                else:
+                    log.debug("%s: %s", self.spec.name, exc)
+            except SensordError as exc:  # a refused control point, a bad reply
+                self._device_event("error", str(exc))
+                log.warning("%s: setup failed: %s", self.spec.name, exc)
+            finally:
+                await self._tear_down()
+            if self._stop.is_set():
+                break
+            if streamed_s >= opts.stable_after_s:
+                attempt = 0
+            delay = opts.backoff.delay_s(attempt, self.rng.random())
+            attempt += 1
+            self.status.state = f"backoff {delay:.1f}s"
+            await self._sleep_unless_stopped(delay)
+        self.status.state = "stopped"
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeper, stopper):
+            task.cancel()
+
+    async def _set_up(self, conn: Connection) -> None:
+        """Run the profile's setup sequence; optional steps may fail, others abort."""
+        for step in self.profile.setup:
+            try:
+                await self._run_step(conn, step)
+            except (TransportError, SensordError) as exc:
+                if not step.optional:
+                    raise
+                log.debug("%s: optional setup step %s %s skipped: %s", self.spec.name,
+                          step.action, step.char_uuid, exc)
+        # Extra characteristics to record raw (vendor ones, exploration); may be absent.
+        for uuid in getattr(self.spec, "extra_notify", ()):
+            try:
+                await conn.start_notify(uuid)
+            except TransportError as exc:
+                self.problems.add(self.spec.name, "extra characteristic unavailable", str(exc))
+        self._device_event("subscribed", self.profile.name)
+        self.status.last_notification_mono_ns = self.clock.mono_ns()
+
+    async def _run_step(self, conn: Connection, step: SetupStep) -> None:
+        if step.action == "read":
+            value = await conn.read(step.char_uuid)
+            # A read value is recorded like a notification: the log keeps everything.
+            self.on_event(RawNotification(self.spec.name, step.char_uuid, *self.clock.read(),
+                                          value))
+        elif step.action == "subscribe":
+            await conn.start_notify(step.char_uuid)
+        elif step.action == "write":
+            self._reply_char = step.response_char
+            self._reply = asyncio.get_running_loop().create_future()
+            try:
+                await conn.write(step.char_uuid, step.value, response=True)
+                if step.response_char is not None:
+                    try:
+                        reply = await asyncio.wait_for(self._reply,
+                                                       self.options.connect_timeout_s)
+                    except TimeoutError:
+                        raise TransportError(
+                            f"{self.spec.name}: no reply on {step.response_char} to "
+                            f"{step.value.hex()} ({step.note})"
+                        ) from None
+                    decode_one(step.response_char, reply)  # raises ControlPointError
+                    self._device_event("setup", f"{step.note}: {step.value.hex()} -> "
+                                                f"{reply.hex()}")
+            finally:
+                self._reply_char, self._reply = None, None
+        else:
+            raise ConfigError(f"unknown setup action {step.action!r}", key="profile")
+
+    async def _stream(self) -> None:
+        """Return when the link is lost, the watchdog fires, or the daemon stops."""
+        watchdog_ns = int(self.options.watchdog_s * 1e9)
+        tick_s = max(0.05, self.options.watchdog_s / 4)
+        while not self._lost.is_set():
+            await self._wait_lost(tick_s)
+            if self._lost.is_set():
+                break
+            last = self.status.last_notification_mono_ns or 0
+            silent_ns = self.clock.mono_ns() - last
+            if silent_ns > watchdog_ns:
+                self.status.watchdogs += 1
+                self._device_event("watchdog", f"no data for {silent_ns / 1e9:.0f} s")
+                log.warning("%s: no data for %.0f s, reconnecting", self.spec.name,
+                            silent_ns / 1e9)
+                return
+
+    async def _wait_lost(self, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waiter = asyncio.ensure_future(self._lost.wait())
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeper, waiter):
+            task.cancel()
+
+    async def _tear_down(self) -> None:
+        conn, self._conn = self._conn, None
+        if self.status.connected:
+            self.status.disconnects += 1
+        self.status.connected = False
+        if conn is not None and conn.is_connected:
+            try:
+                await asyncio.wait_for(conn.disconnect(), timeout=5.0)
+            except (TransportError, TimeoutError) as exc:
+                log.warning("%s: teardown: %s", self.spec.name, exc)
+
+
+# --------------------------------------------------------------------------- clock watch
+
+
+class ClockWatch:
+    """Detects wall-clock steps and synchronisation changes; repairs exported times.
+
+    :meth:`check` reads the clock periodically and records a :class:`ClockEvent` when the
+    offset ``wall - mono`` jumps by more than ``threshold_ns`` or the NTP state changes.
+    :meth:`observe` sees every record (in log order) and splits them into constant-offset
+    segments with exactly the rule of :func:`sensord.clock.find_segments`, so
+    :meth:`correct` gives the same times as :func:`sensord.clock.repair_wall_ns` on the log.
+    """
+
+    def __init__(self, clock: Clock, emit: Callable[[SessionEvent], None],
+                 *, threshold_ns: int = STEP_THRESHOLD_NS) -> None:
+        self.clock = clock
+        self.emit = emit
+        self.threshold_ns = threshold_ns
+        wall, mono = clock.read()
+        self.offset_ns = wall - mono
+        self.synced = clock.synced()
+        self.last_step_ns = 0
+        self.steps = 0
+        # Record segments: [first raw wall, last raw wall, offset of the first record].
+        self.segments: list[list[int]] = []
+        self._last: tuple[int, int] | None = None  # (offset, mono) of the last record
+        if not self.synced:
+            log.warning("system clock is not synchronised (NTP); timestamps will be repaired "
+                        "from the monotonic clock once it is")
+
+    def check(self) -> None:
+        wall, mono = self.clock.read()
+        offset = wall - mono
+        synced = self.clock.synced()
+        step = offset - self.offset_ns
+        stepped = abs(step) > self.threshold_ns
+        if stepped or synced != self.synced:
+            self.emit(ClockEvent(wall, mono, step if stepped else 0, synced))
+            if stepped:
+                self.steps += 1
+                self.last_step_ns = step
+                log.warning("wall clock stepped by %+.3f s", step / 1e9)
+            if synced != self.synced:
+                log.log(logging.INFO if synced else logging.WARNING,
+                        "system clock %s", "synchronised" if synced else "NOT synchronised")
+        self.offset_ns = offset
+        self.synced = synced
+
+    def observe(self, wall_ns: int, mono_ns: int) -> None:
+        """Track one record (every record, in log order)."""
+        offset = wall_ns - mono_ns
+        last = self._last
+        if (last is None or mono_ns < last[1]
+                or abs(offset - last[0]) > self.threshold_ns):
+            self.segments.append([wall_ns, wall_ns, offset])
+        else:
+            seg = self.segments[-1]
+            seg[0] = min(seg[0], wall_ns)
+            seg[1] = max(seg[1], wall_ns)
+        self._last = (offset, mono_ns)
+
+    def correct(self, t_ns: np.ndarray) -> np.ndarray:
+        """Raw wall times of samples -> repaired (shifted to the newest segment's offset).
+
+        A sample belongs to the earlier segment whose raw-wall range holds it; anything
+        else (the current segment) is left as it is.
+        """
+        t = np.asarray(t_ns, dtype=np.int64)
+        if len(self.segments) < 2 or t.size == 0:
+            return t
+        out = t.copy()
+        current = self.segments[-1][2]
+        done = np.zeros(t.size, dtype=bool)
+        for first, last, offset in reversed(self.segments[:-1]):
+            inside = (t >= first) & (t <= last) & ~done
+            out[inside] += current - offset
+            done |= inside
+        return out
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send one sd_notify(3) datagram (``READY=1``, ``WATCHDOG=1``, ...) if systemd asked.
+
+    The protocol: a datagram of ``KEY=VALUE`` lines to the unix socket named in
+    ``$NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace).
+    """
+    path = (env if env is not None else os.environ).get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        except OSError as exc:
+            log.warning("sd_notify to %s failed: %s", path, exc)
+            return False
+    return True
+
+
+def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
+    """Half of systemd's ``WATCHDOG_USEC`` (how often to send ``WATCHDOG=1``), or ``None``."""
+    e = env if env is not None else os.environ
+    usec = e.get("WATCHDOG_USEC")
+    pid = e.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
+
+
+def provisional_job(night: NightStreams, tz: str, participant: str, lo_ns: int,
+                    end_ns: int) -> tuple[bytes, int, int]:
+    """Scoring worker: stage a window; epoch lines (final=False) for epochs in [lo, end)."""
+    from sensord.staging.core import score_night
+    from sensord.store.points import epoch_lines
+
+    result = score_night(night, tz=tz)
+    t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
+    new = (t_ep >= lo_ns) & (t_ep + EPOCH_NS <= end_ns)
+    if not new.any():
+        return b"", 0, lo_ns
+    hyp = result.hypnogram
+    label = str(result.summary.get("night") or "")
+    body = epoch_lines(participant, hyp.scorer, t_ep[new], hyp.stages[new],
+                       hyp.probabilities[new], final=False, night=label)
+    return body, int(new.sum()), int(t_ep[new][-1]) + EPOCH_NS
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """Runs jobs at once in the calling thread (``score_in_subprocess=False``)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+
+# --------------------------------------------------------------------------- export
+
+
+EXPORT_STREAMS = ("hr", "battery")
+"""Decoded streams exported live. Beat times are reconstructed over a whole batch of
+notifications, so they are exported once, by the end-of-night re-score from the log (which
+also re-exports heart rate and battery at identical times: InfluxDB overwrites them).
+50 Hz motion stays in the log."""
+
+
+class Exporter:
+    """Turns newly decoded samples into outbox lines, with clock-step repair applied.
+
+    Samples are held back while the system clock is not synchronised (their timestamps
+    would need repair that is only known once NTP has stepped the clock); everything is
+    exported, repaired, once it is. ``participant`` and the per-device ``role`` are tags.
+    """
+
+    def __init__(self, outbox: Any, participant: str, roles: dict[str, str],
+                 clock_watch: ClockWatch) -> None:
+        self.outbox = outbox
+        self.participant = participant
+        self.roles = roles
+        self.clock_watch = clock_watch
+        self.cursor_ns: dict[tuple[str, str], int] = {}
+        self.lines_queued = 0
+
+    def export(self, devices: dict[str, Any], *, synced: bool) -> int:
+        from sensord.store.lineproto import schema_columns
+
+        if self.outbox is None or not synced:
+            return 0
+        bodies: list[bytes] = []
+        for name, ds in devices.items():
+            role = self.roles.get(name, "other")
+            tags = {"participant": self.participant, "device_role": role}
+            for kind in EXPORT_STREAMS:
+                stream = ds.get(kind)
+                if stream is None or len(stream) == 0:
+                    continue
+                after = self.cursor_ns.get((name, kind), -(2**62))
+                new = stream.t_ns > after
+                if not new.any():
+                    continue
+                self.cursor_ns[(name, kind)] = int(stream.t_ns[new].max())
+                t = self.clock_watch.correct(stream.t_ns[new])
+                if kind == "hr":
+                    fields: dict[str, Any] = {"hr_bpm": stream.hr_bpm[new]}
+                    measurement = "heart_rate"
+                else:
+                    fields = {"battery_pct": np.asarray(stream.battery_pct)[new].astype(np.int64)}
+                    measurement = "device_battery"
+                bodies.append(schema_columns(measurement, tags, t, fields))
+        n = 0
+        for body in bodies:
+            n += self.outbox.add_body(body, source="daemon")
+        self.lines_queued += n
+        return n
+
+
+def trim_streams(devices: dict[str, Any], keep_from_ns: int) -> None:
+    """Drop decoded samples older than ``keep_from_ns`` (rolling buffers, bounded memory).
+
+    The session log keeps everything; the end-of-night score is computed from the log.
+    """
+    for ds in devices.values():
+        for name in ds.names():
+            stream = ds.get(name)
+            if stream is None or len(stream) == 0 or int(stream.t_ns[0]) >= keep_from_ns:
+                continue
+            keep = stream.t_ns >= keep_from_ns
+            values = {}
+            for f in dataclasses.fields(stream):
+                v = getattr(stream, f.name)
+                values[f.name] = (v[keep] if isinstance(v, np.ndarray)
+                                  and v.shape[:1] == stream.t_ns.shape else v)
+            trimmed = type(stream)(**values)
+            ds._parts[name] = [trimmed]
+            ds.streams[name] = trimmed
+
+
+def shift_streams(night: NightStreams, correct: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Apply a time correction to every stream of ``night`` in place (repaired times)."""
+    for name in ("hr", "beats", "acc", "counts"):
+        stream = getattr(night, name)
+        if stream is not None and len(stream):
+            setattr(night, name, dataclasses.replace(stream, t_ns=correct(stream.t_ns)))
+    if len(night.off_body_t_ns):
+        night.off_body_t_ns = correct(night.off_body_t_ns)
+
+
+def rescore_logs(
+    paths: list[Path], *, participant: str, tz: str, roles: dict[str, str]
+) -> tuple[bytes, list[str], dict[str, Any] | None, dict[str, list[Any]]]:
+    """The night's final result, from its session log(s) alone (the source of truth).
+
+    Every record is re-timed with :func:`sensord.clock.repair_wall_ns` (clock steps
+    repaired from the monotonic record), fed through the same :class:`Pipeline` as live
+    and replay, scored with :func:`sensord.staging.core.score_night`, and turned into the
+    store's points by :func:`sensord.store.backfill.night_points` (samples, device events,
+    coverage, final epochs, features, night summary). Idempotent: the same log gives the
+    same points, which overwrite the live ones.
+    """
+    from sensord.blelog import iter_events
+    from sensord.pipeline import Session
+    from sensord.staging.core import score_night
+    from sensord.store.backfill import night_points
+
+    events = [ev for path in paths for ev in iter_events(path)]
+    wall = np.fromiter((ev.wall_ns for ev in events), dtype=np.int64, count=len(events))
+    mono = np.fromiter((ev.mono_ns for ev in events), dtype=np.int64, count=len(events))
+    fixed = repair_wall_ns(wall, mono).tolist()
+    pipe = Pipeline(writer=None)
+    for ev, w in zip(events, fixed, strict=True):
+        pipe.feed(ev if ev.wall_ns == w else dataclasses.replace(ev, wall_ns=w))
+    pipe.end_session()
+    session = Session(night=pipe.night(), report=pipe.report([str(p) for p in paths]))
+    return night_points(session, participant=participant, tz=tz, roles=roles,
+                        score=score_night)
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    supervisor: SupervisorOptions = field(default_factory=SupervisorOptions)
+    status_path: Path | None = None
+    status_every_s: float = 30.0
+    clock_check_s: float = 5.0
+    epoch_s: float = 30.0
+    """How often (clock time) decoded data is exported and the downstream hook runs."""
+    keep_s: float = 900.0
+    """Decoded samples kept in memory (rolling buffers) for live epochs."""
+    push_every_s: float = 60.0
+    """How often (clock time) the outbox is pushed to the sink, when there is one."""
+    provisional_every_s: float = 300.0
+    """How often (clock time) the epochs completed since the last call get provisional
+    stages (every epoch is staged; this sets the batch and the delay). 30 s stages each
+    epoch as it completes at about 1 CPU-s per hour more (bench/daemon.py)."""
+    provisional_window_s: float = 600.0
+    """Data (before the newest epoch) the provisional scorer looks at."""
+    rescore_on_stop: bool = True
+    """Re-score the night from its log when the daemon stops (e.g. in the morning)."""
+    score_in_subprocess: bool = True
+    """Score in a separate worker process (keeps the recording process small)."""
+
+
+class Daemon:
+    """All supervisors, the pipeline (log first), the clock watch, export, status, systemd."""
+
+    def __init__(
+        self,
+        devices: list[DeviceSpec],
+        transport: Transport,
+        pipeline: Pipeline,
+        *,
+        clock: Clock | None = None,
+        options: DaemonOptions | None = None,
+        outbox: Any = None,
+        sender: Any = None,
+        participant: str = "demo",
+        tz: str = "UTC",
+        on_epoch: Callable[[Daemon, int], None] | None = None,
+        rotate: Callable[[int], Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.options = options or DaemonOptions()
+        self.pipeline = pipeline
+        self.on_epoch = on_epoch
+        self.problems = OncePerKind(log)
+        self.events_recorded = 0
+        self.sender = sender
+        self.outbox = outbox
+        self.last_push: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._pushing: asyncio.Future[Any] | None = None
+        self._push_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        rng = random.Random(seed)
+        self.supervisors = [
+            DeviceSupervisor(
+                spec, transport, self.record, clock=self.clock,
+                options=self.options.supervisor, problems=self.problems,
+                rng=random.Random(rng.random()),
+            )
+            for spec in devices
+        ]
+        self.clock_watch = ClockWatch(self.clock, self.record)
+        self.roles = {spec.name: getattr(spec, "role", "other") for spec in devices}
+        self.exporter = Exporter(outbox, participant, self.roles, self.clock_watch)
+        self.participant = participant
+        self.tz = tz
+        self.rotate = rotate
+        self.provisional_cursor_ns = 0
+        self.provisional_epochs = 0
+        self.final_results: list[dict[str, Any]] = []
+        self._last_provisional_mono = 0
+        self._scorer: concurrent.futures.Executor | None = None
+        self._provisional: concurrent.futures.Future[tuple[bytes, int, int]] | None = None
+
+    def record(self, event: SessionEvent) -> None:
+        """The pipeline logs first, then decodes; a decode failure never loses the record."""
+        self.clock_watch.observe(event.wall_ns, event.mono_ns)
+        try:
+            self.pipeline.feed(event)
+        except SensordError as exc:
+            device = getattr(event, "device", "host")
+            self.problems.add(device, type(exc).__name__, str(exc))
+        self.events_recorded += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        for sup in self.supervisors:
+            sup.stop()
+
+    def epoch_tick(self) -> None:
+        """Every epoch: export new samples (repaired), trim buffers, run the downstream hook."""
+        now = self.clock.wall_ns()
+        try:
+            self.exporter.export(self.pipeline.devices, synced=self.clock_watch.synced)
+            mono = self.clock.mono_ns()
+            if mono - self._last_provisional_mono >= self.options.provisional_every_s * 1e9:
+                self._last_provisional_mono = mono
+                self.provisional_stage(now)
+            trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9))
+            oldest_epoch = (now - 12 * 3600 * 10**9) // EPOCH_NS
+            for sup in self.supervisors:
+                sup.status.epochs_with_data = {
+                    e for e in sup.status.epochs_with_data if e >= oldest_epoch
+                }
+            if self.on_epoch is not None:
+                self.on_epoch(self, now)
+        except SensordError as exc:
+            self.problems.add("host", type(exc).__name__, str(exc))
+
+    def _scoring(self) -> concurrent.futures.Executor:
+        """The scoring worker: one separate process (staging's scipy stack and a whole
+        night's arrays never enter the recording process), or this thread if disabled."""
+        if self._scorer is None:
+            if self.options.score_in_subprocess:
+                self._scorer = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            else:
+                self._scorer = _InlineExecutor()
+        return self._scorer
+
+    def provisional_stage(self, now_wall_ns: int) -> None:
+        """Stage the newest complete epochs from the rolling buffers; queue them (final=False).
+
+        Uses the last ``provisional_window_s`` of decoded data (repaired times), scored in
+        the scoring worker; the final stages come from the whole night's log at the end.
+        Skipped while the previous provisional job is still running.
+        """
+        if self.outbox is None or not self.clock_watch.synced:
+            return
+        if self._provisional is not None and not self._provisional.done():
+            return
+        end = int(self.clock_watch.correct(np.array([now_wall_ns]))[0]) // EPOCH_NS * EPOCH_NS
+        start = end - int(self.options.provisional_window_s * 1e9) // EPOCH_NS * EPOCH_NS
+        night = build_night(self.pipeline.devices, start, end)
+        shift_streams(night, self.clock_watch.correct)
+        present = [st for st in (night.hr, night.beats, night.acc) if st is not None and len(st)]
+        if not present:
+            return
+        first = min(int(st.t_ns[0]) for st in present)
+        # Newest complete epochs not queued yet, none before the first data of the window
+        # (the final grid starts at the night's first data too).
+        lo = max(self.provisional_cursor_ns, start, first // EPOCH_NS * EPOCH_NS)
+        fut = self._scoring().submit(provisional_job, night, self.tz, self.participant, lo, end)
+        self._provisional = fut
+        outbox = self.outbox
+
+        def done(f: concurrent.futures.Future[tuple[bytes, int, int]]) -> None:
+            try:
+                body, n_new, cursor = f.result()
+            except Exception as exc:  # a scoring failure must not touch recording
+                self.problems.add("host", "provisional scoring failed", repr(exc))
+                return
+            if n_new:
+                outbox.add_body(body, source="daemon provisional")
+                self.provisional_cursor_ns = max(self.provisional_cursor_ns, cursor)
+                self.provisional_epochs += n_new
+
+        fut.add_done_callback(done)
+
+    def wait_scoring(self) -> None:
+        """Block until the running provisional job (if any) has been queued."""
+        if self._provisional is not None:
+            with contextlib.suppress(Exception):
+                self._provisional.result()
+
+    def rescore(self, paths: list[Path]) -> dict[str, Any] | None:
+        """Final stages and summary of the night in ``paths`` into the outbox (blocking)."""
+        self.wait_scoring()
+        body, rows, summary, epochs = self._scoring().submit(
+            rescore_logs, paths, participant=self.participant, tz=self.tz, roles=self.roles
+        ).result()
+        return self._store_final(paths, body, rows, summary, epochs)
+
+    def _store_final(self, paths: list[Path], body: bytes, rows: list[str],
+                     summary: dict[str, Any] | None,
+                     epochs: dict[str, list[Any]]) -> dict[str, Any] | None:
+        if self.outbox is not None:
+            source = f"daemon final {paths[-1].name}"
+            self.outbox.add_body(body, source=source)
+            self.outbox.add_lines(rows, source=source)
+            if summary is not None and summary.get("night"):
+                self.outbox.put_night(
+                    {k: v for k, v in summary.items() if not isinstance(v, dict)},
+                    epochs=epochs, queue=False)
+        if summary is not None:
+            self.final_results.append(summary)
+            log.info("night %s scored from %s: %s", summary.get("night"),
+                     ", ".join(p.name for p in paths),
+                     ", ".join(f"{k}={summary[k]}" for k in ("tst_min", "coverage")
+                               if k in summary))
+        return summary
+
+    def close_scoring(self) -> None:
+        """Stop the scoring worker (waits for it, so its CPU time is accounted)."""
+        if self._scorer is not None:
+            self._scorer.shutdown(wait=True)
+            self._scorer = None
+
+    def _rotate_if_new_night(self) -> None:
+        """At the night boundary: close this night's log, open the next, score the last."""
+        if self.rotate is None or self.pipeline.writer is None:
+            return
+        now = int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+        new_writer = self.rotate(now)
+        if new_writer is None:
+            return
+        old = self.pipeline.writer
+        self.pipeline.end_session()
+        old.close()
+        self.pipeline.writer = new_writer
+        # Score the finished night in the worker; recording goes on meanwhile.
+        paths = [Path(old.path)]
+        fut = self._scoring().submit(rescore_logs, paths, participant=self.participant,
+                                     tz=self.tz, roles=self.roles)
+        fut.add_done_callback(lambda f: self._queue_final(paths, f))
+
+    def _queue_final(self, paths: list[Path], fut: concurrent.futures.Future[Any]) -> None:
+        try:
+            self._store_final(paths, *fut.result())
+        except Exception as exc:  # a scoring failure must not touch recording
+            self.problems.add("host", "final scoring failed", repr(exc))
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; end the session, flush and close the log on the way out."""
+        tasks = [asyncio.ensure_future(s.run()) for s in self.supervisors]
+        housekeeping = asyncio.ensure_future(self._housekeeping())
+        sd_notify("READY=1\nSTATUS=recording")
+        try:
+            await self._stop.wait()
+        finally:
+            sd_notify("STOPPING=1")
+            for sup in self.supervisors:
+                sup.stop()
+            _done, pending = await asyncio.wait(tasks, timeout=10)
+            for task in [*pending, housekeeping]:
+                task.cancel()
+            for task in [*tasks, housekeeping]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.pipeline.end_session()
+            self.clock_watch.check()
+            self.epoch_tick()
+            if self._pushing is not None:
+                with contextlib.suppress(Exception):
+                    await self._pushing
+            if self.sender is not None:  # last push; what fails stays in the outbox
+                self._pushing = None
+                self._push_in_background()
+                if self._pushing is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pushing
+            self.write_status()
+            self.pipeline.close()
+            if self.options.rescore_on_stop and self.pipeline.writer is not None:
+                try:
+                    self.rescore([Path(self.pipeline.writer.path)])
+                except (SensordError, OSError) as exc:
+                    self.problems.add("host", "final scoring failed", str(exc))
+                    log.warning("final scoring failed: %s", exc)
+                if self.sender is not None:
+                    self._pushing = None
+                    self._push_in_background()
+                    if self._pushing is not None:
+                        with contextlib.suppress(Exception):
+                            await self._pushing
+            if self._push_executor is not None:
+                self._push_executor.shutdown(wait=False)
+            self.close_scoring()
+            self.write_status()
+
+    def _push_in_background(self) -> None:
+        if self.sender is None or (self._pushing is not None and not self._pushing.done()):
+            return
+
+        def push() -> Any:
+            return self.sender.flush(max_retries=0)
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            try:
+                report = fut.result()
+            except (SensordError, OSError) as exc:
+                self.problems.add("host", "push failed", str(exc))
+                return
+            self.last_push = {"sent_lines": report.sent_lines,
+                              "pending_lines": report.pending_lines,
+                              "finished": report.finished,
+                              "error": report.last_error}
+
+        # One dedicated thread: the default executor would spread pushes over many threads
+        # (and as many malloc arenas), which grows the resident set over a night.
+        if self._push_executor is None:
+            self._push_executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sensord-push")
+        loop = asyncio.get_running_loop()
+        self._pushing = asyncio.ensure_future(loop.run_in_executor(self._push_executor, push))
+        self._pushing.add_done_callback(done)
+
+    async def _housekeeping(self) -> None:
+        opts = self.options
+        wd = watchdog_interval_s()
+        next_wd = time.monotonic()
+        last_status = last_clock = last_epoch = last_push = self.clock.mono_ns()
+        tick_s = min(opts.clock_check_s, opts.status_every_s, opts.epoch_s) / 2
+        while not self._stop.is_set():
+            await self.clock.sleep(tick_s)
+            now = self.clock.mono_ns()
+            if now - last_clock >= opts.clock_check_s * 1e9:
+                self.clock_watch.check()
+                last_clock = now
+            if now - last_epoch >= opts.epoch_s * 1e9:
+                last_epoch = now
+                self.epoch_tick()
+                self._rotate_if_new_night()
+            if now - last_push >= opts.push_every_s * 1e9:
+                last_push = now
+                self._push_in_background()
+            if now - last_status >= opts.status_every_s * 1e9:
+                self.write_status()
+                last_status = now
+            if wd is not None and time.monotonic() >= next_wd:
+                sd_notify("WATCHDOG=1")
+                next_wd = time.monotonic() + wd
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able snapshot for ``sensord status``."""
+        devices = {}
+        tonight = self.clock.wall_ns() - 12 * 3600 * 10**9
+        for sup in self.supervisors:
+            st = sup.status
+            ds = self.pipeline.devices.get(st.name)
+            devices[st.name] = {
+                "address": st.address,
+                "profile": st.profile,
+                "state": st.state,
+                "connected": st.connected,
+                "last_notification_wall_ns": st.last_notification_wall_ns,
+                "notifications": st.notifications,
+                "connects": st.connects,
+                "disconnects": st.disconnects,
+                "watchdogs": st.watchdogs,
+                "battery_pct": st.battery_pct,
+                "epochs_with_data_12h": len([e for e in st.epochs_with_data
+                                             if e * EPOCH_NS >= tonight]),
+                "decoded_streams": ds.names() if ds is not None else [],
+            }
+        pipeline_problems = [
+            {"kind": p.kind, "count": p.count, "message": p.message}
+            for p in self.pipeline.problems
+        ]
+        backlog = None
+        if self.outbox is not None:
+            with contextlib.suppress(SensordError):
+                st_out = self.outbox.stats()
+                backlog = {"pending_lines": st_out.pending_lines,
+                           "quarantined_lines": st_out.quarantined,
+                           "last_success_ns": st_out.last_success_ns,
+                           "last_error": st_out.last_error}
+        return {
+            "written_wall_ns": self.clock.wall_ns(),
+            "pid": os.getpid(),
+            "devices": devices,
+            "clock": {
+                "synced": self.clock_watch.synced,
+                "steps": self.clock_watch.steps,
+                "last_step_ns": self.clock_watch.last_step_ns,
+            },
+            "problems": self.problems.as_dict(),
+            "decode_problems": pipeline_problems,
+            "outbox": backlog,
+            "last_push": self.last_push,
+            "events_recorded": self.events_recorded,
+        }
+
+    def write_status(self) -> None:
+        path = self.options.status_path
+        if path is None:
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=1))
+        os.replace(tmp, path)

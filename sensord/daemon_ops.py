@@ -1,0 +1,476 @@
+"""Operations around the daemon (I/O edge): run, scan, pair, status, doctor checks, log upkeep.
+
+The CLI (``sensord run|scan|pair|status|doctor``) calls these; they build the transport,
+session log, pipeline, outbox and :class:`sensord.daemon.Daemon` from the TOML config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import lzma
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sensord.backoff import BackoffPolicy
+from sensord.ble.transport import Advertisement, Transport
+from sensord.config import Config
+from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions
+from sensord.devices import PROFILES, profile_for_services
+from sensord.errors import ConfigError, SensordError
+from sensord.timesource import Clock, ScaledClock, SystemClock, system_clock_synced
+
+log = logging.getLogger("sensord.daemon")
+
+LOG_SYNC_S = 5.0
+"""The session log is flushed and fsync'd every this many seconds: a power cut loses at most
+this much. Every second costs about 0.3 CPU-s per hour more on the bench (fsync) and wears an
+SD card faster."""
+
+LIVE_BATCH = 16
+"""Notifications per channel decoded together live (about 16 s of heart rate): small so the
+rolling buffers follow within a fraction of an epoch. The night's final score is computed
+from the log with the pipeline's default batching."""
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>name: message`` lines that journald files under the right priority.
+
+    Under systemd (``$JOURNAL_STREAM`` set) the journal adds timestamps itself; on a
+    terminal a UTC timestamp is printed instead of the priority prefix.
+    """
+
+    _PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
+
+    def __init__(self, journal: bool) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        if self.journal:
+            return f"<{self._PRIORITY.get(record.levelno, 6)}>{record.name}: {msg}"
+        when = datetime.fromtimestamp(record.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{when} {record.levelname.lower()} {record.name}: {msg}"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("bumble", "bleak", "dbus_fast", "bleak_retry_connector"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def make_transport(cfg: Config, clock: Clock) -> Transport:
+    """The radio the config asks for (``[daemon] transport``)."""
+    spec = cfg.daemon.transport
+    if spec == "bleak":
+        from sensord.ble.bleak_transport import BleakTransport
+
+        return BleakTransport(clock=clock, adapter=cfg.daemon.adapter or None)
+    if spec.startswith("bumble:"):
+        from sensord.ble.bumble_transport import BumbleTransport
+
+        return BumbleTransport(spec.removeprefix("bumble:"), clock=clock)
+    raise ConfigError(f"unknown transport {spec!r}", key="daemon.transport")
+
+
+def logs_dir(cfg: Config) -> Path:
+    return cfg.data_path / "logs"
+
+
+def night_label(wall_ns: int, cfg: Config) -> str:
+    """The night a moment belongs to: the local date of the evening it started.
+
+    Local time before ``[night] end`` belongs to the previous evening's night.
+    """
+    local = datetime.fromtimestamp(wall_ns / 1e9, tz=cfg.tz)
+    end = cfg.night.end_time
+    day = local.date() - timedelta(days=1) if local.time() < end else local.date()
+    return day.isoformat()
+
+
+def session_log_path(cfg: Config, wall_ns: int) -> Path:
+    """One log per participant and night; a restarted daemon appends a new session to it."""
+    return logs_dir(cfg) / f"{cfg.participant_id}_{night_label(wall_ns, cfg)}.blelog"
+
+
+def status_path(cfg: Config) -> Path:
+    return cfg.data_path / "status.json"
+
+
+def daemon_options(cfg: Config) -> DaemonOptions:
+    d = cfg.daemon
+    return DaemonOptions(
+        supervisor=SupervisorOptions(
+            watchdog_s=d.watchdog_s,
+            connect_timeout_s=d.connect_timeout_s,
+            backoff=BackoffPolicy(min_s=d.reconnect_min_s, max_s=d.reconnect_max_s),
+        ),
+        status_path=status_path(cfg),
+        push_every_s=cfg.sink.flush_interval_s,
+    )
+
+
+# --------------------------------------------------------------------------- run
+
+
+async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
+    """``sensord run``: record every configured device until SIGTERM/SIGINT."""
+    from sensord.blelog import BlelogWriter
+    from sensord.pipeline import Pipeline
+    from sensord.store.service import make_sender, open_store
+    from sensord.store.sinks import make_sink
+
+    clock = clock or SystemClock()
+    if not cfg.devices:
+        raise ConfigError("no devices configured: add one with `sensord pair ADDRESS`",
+                          key="devices")
+    cfg.ensure_data_dir()  # private (0700); refused if other users can read it
+    path = session_log_path(cfg, clock.wall_ns())
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    wall0, mono0 = clock.read()
+    writer = BlelogWriter(path, participant=cfg.participant_id, tz=cfg.timezone,
+                          host=socket.gethostname(), wall_ns=wall0, mono_ns=mono0,
+                          sync_interval_s=LOG_SYNC_S)
+    pipeline = Pipeline(writer=writer, batch_size=LIVE_BATCH)
+    store = open_store(cfg)
+    sink = make_sink(cfg.sink)
+    sender = make_sender(cfg, store, sink) if sink is not None else None
+    transport = make_transport(cfg, clock)
+    current = {"label": night_label(wall0, cfg)}
+
+    def rotate(now_ns: int) -> BlelogWriter | None:
+        """A new night: the next log (the daemon scores the finished one)."""
+        label = night_label(now_ns, cfg)
+        if label == current["label"]:
+            return None
+        current["label"] = label
+        try:
+            for action in maintain_logs(cfg, now_ns=time.time_ns(),
+                                        pushed=store.stats().pending_lines == 0):
+                log.info("logs: %s", action)
+        except (SensordError, OSError) as exc:
+            log.warning("log upkeep failed: %s", exc)
+        wall, mono = clock.read()
+        return BlelogWriter(session_log_path(cfg, now_ns), participant=cfg.participant_id,
+                            tz=cfg.timezone, host=socket.gethostname(), wall_ns=wall,
+                            mono_ns=mono, sync_interval_s=LOG_SYNC_S)
+
+    daemon = Daemon(list(cfg.devices), transport, pipeline, clock=clock,
+                    options=daemon_options(cfg), outbox=store, sender=sender,
+                    participant=cfg.participant_id, tz=cfg.timezone, rotate=rotate)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stop)
+    log.info("recording %s to %s (transport %s)",
+             ", ".join(f"{d.name} [{d.profile}, {d.address}]" for d in cfg.devices), path,
+             cfg.daemon.transport)
+    try:
+        await daemon.run()
+    finally:
+        close = getattr(transport, "close", None)
+        if close is not None:
+            await close()
+        if sink is not None:
+            sink.close()
+        store.close()
+        log.info("stopped; log %s closed", path)
+    return daemon
+
+
+def scaled_clock(time_scale: float) -> Clock:
+    """``--time-scale`` (tests, demos): a clock running ``time_scale`` times real time."""
+    if time_scale == 1.0:
+        return SystemClock()
+    return ScaledClock(speed=time_scale, wall0_ns=time.time_ns(), mono0_ns=time.monotonic_ns())
+
+
+# --------------------------------------------------------------------------- scan / pair
+
+
+@dataclass(frozen=True, slots=True)
+class SeenDevice:
+    advertisement: Advertisement
+    profile: str | None
+
+
+async def scan(cfg: Config, timeout_s: float) -> list[SeenDevice]:
+    """Nearby BLE devices with RSSI and the profile sensord recognises (if any)."""
+    transport = make_transport(cfg, SystemClock())
+    try:
+        found = await transport.scan(timeout_s=timeout_s)
+    finally:
+        close = getattr(transport, "close", None)
+        if close is not None:
+            await close()
+    return [SeenDevice(a, profile_for_services(a.service_uuids)) for a in found]
+
+
+_ADDRESS_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+def pair(config_path: Path, cfg: Config, address: str, *, role: str, name: str | None,
+         profile: str | None, seen: list[SeenDevice] | None = None) -> str:
+    """Add a ``[[devices]]`` entry to the config file; returns the text appended.
+
+    The profile is taken from ``profile``, else from a scan result for ``address``.
+    """
+    if not _ADDRESS_RE.match(address):
+        raise ConfigError(f"{address!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF)",
+                          key="address")
+    address = address.upper()
+    if any(d.address.upper() == address for d in cfg.devices):
+        raise ConfigError(f"{address} is already configured", key="devices",
+                          source=str(config_path))
+    if profile is None:
+        match = [s for s in seen or [] if s.advertisement.address.upper() == address]
+        profile = match[0].profile if match else None
+        if profile is None:
+            raise ConfigError(
+                f"could not recognise {address} from a scan; pass --profile "
+                f"({', '.join(PROFILES)})", key="profile")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}",
+                          key="profile")
+    name = name or role
+    if any(d.name == name for d in cfg.devices):
+        raise ConfigError(f"a device named {name!r} exists; pass --name", key="devices")
+    block = (f'\n[[devices]]\nname = "{name}"\naddress = "{address}"\n'
+             f'profile = "{profile}"\nrole = "{role}"\n')
+    text = config_path.read_text() if config_path.exists() else ""
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(text.rstrip("\n") + "\n" + block if text else block.lstrip("\n"))
+    return block
+
+
+# --------------------------------------------------------------------------- status
+
+
+def read_status(cfg: Config) -> dict[str, Any]:
+    """The running daemon's last status snapshot plus liveness and outbox figures."""
+    from sensord.store.local import LocalStore
+
+    path = status_path(cfg)
+    if not path.exists():
+        raise SensordError(f"no status at {path}: is `sensord run` running with this config?")
+    st: dict[str, Any] = json.loads(path.read_text())
+    pid = int(st.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+        st["running"] = True
+    except (ProcessLookupError, PermissionError, OverflowError):
+        st["running"] = pid > 0 and Path(f"/proc/{pid}").exists()
+    st["age_s"] = (time.time_ns() - int(st.get("written_wall_ns", 0))) / 1e9
+    if cfg.outbox_path.exists():
+        store = LocalStore(cfg.outbox_path)
+        try:
+            o = store.stats()
+            st["outbox"] = {"pending_lines": o.pending_lines, "quarantined_lines": o.quarantined,
+                            "last_success_ns": o.last_success_ns, "last_error": o.last_error}
+        finally:
+            store.close()
+    return st
+
+
+def _ago(wall_ns: int | None, now_ns: int) -> str:
+    if not wall_ns:
+        return "never"
+    s = (now_ns - wall_ns) / 1e9
+    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago"
+
+
+def format_status(st: dict[str, Any]) -> str:
+    now = int(st.get("written_wall_ns", time.time_ns()))
+    lines = [
+        f"daemon: {'running' if st.get('running') else 'NOT running'} "
+        f"(pid {st.get('pid')}, status written {st.get('age_s', 0):.0f} s ago)",
+    ]
+    clock = st.get("clock", {})
+    sync = "synchronised" if clock.get("synced") else "NOT synchronised (timestamps repaired later)"
+    lines.append(f"clock: {sync}; steps seen: {clock.get('steps', 0)}")
+    for name, d in st.get("devices", {}).items():
+        coverage = d.get("epochs_with_data_12h", 0) * 30 / 3600
+        batt = f"{d['battery_pct']}%" if d.get("battery_pct") is not None else "?"
+        lines.append(
+            f"{name} [{d.get('profile')}, {d.get('address')}]: "
+            f"{'connected' if d.get('connected') else d.get('state')}; last notification "
+            f"{_ago(d.get('last_notification_wall_ns'), now)}; battery {batt}; "
+            f"coverage last 12 h {coverage:.1f} h; reconnects {max(0, d.get('connects', 0) - 1)}, "
+            f"watchdog {d.get('watchdogs', 0)}"
+        )
+    out = st.get("outbox")
+    if out:
+        lines.append(f"outbox: {out['pending_lines']} lines waiting, "
+                     f"{out['quarantined_lines']} quarantined"
+                     + (f"; last error: {out['last_error']}" if out.get("last_error") else ""))
+    for device, kinds in st.get("problems", {}).items():
+        lines.append(f"problems {device}: " + ", ".join(f"{k} x{n}" for k, n in kinds.items()))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _bluez_version() -> str | None:
+    for cmd in (["bluetoothctl", "--version"], ["bluetoothd", "--version"]):
+        exe = shutil.which(cmd[0]) or (f"/usr/libexec/bluetooth/{cmd[0]}"
+                                       if os.path.exists(f"/usr/libexec/bluetooth/{cmd[0]}")
+                                       else None)
+        if exe is None:
+            continue
+        try:
+            out = subprocess.run([exe, cmd[1]], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        m = re.search(r"(\d+\.\d+)", out.stdout + out.stderr)
+        if m:
+            return m.group(1)
+    return None
+
+
+async def _bluez_adapters() -> list[tuple[str, bool]]:
+    from dbus_fast import BusType
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        intro = await bus.introspect("org.bluez", "/")
+        om = bus.get_proxy_object("org.bluez", "/", intro).get_interface(
+            "org.freedesktop.DBus.ObjectManager")
+        objects = await om.call_get_managed_objects()  # type: ignore[attr-defined]
+    finally:
+        bus.disconnect()
+    out = []
+    for path, ifaces in sorted(objects.items()):
+        adapter = ifaces.get("org.bluez.Adapter1")
+        if adapter is not None:
+            powered = adapter.get("Powered")
+            out.append((path.rsplit("/", 1)[-1], bool(powered.value if powered else False)))
+    return out
+
+
+def doctor_checks(cfg: Config) -> tuple[bool, list[str]]:
+    """Adapter, BlueZ version, permissions, clock, disk: one line each, and overall ok."""
+    ok = True
+    lines: list[str] = []
+    if cfg.daemon.transport == "bleak":
+        version = _bluez_version()
+        lines.append(f"bluez: {version or 'version unknown (bluetoothctl not found)'}")
+        if version is not None and tuple(map(int, version.split("."))) < (5, 55):
+            ok = False
+            lines.append("bluez: TOO OLD, bleak needs 5.55 or newer")
+        try:
+            adapters = asyncio.run(asyncio.wait_for(_bluez_adapters(), 5))
+        except Exception as exc:  # D-Bus refused, bluetoothd not running, no permission
+            ok = False
+            lines.append(f"adapter: CANNOT ASK BlueZ over D-Bus ({type(exc).__name__}: {exc}); "
+                         "is bluetoothd running and may this user use the system bus?")
+        else:
+            if not adapters:
+                ok = False
+                lines.append("adapter: NONE found (no Bluetooth controller, or it is blocked: "
+                             "`rfkill list`)")
+            for name, powered in adapters:
+                if cfg.daemon.adapter and name != cfg.daemon.adapter:
+                    continue
+                lines.append(f"adapter: {name} {'powered' if powered else 'NOT POWERED'}")
+                ok = ok and powered
+    else:
+        lines.append(f"transport: {cfg.daemon.transport} (bumble, no BlueZ needed)")
+    try:
+        import grp
+
+        groups = {grp.getgrgid(g).gr_name for g in os.getgroups()}
+        lines.append(f"user: {os.getuid()} groups {', '.join(sorted(groups)) or '-'}"
+                     + ("" if "bluetooth" in groups or os.getuid() == 0
+                        else " (not in 'bluetooth': BlueZ may refuse, see docs/daemon.md)"))
+    except (ImportError, KeyError):
+        pass
+    synced = system_clock_synced()
+    lines.append("clock: " + ("synchronised (NTP)" if synced
+                              else "NOT synchronised: timestamps will be repaired once it is"))
+    data = cfg.data_path
+    try:
+        cfg.ensure_data_dir()
+    except ConfigError as exc:
+        ok = False
+        lines.append(f"disk: REFUSED: {exc.message}")
+        return ok, lines
+    try:
+        probe = data / ".doctor-probe"
+        probe.write_bytes(b"x")
+        probe.unlink()
+        usage = shutil.disk_usage(data)
+        free_gb = usage.free / 1e9
+        lines.append(f"disk: {data} writable, {free_gb:.1f} GB free")
+        if free_gb < 1.0:
+            ok = False
+            lines.append("disk: LESS THAN 1 GB FREE (a night of logs is 10-40 MB)")
+    except OSError as exc:
+        ok = False
+        lines.append(f"disk: {data} NOT WRITABLE ({exc})")
+    return ok, lines
+
+
+# --------------------------------------------------------------------------- log upkeep
+
+
+def maintain_logs(cfg: Config, *, now_ns: int, pushed: bool) -> list[str]:
+    """Compress old session logs (xz, verified) and delete expired ones once pushed.
+
+    ``pushed``: the outbox is empty, so everything the logs produced is in the sink.
+    Logs are never deleted while anything is still waiting to be pushed.
+    """
+    actions: list[str] = []
+    root = logs_dir(cfg)
+    if not root.is_dir():
+        return actions
+    day_ns = 86_400 * 10**9
+    for path in sorted(root.glob("*.blelog")):
+        age_days = (now_ns - path.stat().st_mtime_ns) / day_ns
+        if age_days < cfg.daemon.compress_after_days:
+            continue
+        target = path.with_name(path.name + ".xz")
+        raw = path.read_bytes()
+        packed = lzma.compress(raw, preset=6)
+        if lzma.decompress(packed) != raw:
+            raise SensordError(f"{path}: xz round trip failed; log left as is")
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(packed)
+        os.replace(tmp, target)
+        os.utime(target, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+        path.unlink()
+        actions.append(f"compressed {path.name} ({len(raw)} -> {len(packed)} bytes)")
+    if cfg.daemon.log_retention_days and pushed:
+        for path in sorted(root.glob("*.blelog.xz")):
+            if (now_ns - path.stat().st_mtime_ns) / day_ns > cfg.daemon.log_retention_days:
+                path.unlink()
+                actions.append(f"deleted {path.name} (older than "
+                               f"{cfg.daemon.log_retention_days} days, everything pushed)")
+    return actions

@@ -1,0 +1,169 @@
+"""Operations around the daemon: sd_notify, journald lines, pairing, night logs, log upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import lzma
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from sensord.ble.bumble_transport import BumbleTransport
+from sensord.blelog import BlelogWriter, iter_events
+from sensord.config import load_config
+from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions, sd_notify, watchdog_interval_s
+from sensord.daemon_ops import (
+    JournalFormatter,
+    maintain_logs,
+    night_label,
+    pair,
+    session_log_path,
+)
+from sensord.errors import ConfigError
+from sensord.pipeline import Pipeline
+from sensord.timesource import ScaledClock
+from tests.bumble_env import VirtualAirProc, virtual_air  # noqa: F401
+from tests.daemon_helpers import live_count, wait_until
+
+
+def test_sd_notify_sends_one_datagram_to_notify_socket(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        assert sd_notify("READY=1\nSTATUS=recording", {"NOTIFY_SOCKET": str(path)})
+        assert server.recv(4096) == b"READY=1\nSTATUS=recording"
+    assert not sd_notify("READY=1", {})  # not under systemd: nothing to do
+    # WatchdogSec=120 -> WATCHDOG_USEC=120000000 -> ping every 60 s
+    assert watchdog_interval_s({"WATCHDOG_USEC": "120000000"}) == 60.0
+    assert watchdog_interval_s({"WATCHDOG_USEC": "120000000", "WATCHDOG_PID": "1"}) is None
+
+
+def test_journal_lines_carry_syslog_priorities() -> None:
+    rec = logging.LogRecord("sensord.daemon", logging.WARNING, __file__, 1, "chest: %s", ("x",),
+                            None)
+    assert JournalFormatter(journal=True).format(rec) == "<4>sensord.daemon: chest: x"
+    assert JournalFormatter(journal=False).format(rec).endswith(" warning sensord.daemon: chest: x")
+
+
+def test_pair_appends_a_device_that_the_config_then_loads(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "sensord.toml"
+    cfg_path.write_text('participant_id = "P01"\n')
+    cfg = load_config(cfg_path)
+    pair(cfg_path, cfg, "aa:bb:cc:dd:ee:01", role="chest", name=None, profile="heart_rate")
+    cfg = load_config(cfg_path)
+    (dev,) = cfg.devices
+    assert (dev.name, dev.address, dev.profile, dev.role) == (
+        "chest", "AA:BB:CC:DD:EE:01", "heart_rate", "chest")
+    with pytest.raises(ConfigError, match="already configured"):
+        pair(cfg_path, cfg, "AA:BB:CC:DD:EE:01", role="wrist", name="w", profile="heart_rate")
+    with pytest.raises(ConfigError, match="not a Bluetooth address"):
+        pair(cfg_path, cfg, "nonsense", role="wrist", name="w", profile="heart_rate")
+    with pytest.raises(ConfigError, match="could not recognise"):
+        pair(cfg_path, cfg, "AA:BB:CC:DD:EE:02", role="wrist", name="w", profile=None, seen=[])
+
+
+def test_night_label_follows_the_configured_night_end(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text('timezone = "Europe/Berlin"\n[night]\nend = "12:00"\n')
+    cfg = load_config(cfg_path)
+    z = ZoneInfo("Europe/Berlin")
+
+    def ns(s: str) -> int:
+        return int(datetime.fromisoformat(s).replace(tzinfo=z).timestamp()) * 10**9
+
+    assert night_label(ns("2026-03-28T23:30"), cfg) == "2026-03-28"
+    assert night_label(ns("2026-03-29T03:30"), cfg) == "2026-03-28"  # DST night
+    assert night_label(ns("2026-03-29T11:59"), cfg) == "2026-03-28"
+    assert night_label(ns("2026-03-29T12:00"), cfg) == "2026-03-29"
+
+
+def test_old_logs_are_compressed_and_deleted_only_once_pushed(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'data_dir = "{tmp_path}"\n[daemon]\ncompress_after_days = 7\n'
+                        'log_retention_days = 30\n')
+    cfg = load_config(cfg_path)
+    day = 86_400 * 10**9
+    now = 1_760_000_000 * 10**9
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    ages = {"fresh": 1, "old": 10, "ancient": 40}
+    raw = {}
+    for name, age in ages.items():
+        p = logs / f"p_{name}.blelog"
+        w = BlelogWriter(p, participant="p", tz="UTC", host="h", wall_ns=now, mono_ns=1,
+                         fsync=False)
+        w.close()
+        raw[name] = p.read_bytes()
+        os.utime(p, ns=(now - age * day, now - age * day))
+    actions = maintain_logs(cfg, now_ns=now, pushed=False)
+    assert sorted(a.split()[1] for a in actions) == ["p_ancient.blelog", "p_old.blelog"]
+    assert (logs / "p_fresh.blelog").exists()
+    # Compressed losslessly (xz round trip), originals gone, nothing deleted while unpushed.
+    assert lzma.decompress((logs / "p_old.blelog.xz").read_bytes()) == raw["old"]
+    assert (logs / "p_ancient.blelog.xz").exists()
+    assert maintain_logs(cfg, now_ns=now, pushed=False) == []
+    # Everything pushed: the log past the retention age is deleted, the rest kept.
+    assert maintain_logs(cfg, now_ns=now, pushed=True) == [
+        "deleted p_ancient.blelog.xz (older than 30 days, everything pushed)"]
+    assert (logs / "p_old.blelog.xz").exists()
+
+
+def test_daemon_rotates_to_a_new_log_at_the_night_boundary_and_scores_the_old_one(
+    virtual_air: VirtualAirProc, tmp_path: Path,  # noqa: F811
+) -> None:
+    speed = 60.0
+    virtual_air.start("chest", profile="pmd", speed=speed)
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'participant_id = "P01"\ntimezone = "UTC"\ndata_dir = "{tmp_path}"\n'
+                        '[night]\nend = "12:00"\n')
+    cfg = load_config(cfg_path)
+    start = int(datetime.fromisoformat("2026-11-21T11:55:00+00:00").timestamp()) * 10**9
+    clock = ScaledClock(speed=speed, wall0_ns=start)
+    first = session_log_path(cfg, start)
+    first.parent.mkdir(parents=True)
+    opened: list[Path] = [first]
+
+    def writer(path: Path) -> BlelogWriter:
+        wall, mono = clock.read()
+        return BlelogWriter(path, participant="p1", tz="UTC", host="t", wall_ns=wall,
+                            mono_ns=mono, fsync=False)
+
+    def rotate(now_ns: int) -> BlelogWriter | None:
+        path = session_log_path(cfg, now_ns)
+        if path == opened[-1]:
+            return None
+        opened.append(path)
+        return writer(path)
+
+    class Spec:
+        name, address, profile, role = "chest", "F0:00:00:00:00:01", "polar_pmd", "chest"
+
+    async def run() -> Daemon:
+        transport = BumbleTransport(virtual_air.hci("central"), clock=clock)
+        daemon = Daemon([Spec()], transport, Pipeline(writer=writer(first), batch_size=16),
+                        clock=clock, rotate=rotate, participant="p1", tz="UTC",
+                        options=DaemonOptions(supervisor=SupervisorOptions(connect_timeout_s=2),
+                                              rescore_on_stop=False))
+        task = asyncio.ensure_future(daemon.run())
+        await wait_until(lambda: len(opened) == 2, 30, "the night boundary")
+        n = live_count(daemon, "chest")
+        await wait_until(lambda: live_count(daemon, "chest") > n + 60, 10, "data in the new log")
+        await wait_until(lambda: bool(daemon.final_results), 30, "the old night's score")
+        daemon.stop()
+        await task
+        await transport.close()
+        return daemon
+
+    daemon = asyncio.run(run())
+    assert [p.name for p in opened] == ["p1_2026-11-20.blelog", "p1_2026-11-21.blelog"]
+    assert daemon.final_results[0]["night"] == "2026-11-20"
+    # Both logs are complete sessions; the second one holds data after noon.
+    noon = int(datetime.fromisoformat("2026-11-21T12:00:00+00:00").timestamp()) * 10**9
+    old = [e.wall_ns for e in iter_events(opened[0]) if hasattr(e, "payload")]
+    new = [e.wall_ns for e in iter_events(opened[1]) if hasattr(e, "payload")]
+    assert old and new and max(old) < noon + 60 * 10**9 <= max(new)
