@@ -160,7 +160,7 @@ def test_daemon_rotates_to_a_new_log_at_the_night_boundary_and_scores_the_old_on
         return daemon
 
     daemon = asyncio.run(run())
-    assert [p.name for p in opened] == ["p1_2026-11-20.blelog", "p1_2026-11-21.blelog"]
+    assert [p.name for p in opened] == ["P01_2026-11-20.blelog", "P01_2026-11-21.blelog"]
     assert daemon.final_results[0]["night"] == "2026-11-20"
     # Both logs are complete sessions; the second one holds data after noon.
     noon = int(datetime.fromisoformat("2026-11-21T12:00:00+00:00").timestamp()) * 10**9

@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -31,6 +32,7 @@ from sensord.config import load_config
 from sensord.credentials import registered_secrets
 from sensord.errors import ConfigError, SensordError
 from sensord.store import service
+from tests.bumble_env import virtual_air  # noqa: F401
 from tests.influx import InfluxServer, running_server, self_signed_cert
 
 USER = "pi_p07"
@@ -271,3 +273,105 @@ def test_identifying_participant_ids_refused_in_config_and_backfill(
     code, out = cli("backfill", "-c", str(cfg), "--queue-only", "--no-scoring",
                     "--participant", "study7-b", *logs)  # fmt: skip
     assert code == 0, out
+
+
+# --------------------------------------------------------------------------- the daemon
+DAEMON_SPEED = 600  # the daemon's clock and the virtual strap, times real time
+
+
+def daemon_config(root: Path, url: str, cert: Path, hci: str, password: str) -> Path:
+    cfg = write_config(
+        root, url, password=password, extra=f'ca_bundle = "{cert}"\nflush_interval_s = 60\n'
+    )
+    cfg.write_text(
+        cfg.read_text()
+        + f'[daemon]\ntransport = "bumble:{hci}"\nconnect_timeout_s = 2\n'
+        + "[[devices]]\nname = \"chest\"\naddress = \"F0:00:00:00:00:01\"\n"
+        + 'profile = "heart_rate"\nrole = "chest"\n'
+    )
+    text = cfg.read_text().replace(
+        '[[devices]]\nname = "polar_h10"\naddress = "A0:00"\nprofile = "polar_h10"\n', ""
+    )
+    cfg.write_text(text)
+    return cfg
+
+
+def run_daemon_for(cfg: Path, root: Path, sim_hours: float) -> tuple[str, str]:
+    """``sensord run --verbose`` for ``sim_hours`` of its clock, then SIGTERM; returns
+    (its stderr: every log line at DEBUG, the output of ``sensord status --json`` and
+    ``sensord status`` while it ran)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.bumble_env import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    err_path = root / "daemon.err"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sensord", "run", "-c", str(cfg), "--verbose",
+             "--time-scale", str(DAEMON_SPEED)],
+            env=env, cwd=ROOT, stdout=err, stderr=err,
+        )  # fmt: skip
+        try:
+            time.sleep(sim_hours * 3600 / DAEMON_SPEED)
+            status = ""
+            for args in (["--json"], []):
+                res = subprocess.run(
+                    [sys.executable, "-m", "sensord", "status", "-c", str(cfg), *args],
+                    capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+                )  # fmt: skip
+                status += res.stdout + res.stderr
+            st = json.loads((root / "data" / "status.json").read_text())
+            assert st["devices"]["chest"]["notifications"] > 0.5 * sim_hours * 3600, st
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, err_path.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return err_path.read_text(encoding="utf-8", errors="replace"), status
+
+
+def session_logs_text(root: Path) -> str:
+    """The session logs decompressed (gzip members) plus every other file, as text."""
+    import gzip
+
+    logs = sorted((root / "data" / "logs").glob("*.blelog*"))
+    assert logs, "the daemon wrote no session log"
+    return "\n".join(gzip.decompress(p.read_bytes()).decode("latin-1") for p in logs)
+
+
+def test_daemon_night_keeps_secrets_out_of_logs_status_and_session_logs(
+    tls_server: tuple[InfluxServer, Path], tmp_path: Path,
+    virtual_air: Any,  # noqa: F811
+) -> None:
+    """``sensord run`` as systemd starts it (DEBUG logging on), a virtual strap on the
+    bumble air, the daemon's clock at 600x: two hours of a night pushed to the HTTPS +
+    auth influxd, then a run with a wrong password. Grepped: the daemon's whole stderr,
+    ``sensord status`` (text and JSON), status.json, the outbox and the session logs."""
+    server, cert = tls_server
+    virtual_air.start("chest", speed=DAEMON_SPEED)
+    good_root = tmp_path / "good"
+    good_root.mkdir(mode=0o700)
+    cfg = daemon_config(good_root, server.url, cert, virtual_air.hci("central"), PASSWORD)
+    before = server.query('SELECT COUNT(hr_bpm) FROM "heart_rate"', db=DB).rows()
+    stderr, status = run_daemon_for(cfg, good_root, sim_hours=2.0)
+    after = server.query('SELECT COUNT(hr_bpm) FROM "heart_rate"', db=DB).rows()
+    sent = after[0]["count"] - (before[0]["count"] if before else 0)
+    assert sent > 1800, (sent, stderr[-2000:])  # at least half an hour of 1-Hz heart rate
+    assert "debug" in stderr and "daemon: running" in status
+    text = stderr + status + session_logs_text(good_root) + files_text(good_root)
+    assert "P07" in session_logs_text(good_root)  # the grep does see the logs' contents
+    assert not leaks(text, PASSWORD), leaks(text, PASSWORD)
+
+    wrong_root = tmp_path / "wrong"
+    wrong_root.mkdir(mode=0o700)
+    cfg = daemon_config(wrong_root, server.url, cert, virtual_air.hci("central"), WRONG)
+    stderr, status = run_daemon_for(cfg, wrong_root, sim_hours=0.5)
+    assert "authorization failed" in stderr + status, (stderr[-3000:], status)
+    text = stderr + status + session_logs_text(wrong_root) + files_text(wrong_root)
+    assert not leaks(text, WRONG), leaks(text, WRONG)
