@@ -69,8 +69,8 @@ def read_secret(*, file: str | Path | None = None, env: str | None = None,
 def ensure_private_dir(path: str | Path) -> Path:
     """Create ``path`` (and parents) private to the current user, or check an existing one.
 
-    A new directory gets mode 0700. An existing one that other users can read,
-    write or enter is refused with the ``chmod`` that fixes it.
+    A new directory gets mode 0700. An existing one that its group or other users can
+    read, write or enter is refused with the ``chmod`` that fixes it.
     """
     directory = Path(path).expanduser()
     if not directory.exists():
@@ -80,7 +80,7 @@ def ensure_private_dir(path: str | Path) -> Path:
     if not directory.is_dir():
         raise ConfigError(f"data directory {directory} exists and is not a directory")
     mode = stat.S_IMODE(directory.stat().st_mode)
-    if mode & 0o007:
+    if mode & 0o077:
         raise ConfigError(
             f"data directory {directory} is accessible to other users (mode {mode:04o}); "
             f"fix it with: chmod 700 {directory}"

@@ -72,7 +72,13 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 
 def write_config(
-    root: Path, url: str, *, password: str = PASSWORD, extra: str = "", mode: int = 0o600
+    root: Path,
+    url: str,
+    *,
+    password: str = PASSWORD,
+    extra: str = "",
+    mode: int = 0o600,
+    hci: str = "tcp-client:127.0.0.1:9",
 ) -> Path:
     secret = root / "influx.secret"
     secret.write_text(password + "\n", encoding="utf-8")
@@ -82,7 +88,9 @@ def write_config(
         f'participant_id = "P07"\ntimezone = "Europe/Berlin"\ndata_dir = "{root / "data"}"\n'
         '[[devices]]\nname = "polar_h10"\naddress = "A0:00"\nprofile = "polar_h10"\n'
         f'[sink]\nkind = "influxdb1"\nurl = "{url}"\ndatabase = "{DB}"\n'
-        f'username = "{USER}"\npassword_file = "{secret}"\ngzip = false\n{extra}',
+        f'username = "{USER}"\npassword_file = "{secret}"\ngzip = false\n{extra}'
+        # `doctor` checks the radio too; a bumble transport skips BlueZ (no test host has it)
+        + f'[daemon]\ntransport = "bumble:{hci}"\nconnect_timeout_s = 2\n',
         encoding="utf-8",
     )
     return cfg
@@ -281,18 +289,19 @@ DAEMON_SPEED = 600  # the daemon's clock and the virtual strap, times real time
 
 def daemon_config(root: Path, url: str, cert: Path, hci: str, password: str) -> Path:
     cfg = write_config(
-        root, url, password=password, extra=f'ca_bundle = "{cert}"\nflush_interval_s = 60\n'
-    )
-    cfg.write_text(
-        cfg.read_text()
-        + f'[daemon]\ntransport = "bumble:{hci}"\nconnect_timeout_s = 2\n'
-        + "[[devices]]\nname = \"chest\"\naddress = \"F0:00:00:00:00:01\"\n"
-        + 'profile = "heart_rate"\nrole = "chest"\n'
+        root,
+        url,
+        password=password,
+        extra=f'ca_bundle = "{cert}"\nflush_interval_s = 60\n',
+        hci=hci,
     )
     text = cfg.read_text().replace(
         '[[devices]]\nname = "polar_h10"\naddress = "A0:00"\nprofile = "polar_h10"\n', ""
     )
-    cfg.write_text(text)
+    cfg.write_text(
+        text + '[[devices]]\nname = "chest"\naddress = "F0:00:00:00:00:01"\n'
+        'profile = "heart_rate"\nrole = "chest"\n'
+    )
     return cfg
 
 
