@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,61 @@ def test_bleak_scans_connects_subscribes_and_receives(
     assert len(hr) == len(notes) and set(hr.hr_bpm.tolist()) == {60.0}
     expected_rr = sorted({r * 1000 / 1024 for f in H7["frames"] for r in f["rr_1024"]})
     assert sorted(set(np.round(beats.rr_ms, 6).tolist())) == pytest.approx(expected_rr)
+
+
+def test_bleak_recovers_from_a_link_left_behind_by_a_killed_process(
+    bluezoo_bus: BlueZooBus, tmp_path: Path,  # noqa: F811
+) -> None:
+    """BlueZ keeps a device "connected" after the process that connected it died (SIGKILL):
+    the next connect must get past that stale state and stream again."""
+    import signal
+    import subprocess
+    import sys
+
+    bluezoo_bus.start_hr_peripheral(name="Polar H7 sim", frames=FRAMES, interval_s=0.02)
+    ready = tmp_path / "connected"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import asyncio, pathlib\n"
+            "from bleak import BleakClient, BleakScanner\n"
+            "async def main():\n"
+            f"    d = await BleakScanner.find_device_by_address('{PERIPHERAL_ADDRESS}', 5,"
+            " bluez={'adapter': 'hci0'})\n"
+            "    c = BleakClient(d, bluez={'adapter': 'hci0'})\n"
+            "    await c.connect()\n"
+            f"    pathlib.Path('{ready}').write_text('x')\n"
+            "    await asyncio.sleep(60)\n"
+            "asyncio.run(main())\n")],
+        env=bluezoo_bus.env, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), (holder.stderr.read() if holder.poll() is not None
+                                and holder.stderr else "timeout")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    events: list[SessionEvent] = []
+
+    async def run() -> bool:
+        from bleak_retry_connector import get_device
+
+        stale = await get_device(PERIPHERAL_ADDRESS)
+        assert stale is not None and stale.details["props"].get("Connected") is True
+        transport = BleakTransport(adapter="hci0")
+        conn = await transport.connect("chest", PERIPHERAL_ADDRESS, events.append, timeout_s=5)
+        await conn.start_notify(HR_MEASUREMENT)
+        for _ in range(200):
+            if sum(isinstance(e, RawNotification) for e in events) >= 10:
+                break
+            await asyncio.sleep(0.02)
+        ok = conn.is_connected
+        await conn.disconnect()
+        return ok
+
+    assert asyncio.run(run())
+    assert sum(isinstance(e, RawNotification) for e in events) >= 10

@@ -110,9 +110,12 @@ def test_sigkill_mid_night_then_restart_loses_nothing_logged(
     assert len(resumed) >= 100
     # The strap kept counting while the daemon was dead; the new session picks up later.
     assert hr_seq(resumed[0].payload) >= seqs_kill[-1]
-    # After SIGTERM the status shows a clean stop (the daemon wrote it on the way out).
+    # After SIGTERM the status shows a clean stop (the daemon wrote it on the way out), the
+    # night was re-scored from its log in the scoring worker and queued in the outbox.
     st = json.loads((data / "status.json").read_text())
     assert st["devices"]["chest"]["state"] == "stopped"
+    assert "host" not in st["problems"], st["problems"]
+    assert st["outbox"]["pending_lines"] > 0
 
 
 def test_doctor_reports_clock_disk_and_transport(tmp_path: Path) -> None:
