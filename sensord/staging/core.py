@@ -161,9 +161,12 @@ def score_night(
                 f"acc_g must have shape ({len(streams.acc)}, 3) (x, y, z in g), got {acc.shape}"
             )
         t, a, dropped = clean_series(streams.acc.t_ns, acc)
-        ok = (np.abs(a) <= ACC_MAX_G).all(axis=1) & _clip(grid, t)
-        quality["acc_dropped"] = dropped + int((~(np.abs(a) <= ACC_MAX_G).all(axis=1)).sum())
-        counts = motion.counts_from_stream(AccStream(t[ok], a[ok]))
+        in_range = np.abs(a).max(axis=1) <= ACC_MAX_G if len(a) else np.zeros(0, dtype=bool)
+        ok = in_range & _clip(grid, t)
+        quality["acc_dropped"] = dropped + int(in_range.size - np.count_nonzero(in_range))
+        if not ok.all():  # copy only when something is dropped
+            t, a = t[ok], a[ok]
+        counts = motion.counts_from_stream(AccStream(t, a))
     if counts is not None and len(counts) and n:
         bin_ns = round(counts.bin_s * S_NS)
         motion_cover = interval_coverage(grid, counts.t_ns + bin_ns,
