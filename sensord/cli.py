@@ -38,7 +38,9 @@ _CONFIG_OPT = typer.Option(
 
 
 def _store_fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from sensord.credentials import redact, registered_secrets
+
+    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
     return typer.Exit(2)
 
 
@@ -65,7 +67,10 @@ def push(
         f"{report.pending_lines} left in the outbox"
     )
     if not report.finished:
-        typer.echo(f"error: gave up after {report.retries} retries: {report.last_error}", err=True)
+        from sensord.credentials import redact, registered_secrets
+
+        why = redact(report.last_error, registered_secrets())
+        typer.echo(f"error: gave up after {report.retries} retries: {why}", err=True)
         raise typer.Exit(1)
 
 
@@ -187,7 +192,9 @@ _register_annotate(app)
 
 
 def _daemon_fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from sensord.credentials import redact, registered_secrets
+
+    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
     return typer.Exit(2)
 
 

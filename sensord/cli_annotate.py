@@ -36,7 +36,9 @@ AtOpt = typer.Option(
 
 
 def _fail(exc: SensordError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from sensord.credentials import redact, registered_secrets
+
+    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
     return typer.Exit(2)
 
 

@@ -162,7 +162,7 @@ def register_secret(value: str) -> str:
 
 
 def registered_secrets() -> frozenset[str]:
-    """The secrets registered so far (for tests and the redaction of printed errors)."""
+    """The secrets registered so far (the CLI masks them in the errors it prints)."""
     return frozenset(_registered)
 
 

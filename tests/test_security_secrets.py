@@ -385,3 +385,18 @@ def test_daemon_night_keeps_secrets_out_of_logs_status_and_session_logs(
     assert "authorization failed" in stderr + status, (stderr[-3000:], status)
     text = stderr + status + session_logs_text(wrong_root) + files_text(wrong_root)
     assert not leaks(text, WRONG), leaks(text, WRONG)
+
+
+def test_cli_errors_mask_every_secret_read(tmp_path: Path) -> None:
+    """Defence in depth: were a secret ever part of an error, the CLI prints it masked."""
+    from sensord.credentials import read_secret
+
+    secret = tmp_path / "s"
+    secret.write_text("Zx9-only-in-this-test\n")
+    os.chmod(secret, 0o600)
+    value = read_secret(file=secret)
+    missing = tmp_path / f"{value}.toml"  # an error message that names this path
+    for command in (["push"], ["note", "pain", "3"], ["run"]):
+        code, out = cli(*command, "-c", str(missing))
+        assert code == 2 and "cannot read config file" in out and "***.toml" in out, out
+        assert value not in out
