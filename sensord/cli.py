@@ -38,7 +38,9 @@ _CONFIG_OPT = typer.Option(
 
 
 def _store_fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from sensord.credentials import redact, registered_secrets
+
+    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
     return typer.Exit(2)
 
 
@@ -65,7 +67,10 @@ def push(
         f"{report.pending_lines} left in the outbox"
     )
     if not report.finished:
-        typer.echo(f"error: gave up after {report.retries} retries: {report.last_error}", err=True)
+        from sensord.credentials import redact, registered_secrets
+
+        why = redact(report.last_error, registered_secrets())
+        typer.echo(f"error: gave up after {report.retries} retries: {why}", err=True)
         raise typer.Exit(1)
 
 
@@ -142,8 +147,12 @@ def backfill(
             f"{n.points} points, {sent}"
         )
 
+    from sensord.privacy import validate_pseudonym
+
     try:
         cfg = load_config(config)
+        if participant is not None:
+            validate_pseudonym(participant, cfg.pseudonym_pattern)
         sink = None if queue_only else make_sink(cfg.sink)
         with service.open_store(cfg) as store:
             sender = service.make_sender(cfg, store, sink) if sink is not None else None
@@ -156,6 +165,7 @@ def backfill(
                     participant=participant,
                     scoring=not no_scoring,
                     on_night=show,
+                    check_participant=lambda who: validate_pseudonym(who, cfg.pseudonym_pattern),
                 )
             finally:
                 if sink is not None:
@@ -182,7 +192,9 @@ _register_annotate(app)
 
 
 def _daemon_fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from sensord.credentials import redact, registered_secrets
+
+    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
     return typer.Exit(2)
 
 
@@ -315,7 +327,7 @@ def simulate(
     rem_scale: float = typer.Option(1.0, help="Multiply REM period lengths."),
     deep_scale: float = typer.Option(1.0, help="Multiply N3 period lengths."),
     waso_extra_min: float = typer.Option(0.0, help="Extra wake after sleep onset (min)."),
-    participant: str = typer.Option("sim01", help="Participant id in the log header."),
+    participant: str = typer.Option("SIM01", help="Participant id in the log header."),
     one_file: bool = typer.Option(False, help="All nights in one log (one session each)."),
 ) -> None:
     """Simulate nights into session logs plus ground-truth hypnograms (CSV) and a summary."""

@@ -39,7 +39,7 @@ def test_simulate_writes_logs_truth_and_summary(sim_dir: Path) -> None:
     assert len(logs) == 2
     for log in logs:
         assert log.with_suffix(".hypnogram.csv").exists()
-    summary = json.loads((sim_dir / "sim01.truth.json").read_text())
+    summary = json.loads((sim_dir / "SIM01.truth.json").read_text())
     assert len(summary["nights"]) == 2
     assert summary["config"]["profile"] == "hrs_strap"
 
@@ -90,7 +90,7 @@ def test_log_info_and_cat(sim_dir: Path) -> None:
     log = sorted(sim_dir.glob("*.blelog"))[0]
     res = runner.invoke(app, ["log", "info", str(log)])
     assert res.exit_code == 0, res.output
-    assert "participant sim01" in res.output and "problems: 0" in res.output
+    assert "participant SIM01" in res.output and "problems: 0" in res.output
     assert "00002a37-0000-1000-8000-00805f9b34fb" in res.output
     res = runner.invoke(app, ["log", "cat", str(log), "--decode", "--limit", "40"])
     assert res.exit_code == 0
