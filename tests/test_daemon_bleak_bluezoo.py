@@ -107,8 +107,10 @@ def test_bleak_recovers_from_a_link_left_behind_by_a_killed_process(
             "import asyncio, pathlib\n"
             "from bleak import BleakClient, BleakScanner\n"
             "async def main():\n"
-            f"    d = await BleakScanner.find_device_by_address('{PERIPHERAL_ADDRESS}', 5,"
+            f"    d = await BleakScanner.find_device_by_address('{PERIPHERAL_ADDRESS}', 30,"
             " bluez={'adapter': 'hci0'})\n"
+            "    if d is None:\n"
+            "        raise SystemExit('holder: peripheral not found while scanning')\n"
             "    c = BleakClient(d, bluez={'adapter': 'hci0'})\n"
             "    await c.connect()\n"
             f"    pathlib.Path('{ready}').write_text('x')\n"
@@ -117,7 +119,7 @@ def test_bleak_recovers_from_a_link_left_behind_by_a_killed_process(
         env=bluezoo_bus.env, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 45
         while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), (holder.stderr.read() if holder.poll() is not None
