@@ -70,7 +70,7 @@ def replay(log: Path, work: Path) -> dict[str, float]:
     """Child process: the measured part."""
     from sensord.blelog import BlelogWriter, iter_events
     from sensord.daemon import Daemon, DaemonOptions
-    from sensord.daemon_ops import LOG_SYNC_S
+    from sensord.daemon_ops import LOG_SYNC_S, LOG_ZLIB_LEVEL
     from sensord.model import DeviceEvent, RawNotification
     from sensord.pipeline import Pipeline
     from sensord.store.local import LocalStore
@@ -85,7 +85,7 @@ def replay(log: Path, work: Path) -> dict[str, float]:
     out_log = work / "replayed.blelog"
     writer = BlelogWriter(out_log, participant="bench", tz="Europe/Zurich", host="bench",
                           wall_ns=clock.wall, mono_ns=clock.mono, fsync=True,
-                          sync_interval_s=LOG_SYNC_S)
+                          sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
     store = LocalStore(work / "outbox.sqlite")
     device = first.device if isinstance(first, DeviceEvent | RawNotification) else "polar_h10"
     daemon = Daemon([Spec(device, "00:00:00:00:00:00", "polar_pmd", "chest")],

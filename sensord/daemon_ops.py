@@ -38,6 +38,11 @@ LOG_SYNC_S = 5.0
 this much. Every second costs about 0.3 CPU-s per hour more on the bench (fsync) and wears an
 SD card faster."""
 
+LOG_ZLIB_LEVEL = 1
+"""Deflate level of the live session log. Level 1 costs about a third of level 6's CPU on
+a night of 50-Hz motion (bench/daemon.py) for a slightly larger file; old logs are
+xz-compressed after ``daemon.compress_after_days`` anyway."""
+
 LIVE_BATCH = 16
 """Notifications per channel decoded together live (about 16 s of heart rate): small so the
 rolling buffers follow within a fraction of an epoch. The night's final score is computed
@@ -157,7 +162,7 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     wall0, mono0 = clock.read()
     writer = BlelogWriter(path, participant=cfg.participant_id, tz=cfg.timezone,
                           host=socket.gethostname(), wall_ns=wall0, mono_ns=mono0,
-                          sync_interval_s=LOG_SYNC_S)
+                          sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
     pipeline = Pipeline(writer=writer, batch_size=LIVE_BATCH)
     store = open_store(cfg)
     sink = make_sink(cfg.sink)
@@ -180,7 +185,7 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
         wall, mono = clock.read()
         return BlelogWriter(session_log_path(cfg, now_ns), participant=cfg.participant_id,
                             tz=cfg.timezone, host=socket.gethostname(), wall_ns=wall,
-                            mono_ns=mono, sync_interval_s=LOG_SYNC_S)
+                            mono_ns=mono, sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
 
     daemon = Daemon(list(cfg.devices), transport, pipeline, clock=clock,
                     options=daemon_options(cfg), outbox=store, sender=sender,
