@@ -678,6 +678,10 @@ class DaemonOptions:
     """Data (before the newest epoch) the provisional scorer looks at."""
     rescore_on_stop: bool = True
     """Re-score the night from its log when the daemon stops (e.g. in the morning)."""
+    morning_quiet_s: float = 900.0
+    """The morning disconnect: when every device has been disconnected and silent this long
+    (clock time) while the ``morning`` predicate holds (the night window is ending), the
+    night so far is re-scored from its log, as at the night boundary and on stop."""
     score_in_subprocess: bool = True
     """Score in a separate worker process (keeps the recording process small)."""
 
@@ -699,6 +703,7 @@ class Daemon:
         tz: str = "UTC",
         on_epoch: Callable[[Daemon, int], None] | None = None,
         rotate: Callable[[int], Any] | None = None,
+        morning: Callable[[int], bool] | None = None,
         seed: int | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -728,6 +733,8 @@ class Daemon:
         self.participant = participant
         self.tz = tz
         self.rotate = rotate
+        self.morning = morning
+        self._morning_scored_at = 0  # notifications recorded when last scored that way
         self.provisional_cursor_ns = 0
         self.provisional_epochs = 0
         self.final_results: list[dict[str, Any]] = []
@@ -883,6 +890,32 @@ class Daemon:
                                      tz=self.tz, roles=self.roles)
         fut.add_done_callback(lambda f: self._queue_final(paths, f))
 
+    def _rescore_if_morning(self) -> None:
+        """The morning disconnect: every device gone and quiet for ``morning_quiet_s`` while
+        the night window is ending -> score the night so far from its log (in the worker;
+        recording goes on, and a later score of the same log overwrites this one)."""
+        if self.morning is None or self.pipeline.writer is None or not self.supervisors:
+            return
+        if any(sup.status.connected for sup in self.supervisors):
+            return
+        notes = sum(sup.status.notifications for sup in self.supervisors)
+        if notes == self._morning_scored_at:
+            return
+        mono = self.clock.mono_ns()
+        last = max(sup.status.last_notification_mono_ns or 0 for sup in self.supervisors)
+        if mono - last < self.options.morning_quiet_s * 1e9:
+            return
+        now = int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+        if not self.morning(now):
+            return
+        self._morning_scored_at = notes
+        self.pipeline.writer.flush()  # decodable from disk up to the last record
+        paths = [Path(self.pipeline.writer.path)]
+        log.info("all devices disconnected in the morning: scoring %s", paths[0].name)
+        fut = self._scoring().submit(rescore_logs, paths, participant=self.participant,
+                                     tz=self.tz, roles=self.roles)
+        fut.add_done_callback(lambda f: self._queue_final(paths, f))
+
     def _queue_final(self, paths: list[Path], fut: concurrent.futures.Future[Any]) -> None:
         try:
             self._store_final(paths, *fut.result())
@@ -980,6 +1013,7 @@ class Daemon:
                 last_epoch = now
                 self.epoch_tick()
                 self._rotate_if_new_night()
+                self._rescore_if_morning()
             if now - last_push >= opts.push_every_s * 1e9:
                 last_push = now
                 self._push_in_background()

@@ -120,6 +120,18 @@ def night_label(wall_ns: int, cfg: Config) -> str:
     return day.isoformat()
 
 
+def in_morning(wall_ns: int, cfg: Config) -> bool:
+    """Whether a moment lies in the ending part of the night window: local time from
+    midnight to ``[night] end`` (for a window that wraps midnight), else from the window's
+    middle to its end. A morning disconnect then ends the night (its final score)."""
+    local = datetime.fromtimestamp(wall_ns / 1e9, tz=cfg.tz).time()
+    start, end = cfg.night.start_time, cfg.night.end_time
+    if start > end:
+        return local < end
+    mid_min = ((start.hour * 60 + start.minute) + (end.hour * 60 + end.minute)) // 2
+    return mid_min <= local.hour * 60 + local.minute < end.hour * 60 + end.minute
+
+
 def session_log_path(cfg: Config, wall_ns: int) -> Path:
     """One log per participant and night; a restarted daemon appends a new session to it."""
     return logs_dir(cfg) / f"{cfg.participant_id}_{night_label(wall_ns, cfg)}.blelog"
@@ -189,7 +201,8 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
 
     daemon = Daemon(list(cfg.devices), transport, pipeline, clock=clock,
                     options=daemon_options(cfg), outbox=store, sender=sender,
-                    participant=cfg.participant_id, tz=cfg.timezone, rotate=rotate)
+                    participant=cfg.participant_id, tz=cfg.timezone, rotate=rotate,
+                    morning=lambda now_ns: in_morning(now_ns, cfg))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)
