@@ -642,13 +642,18 @@ def rescore_logs(
     from sensord.staging.core import score_night
     from sensord.store.backfill import night_points
 
-    events = [ev for path in paths for ev in iter_events(path)]
-    wall = np.fromiter((ev.wall_ns for ev in events), dtype=np.int64, count=len(events))
-    mono = np.fromiter((ev.mono_ns for ev in events), dtype=np.int64, count=len(events))
-    fixed = repair_wall_ns(wall, mono).tolist()
+    # Two passes over the log(s) rather than a list of every event: the times first (for
+    # the repair), then the events streamed through the pipeline (a night's events as
+    # Python objects would cost the worker ~100 MB).
+    times = np.array([(ev.wall_ns, ev.mono_ns) for path in paths for ev in iter_events(path)],
+                     dtype=np.int64).reshape(-1, 2)
+    fixed = repair_wall_ns(times[:, 0], times[:, 1])
+    shift = (fixed - times[:, 0]).tolist()
+    del times, fixed
     pipe = Pipeline(writer=None)
-    for ev, w in zip(events, fixed, strict=True):
-        pipe.feed(ev if ev.wall_ns == w else dataclasses.replace(ev, wall_ns=w))
+    events = (ev for path in paths for ev in iter_events(path))
+    for ev, d in zip(events, shift, strict=True):
+        pipe.feed(dataclasses.replace(ev, wall_ns=ev.wall_ns + d) if d else ev)
     pipe.end_session()
     session = Session(night=pipe.night(), report=pipe.report([str(p) for p in paths]))
     return night_points(session, participant=participant, tz=tz, roles=roles,
