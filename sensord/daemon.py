@@ -768,6 +768,7 @@ class Daemon:
         """Every epoch: export new samples (repaired), trim buffers, run the downstream hook."""
         now = self.clock.wall_ns()
         try:
+            self.pipeline.decode_pending()
             self.exporter.export(self.pipeline.devices, synced=self.clock_watch.synced)
             mono = self.clock.mono_ns()
             if mono - self._last_provisional_mono >= self.options.provisional_every_s * 1e9:

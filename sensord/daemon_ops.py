@@ -43,10 +43,11 @@ LOG_ZLIB_LEVEL = 1
 a night of 50-Hz motion (bench/daemon.py) for a slightly larger file; old logs are
 xz-compressed after ``daemon.compress_after_days`` anyway."""
 
-LIVE_BATCH = 16
-"""Notifications per channel decoded together live (about 16 s of heart rate): small so the
-rolling buffers follow within a fraction of an epoch. The night's final score is computed
-from the log with the pipeline's default batching."""
+LIVE_BATCH = 64
+"""Notifications per channel decoded together live, at most; the daemon also decodes what
+is buffered at every epoch tick (30 s), so the rolling buffers are complete up to the tick
+and a night takes a few thousand decode calls rather than one per 16 notifications. The
+night's final score is computed from the log with the pipeline's default batching."""
 
 
 # --------------------------------------------------------------------------- logging

@@ -17,7 +17,7 @@ Live (daemon)::
     pipe = Pipeline(writer=BlelogWriter(path, ...))
     conn = await transport.connect("strap", address, pipe.feed, timeout_s=20)
     ...
-    pipe.flush()                       # decode what is buffered (e.g. every minute)
+    pipe.decode_pending()              # decode what is buffered (e.g. every epoch)
     night = pipe.night()               # NightStreams for the staging core
 
 Offline::
@@ -490,6 +490,12 @@ class Pipeline:
             out=st.streams, context=st.context, problems=self.problems,
             where=lambda i: wheres[min(i, len(wheres) - 1)],
         )
+
+    def decode_pending(self) -> None:
+        """Decode every buffered notification now (decode contexts carry on): the daemon
+        calls this every epoch, so the rolling buffers are complete up to the tick."""
+        for key in list(self._buf):
+            self._decode(*key)
 
     def _flush_device(self, dev: str) -> None:
         for key in [k for k in self._buf if k[0] == dev]:

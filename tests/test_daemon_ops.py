@@ -86,7 +86,8 @@ def test_night_label_follows_the_configured_night_end(tmp_path: Path) -> None:
     assert in_morning(ns("2026-03-29T00:00"), cfg)
     assert in_morning(ns("2026-03-29T07:15"), cfg)
     assert not in_morning(ns("2026-03-29T12:00"), cfg)
-    day = load_config(_write(tmp_path / "d.toml", 'timezone = "Europe/Berlin"\n[night]\nstart = "08:00"\nend = "16:00"\n'))
+    day = load_config(_write(tmp_path / "d.toml", 'timezone = "Europe/Berlin"\n'
+                             '[night]\nstart = "08:00"\nend = "16:00"\n'))
     assert not in_morning(ns("2026-03-29T11:59"), day)  # day sleep: second half 12-16 h
     assert in_morning(ns("2026-03-29T12:00"), day)
     assert not in_morning(ns("2026-03-29T16:00"), day)
