@@ -678,7 +678,8 @@ class DaemonOptions:
     provisional_every_s: float = 300.0
     """How often (clock time) the epochs completed since the last call get provisional
     stages (every epoch is staged; this sets the batch and the delay). 30 s stages each
-    epoch as it completes at about 1 CPU-s per hour more (bench/daemon.py)."""
+    epoch as it completes at about 0.6 CPU-s per hour more (bench/daemon.py
+    --provisional-every 30: 1.44 against 0.84 CPU-s/h)."""
     provisional_window_s: float = 600.0
     """Data (before the newest epoch) the provisional scorer looks at."""
     rescore_on_stop: bool = True
