@@ -36,7 +36,9 @@ AtOpt = typer.Option(
 
 
 def _fail(exc: SensordError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    from sensord.credentials import redact, registered_secrets
+
+    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
     return typer.Exit(2)
 
 
@@ -332,6 +334,7 @@ def web_set_pin(
             if getpass.getpass("Repeat the PIN: ") != pin:
                 raise ConfigError("the two PINs differ; nothing changed", key="pin")
         check_pin_text(pin)
+        cfg.ensure_data_dir()
         PinFile(pin_path(cfg)).save(pin)
         typer.echo(f"PIN set ({pin_path(cfg)})")
 
@@ -456,6 +459,20 @@ def export_cmd(
     to: str | None = typer.Option(None, "--to", help="Last night (YYYY-MM-DD)."),
     fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
     out: Path = typer.Option(Path("export"), "--out", help="Output directory."),
+    deidentify: bool = typer.Option(
+        False,
+        "--deidentify",
+        help="For sharing: re-key the pseudonym, shift dates by whole weeks (weekday and "
+        "time of day kept), drop free text; writes manifest.json beside the files.",
+    ),
+    secret_file: Path | None = typer.Option(
+        None,
+        "--secret-file",
+        help="The study's de-identification secret (mode 0600; same secret, same mapping).",
+    ),
+    keep_text: bool = typer.Option(
+        False, "--keep-text", help="With --deidentify: keep free-text notes."
+    ),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Export epochs, nights and annotations (whole history) between two nights."""
@@ -464,6 +481,18 @@ def export_cmd(
     with _edge():
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format {fmt!r}; expected csv or jsonl", key="format")
+        deid = None
+        if deidentify:
+            from sensord.credentials import read_secret
+            from sensord.privacy import Deidentifier
+
+            if secret_file is None:
+                raise ConfigError("--deidentify needs --secret-file", key="secret-file")
+            secret = read_secret(file=secret_file, what="de-identification secret")
+            deid = Deidentifier(secret.encode("utf-8"), keep_free_text=keep_text)
+        elif secret_file is not None or keep_text:
+            raise ConfigError("--secret-file and --keep-text go with --deidentify",
+                              key="deidentify")
         cfg = _config(config)
         since = an.parse_night(from_, field="from").isoformat() if from_ else None
         until = an.parse_night(to, field="to").isoformat() if to else None
@@ -484,14 +513,34 @@ def export_cmd(
             ]
         finally:
             book.close()
-        for name, rows in (
-            ("annotations", annotation_rows(history)),
-            ("nights", nights),
-            ("epochs", epochs),
-        ):
+        tables = {
+            "annotations": annotation_rows(history),
+            "nights": nights,
+            "epochs": epochs,
+        }
+        if deid is not None:
+            from sensord.export import deidentify_tables
+
+            tables, manifest = deidentify_tables(
+                tables, deid, participant=cfg.participant_id, tz=cfg.timezone
+            )
+            manifest_path = write_manifest(manifest, out)
+        for name, rows in tables.items():
             path = out / f"{name}.{fmt}"
             n = write_rows(rows, path, fmt)
             typer.echo(f"wrote {path} ({n} rows)")
+        if deid is not None:
+            typer.echo(f"wrote {manifest_path} (what was removed or changed)")
+
+
+def write_manifest(manifest: dict[str, Any], out: Path) -> Path:
+    """``manifest.json`` in the export directory (sorted keys: same input, same bytes)."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sensord.credentials import (
+    check_private_file,
+    check_url_has_no_credentials,
+    ensure_private_dir,
+    register_secret,
+)
 from sensord.errors import ConfigError
+from sensord.privacy import DEFAULT_PSEUDONYM_PATTERN, validate_pseudonym
 from sensord.store.schema import DEVICE_ROLES, PARTICIPANT
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/sensord/sensord.toml"),)
@@ -109,6 +116,9 @@ class WebConfig:
     enabled: bool = True
     bind: str = "127.0.0.1"
     port: int = 8080
+    # area security (issue 8): a session ends after this long unused, and this long after login
+    session_idle_h: float = 24.0
+    session_max_h: float = 720.0
 
 
 @dataclass(frozen=True)
@@ -130,8 +140,9 @@ class DaemonConfig:
 class Config:
     """The whole configuration. ``source`` lists where values came from."""
 
-    participant_id: str = "demo"
+    participant_id: str = "DEMO01"
     timezone: str = "UTC"
+    pseudonym_pattern: str = DEFAULT_PSEUDONYM_PATTERN
     data_dir: str = "~/.local/share/sensord"
     devices: tuple[DeviceConfig, ...] = ()
     night: NightConfig = field(default_factory=NightConfig)
@@ -153,6 +164,11 @@ class Config:
         """The SQLite local store (outbox, quarantine, nights, annotations)."""
         return self.data_path / "sensord.sqlite"
 
+    def ensure_data_dir(self) -> Path:
+        """The data directory, created mode 0700 if missing; one that other users can
+        read, write or enter is refused (:class:`ConfigError` naming it and the ``chmod``)."""
+        return ensure_private_dir(self.data_path)
+
 
 SECTIONS: dict[str, type] = {
     "night": NightConfig,
@@ -160,7 +176,7 @@ SECTIONS: dict[str, type] = {
     "web": WebConfig,
     "daemon": DaemonConfig,
 }
-_TOP_SCALARS = ("participant_id", "timezone", "data_dir")
+_TOP_SCALARS = ("participant_id", "timezone", "data_dir", "pseudonym_pattern")
 _ENV_ONLY = {"password_from_env", "token_from_env"}
 _FORBIDDEN_SECRETS = {"password", "token"}
 
@@ -173,17 +189,22 @@ def _parse_hhmm(value: str, key: str) -> time:
 
 
 def _secret(from_env: str, env_name: str, file_name: str, key: str) -> str:
+    """Resolve one secret; every value found is registered for log redaction."""
     if from_env:
-        return from_env
+        return register_secret(from_env)
     if env_name:
         value = os.environ.get(env_name)
         if value is None:
             raise ConfigError(f"environment variable {env_name} is not set", key=key + "_env")
-        return value
+        return register_secret(value)
     if file_name:
         path = Path(file_name).expanduser()
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            check_private_file(path)  # group/other access refused, naming the file and chmod
+        except ConfigError as exc:
+            raise ConfigError(str(exc), key=key + "_file") from None
+        try:
+            return register_secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
         except OSError as exc:
             raise ConfigError(
                 f"cannot read secret file {path}: {exc.strerror}", key=key + "_file"
@@ -377,6 +398,10 @@ def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
             source=src,
         )
     try:
+        validate_pseudonym(cfg.participant_id, cfg.pseudonym_pattern)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key=exc.key, source=src) from None
+    try:
         ZoneInfo(cfg.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
@@ -396,6 +421,11 @@ def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
             key="sink.kind",
             source=src,
         )
+    if "@" in cfg.sink.url:  # user:password@ would end up in logs and error messages
+        try:
+            check_url_has_no_credentials(cfg.sink.url, key="sink.url")
+        except ConfigError as exc:  # the message never repeats the URL
+            raise ConfigError(exc.message, key="sink.url", source=src) from None
     if cfg.sink.kind != "none" and not re.match(r"https?://[^/]+", cfg.sink.url):
         raise ConfigError(
             f"expected an http(s):// URL, got {cfg.sink.url!r}", key="sink.url", source=src
@@ -414,6 +444,10 @@ def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
             raise ConfigError("must be positive", key=f"sink.{key}", source=src)
     if cfg.sink.retry_max_s < cfg.sink.retry_initial_s:
         raise ConfigError("must be >= sink.retry_initial_s", key="sink.retry_max_s", source=src)
+    if cfg.web.session_idle_h <= 0 or cfg.web.session_max_h < cfg.web.session_idle_h:
+        raise ConfigError(
+            "need 0 < session_idle_h <= session_max_h", key="web.session_max_h", source=src
+        )
     if not 1 <= cfg.web.port <= 65535:
         raise ConfigError(f"port {cfg.web.port} out of range 1-65535", key="web.port", source=src)
     if cfg.daemon.reconnect_max_s < cfg.daemon.reconnect_min_s or cfg.daemon.reconnect_min_s <= 0:

@@ -169,9 +169,9 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     if not cfg.devices:
         raise ConfigError("no devices configured: add one with `sensord pair ADDRESS`",
                           key="devices")
-    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    cfg.ensure_data_dir()  # private (0700); refused if other users can read it
     path = session_log_path(cfg, clock.wall_ns())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     wall0, mono0 = clock.read()
     writer = BlelogWriter(path, participant=cfg.participant_id, tz=cfg.timezone,
                           host=socket.gethostname(), wall_ns=wall0, mono_ns=mono0,
@@ -444,7 +444,12 @@ def doctor_checks(cfg: Config) -> tuple[bool, list[str]]:
                               else "NOT synchronised: timestamps will be repaired once it is"))
     data = cfg.data_path
     try:
-        data.mkdir(parents=True, exist_ok=True)
+        cfg.ensure_data_dir()
+    except ConfigError as exc:
+        ok = False
+        lines.append(f"disk: REFUSED: {exc.message}")
+        return ok, lines
+    try:
         probe = data / ".doctor-probe"
         probe.write_bytes(b"x")
         probe.unlink()

@@ -25,6 +25,7 @@ class ConfigError(SensordError):
     """
 
     def __init__(self, message: str, *, key: str | None = None, source: str | None = None):
+        self.message = message
         self.key = key
         self.source = source
         where = ", ".join(p for p in (f"key {key!r}" if key else "", source or "") if p)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sensord import annotate as an
 from sensord.errors import ConfigError
+from sensord.privacy import Deidentifier, deidentify_records
 
 FORMATS = ("csv", "jsonl")
 
@@ -74,3 +75,29 @@ def write_rows(rows: Iterable[Mapping[str, Any]], path: Path, fmt: str) -> int:
         for r in rows:
             w.writerow({k: _cell(v) for k, v in r.items()})
     return len(rows)
+
+
+def deidentify_tables(
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    deid: Deidentifier,
+    *,
+    participant: str,
+    tz: str,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """De-identify each export table (see :func:`sensord.privacy.deidentify_records`).
+
+    Rows without a ``participant`` (annotations) get the exporting participant's first.
+    Returns the tables and the manifest: per table what was dropped, plus the method;
+    never the secret, the offsets or an original value.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    per_table: dict[str, Any] = {}
+    method: dict[str, str] = {}
+    for name, rows in tables.items():
+        full = [{"participant": participant, **r} for r in rows]
+        clean, manifest = deidentify_records(full, deid, tz_by_participant={participant: tz})
+        out[name] = clean
+        summary = manifest.as_dict()
+        method = summary.pop("method")
+        per_table[name] = summary
+    return out, {"deidentified": True, "method": method, "tables": per_table}

@@ -144,4 +144,5 @@ class NoteBook:
 
 def open_book(cfg: Config) -> NoteBook:
     """The notebook of the configured participant in the configured local store."""
+    cfg.ensure_data_dir()
     return NoteBook(LocalStore(cfg.outbox_path), cfg.participant_id, owns_store=True)

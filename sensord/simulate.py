@@ -134,7 +134,7 @@ class SimConfig:
     disconnects_per_night: float = 0.0
     clock_step_s: float = 0.0
     rr_file: str | None = None
-    participant: str = "sim01"
+    participant: str = "SIM01"
     device: str = ""
 
     def effects_for(self, night: int) -> NightEffects:

@@ -27,7 +27,7 @@ SPEED = 60
 def write_config(tmp: Path, hci: str) -> Path:
     cfg = tmp / "sensord.toml"
     cfg.write_text(
-        f'participant_id = "p07"\ntimezone = "Europe/Berlin"\ndata_dir = "{tmp / "data"}"\n'
+        f'participant_id = "P07"\ntimezone = "Europe/Berlin"\ndata_dir = "{tmp / "data"}"\n'
         f'[daemon]\ntransport = "bumble:{hci}"\nwatchdog_s = 60\nreconnect_min_s = 2\n'
         f'reconnect_max_s = 30\nconnect_timeout_s = 2\n'
         f'[[devices]]\nname = "chest"\naddress = "F0:00:00:00:00:01"\nprofile = "heart_rate"\n'

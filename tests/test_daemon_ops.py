@@ -53,7 +53,7 @@ def test_journal_lines_carry_syslog_priorities() -> None:
 
 def test_pair_appends_a_device_that_the_config_then_loads(tmp_path: Path) -> None:
     cfg_path = tmp_path / "sensord.toml"
-    cfg_path.write_text('participant_id = "p1"\n')
+    cfg_path.write_text('participant_id = "P01"\n')
     cfg = load_config(cfg_path)
     pair(cfg_path, cfg, "aa:bb:cc:dd:ee:01", role="chest", name=None, profile="heart_rate")
     cfg = load_config(cfg_path)
@@ -130,7 +130,7 @@ def test_daemon_rotates_to_a_new_log_at_the_night_boundary_and_scores_the_old_on
     speed = 60.0
     virtual_air.start("chest", profile="pmd", speed=speed)
     cfg_path = tmp_path / "c.toml"
-    cfg_path.write_text(f'participant_id = "p1"\ntimezone = "UTC"\ndata_dir = "{tmp_path}"\n'
+    cfg_path.write_text(f'participant_id = "P01"\ntimezone = "UTC"\ndata_dir = "{tmp_path}"\n'
                         '[night]\nend = "12:00"\n')
     cfg = load_config(cfg_path)
     start = int(datetime.fromisoformat("2026-11-21T11:55:00+00:00").timestamp()) * 10**9
@@ -171,7 +171,7 @@ def test_daemon_rotates_to_a_new_log_at_the_night_boundary_and_scores_the_old_on
         return daemon
 
     daemon = asyncio.run(run())
-    assert [p.name for p in opened] == ["p1_2026-11-20.blelog", "p1_2026-11-21.blelog"]
+    assert [p.name for p in opened] == ["P01_2026-11-20.blelog", "P01_2026-11-21.blelog"]
     assert daemon.final_results[0]["night"] == "2026-11-20"
     # Both logs are complete sessions; the second one holds data after noon.
     noon = int(datetime.fromisoformat("2026-11-21T12:00:00+00:00").timestamp()) * 10**9

@@ -29,7 +29,10 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def config(tmp_path: Path, db: InfluxDB) -> Path:
     path = tmp_path / "sensord.toml"
     path.write_text(
-        f'participant_id = "ignored"\ndata_dir = "{tmp_path / "data"}"\n'
+        f'participant_id = "IGN01"\ndata_dir = "{tmp_path / "data"}"\n'
+        # the log header's hostile id below is this test's point (escaping on the wire):
+        # a study pattern that lets it through; the e-mail/phone/name refusal still applies
+        "pseudonym_pattern = '.+'\n"
         '[[devices]]\nname = "polar_h10"\naddress = "A0:00"\nprofile = "polar_h10"\n'
         'role = "chest"\n'
         f'[sink]\nkind = "influxdb1"\nurl = "{db.url}"\ndatabase = "{db.name}"\n'

@@ -72,6 +72,7 @@ def test_defaults_without_file_or_env() -> None:
 def test_full_file(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("s3cret, 'quoted'\n", encoding="utf-8")
+    pw.chmod(0o600)  # secrets files others can read are refused (issue 8)
     cfg = load_config(write(tmp_path, FULL.format(pwfile=pw)), env={})
     assert cfg.participant_id == "P-017"
     assert cfg.tz.key == "Europe/Berlin"
@@ -111,8 +112,8 @@ def test_env_overrides_file(tmp_path: Path) -> None:
 
 
 def test_sensord_config_env_names_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, 'participant_id = "X1"\n')
-    assert load_config(env={"SENSORD_CONFIG": str(path)}).participant_id == "X1"
+    path = write(tmp_path, 'participant_id = "X01"\n')
+    assert load_config(env={"SENSORD_CONFIG": str(path)}).participant_id == "X01"
 
 
 def test_token_from_named_env_var(tmp_path: Path) -> None:

@@ -200,6 +200,7 @@ def test_sender_through_influxdb_client(fake2x: Fake2x, tmp_path: Path) -> None:
 def test_config_builds_the_2x_sink(tmp_path: Path, fake2x: Fake2x) -> None:
     tok = tmp_path / "token"
     tok.write_text("file-token\n")
+    tok.chmod(0o600)  # secrets files others can read are refused (issue 8)
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(
         f'[sink]\nkind = "influxdb2"\nurl = "{fake2x.url}"\norg = "lab"\nbucket = "sleep"\n'

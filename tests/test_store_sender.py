@@ -43,11 +43,15 @@ class CountingSink:
 def write_config(tmp_path: Path, url: str, db: str, user: str = "", password: str = "") -> Path:
     pw = tmp_path / "influx.secret"
     pw.write_text(password + "\n", encoding="utf-8")
+    pw.chmod(0o600)  # secrets files others can read are refused (issue 8)
     cfg = tmp_path / "sensord.toml"
     cfg.write_text(
         f'participant_id = "P-001"\ndata_dir = "{tmp_path / "data"}"\n'
         f'[sink]\nkind = "influxdb1"\nurl = "{url}"\ndatabase = "{db}"\n'
-        f'username = "{user}"\npassword_file = "{pw}"\nbatch_lines = 1000\n',
+        f'username = "{user}"\npassword_file = "{pw}"\nbatch_lines = 1000\n'
+        # `sensord doctor` also checks the radio (area daemon); a bumble transport skips
+        # BlueZ, which no test host has, so the exit code reflects the sink alone
+        '[daemon]\ntransport = "bumble:tcp-client:127.0.0.1:9"\n',
         encoding="utf-8",
     )
     return cfg
@@ -151,7 +155,7 @@ def test_field_type_conflict_and_invalid_lines_quarantined_only(
     # and `sensord outbox` shows the refused lines with the server's words
     cfg = write_config(tmp_path, influxdb.url, influxdb.name)
     store_path = tmp_path / "data" / "sensord.sqlite"
-    store_path.parent.mkdir()
+    store_path.parent.mkdir(mode=0o700)  # a data dir others can read is refused (issue 8)
     (tmp_path / "s.sqlite").rename(store_path)
     res = CliRunner().invoke(app, ["outbox", "-c", str(cfg), "--limit", "5000"])
     assert res.exit_code == 0, res.output

@@ -172,8 +172,13 @@ def backfill(
     participant: str | None = None,
     scoring: bool = True,
     on_night: Callable[[NightBackfill], None] | None = None,
+    check_participant: Callable[[str], object] | None = None,
 ) -> BackfillReport:
-    """Backfill each log (one night each); ``sender=None`` only queues in the outbox."""
+    """Backfill each log (one night each); ``sender=None`` only queues in the outbox.
+
+    ``check_participant`` (the CLI passes the study's pseudonym check) sees each log's
+    participant before anything of that log is stored and raises to refuse it.
+    """
     from sensord import pipeline
 
     score: Callable[..., Any] | None = None
@@ -188,6 +193,8 @@ def backfill(
         headers = session.report.headers
         who = participant or (headers[0].participant if headers else "") or cfg.participant_id
         tz = (headers[0].tz if headers else "") or cfg.timezone
+        if check_participant is not None:
+            check_participant(who)
         body, rows, summary, epochs = night_points(
             session, participant=who, tz=tz, roles=roles, score=score
         )

@@ -206,7 +206,8 @@ class LocalStore:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # a directory made here is private to the service user (see credentials.py)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
                 str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
             )

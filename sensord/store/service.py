@@ -12,10 +12,12 @@ from sensord.errors import StoreError
 from sensord.store.local import LocalStore
 from sensord.store.policy import Backoff
 from sensord.store.sender import FlushReport, Sender
-from sensord.store.sinks import Health, Sink, make_sink
+from sensord.store.sinks import Health, Sink, make_sink, transport_warnings
 
 
 def open_store(cfg: Config) -> LocalStore:
+    """The local store in the data directory (created private; refused if others can read it)."""
+    cfg.ensure_data_dir()
     return LocalStore(cfg.outbox_path)
 
 
@@ -94,6 +96,7 @@ class DoctorReport:
 def doctor(cfg: Config) -> DoctorReport:
     """Check the sink: reachable, version, credentials, database/bucket."""
     lines = [f"config: {', '.join(cfg.source) or 'defaults'}", f"sink: {cfg.sink.kind}"]
+    lines += [f"WARNING: {w}" for w in transport_warnings(cfg.sink)]
     sink = make_sink(cfg.sink)
     if sink is None:
         lines.append("no sink configured: data stays in the local outbox")

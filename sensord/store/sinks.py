@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
+import logging
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,6 +31,8 @@ from sensord.store.policy import (
     v1_precision,
 )
 from sensord.store.schema import WIRE_PRECISION
+
+log = logging.getLogger("sensord.store")
 
 
 @dataclass(frozen=True)
@@ -316,10 +320,45 @@ class Influx2Sink:
         self._client.close()
 
 
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_warnings(cfg: SinkConfig) -> list[str]:
+    """What is unsafe about how this sink reaches its server (empty when nothing is)."""
+    out: list[str] = []
+    if cfg.kind == "none":
+        return out
+    if not cfg.verify_tls:
+        out.append(
+            f"TLS certificate verification is OFF for {cfg.url} ([sink] verify_tls = false): "
+            "anyone between this device and the server can read the data and the credentials; "
+            "trust the server's certificate with [sink] ca_bundle instead"
+        )
+    if cfg.url.startswith("http://") and not _is_loopback(cfg.url):
+        out.append(
+            f"{cfg.url} is plain HTTP to another machine: data and credentials travel "
+            "unencrypted; use https:// (see docs/security.md)"
+        )
+    return out
+
+
 def make_sink(cfg: SinkConfig) -> Sink | None:
-    """The sink the config asks for (``None`` for ``kind = "none"``)."""
+    """The sink the config asks for (``None`` for ``kind = "none"``).
+
+    Every unsafe transport setting (verification off, plain HTTP off this machine) is
+    logged as a WARNING each time a sink is made.
+    """
     if cfg.kind == "none":
         return None
+    for warning in transport_warnings(cfg):
+        log.warning("%s", warning)
     if cfg.kind == "influxdb1":
         return Influx1Sink(
             cfg.url,

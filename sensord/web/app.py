@@ -14,6 +14,7 @@ import datetime as dt
 import html
 import importlib.resources
 import ipaddress
+import logging
 import secrets
 import time
 import zoneinfo
@@ -36,6 +37,8 @@ from sensord.web.auth import (
     csrf_ok,
     verify_pin,
 )
+
+log = logging.getLogger("sensord.web")
 
 SESSION_COOKIE = "sensord_session"
 LOGIN_COOKIE = "sensord_login"
@@ -99,6 +102,9 @@ async def security_headers(
     except web.HTTPException as exc:
         add(exc.headers)
         raise
+    except Exception:  # aiohttp's own 500 page would go out without the headers
+        log.exception("web: %s %s failed", request.method, request.path)
+        resp = web.Response(status=500, text="Something went wrong; nothing was saved.\n")
     add(resp.headers)
     return resp
 
@@ -118,10 +124,10 @@ async def require_session(
     if request.path in PUBLIC:
         return await handler(request)
     session = state.sessions.get(request.cookies.get(SESSION_COOKIE), state.mono_s())
-    if session is None:
-        if request.method == "GET":
+    if session is None:  # whatever the path (even one that does not exist): the login page
+        if request.method in ("GET", "HEAD"):
             raise web.HTTPSeeOther("/login")
-        return web.Response(status=401, text="Not logged in.\n")
+        return _login_form(request, "Please enter your PIN.", status=401)
     request[SESSION] = session
     if request.method == "POST":
         if not _same_origin(request):
@@ -324,7 +330,8 @@ async def login_submit(request: web.Request) -> web.Response:
     token = request.cookies.get(LOGIN_COOKIE)
     sent = form.get("login_token")
     if not token or not isinstance(sent, str) or sent != token or not _same_origin(request):
-        return web.Response(status=403, text="Login form expired. Reload the page.\n")
+        return _login_form(request, "The login form expired; please enter your PIN again.",
+                           status=403)
     pin = form.get("pin")
     record = state.pin.load()
     loop = asyncio.get_running_loop()
@@ -340,7 +347,11 @@ async def login_submit(request: web.Request) -> web.Response:
     session = state.sessions.create(state.mono_s())
     resp = web.HTTPSeeOther("/")
     resp.set_cookie(
-        SESSION_COOKIE, session.token, httponly=True, samesite="Strict", max_age=30 * 86_400
+        SESSION_COOKIE,
+        session.token,
+        httponly=True,
+        samesite="Strict",
+        max_age=int(state.sessions.max_age_s),
     )
     resp.del_cookie(LOGIN_COOKIE)
     raise resp
@@ -817,7 +828,15 @@ async def start_from_config(
             source=str(pin.path),
         )
     book = open_book(cfg)
-    state = WebState(book=book, pin=pin, tz=cfg.timezone, participant=cfg.participant_id)
+    state = WebState(
+        book=book,
+        pin=pin,
+        tz=cfg.timezone,
+        participant=cfg.participant_id,
+        sessions=SessionStore(
+            idle_s=cfg.web.session_idle_h * 3600, max_age_s=cfg.web.session_max_h * 3600
+        ),
+    )
     bind = host or cfg.web.bind
     try:
         runner = await start(state, bind, cfg.web.port if port is None else port)

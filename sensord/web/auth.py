@@ -123,9 +123,14 @@ class Session:
 
 @dataclass
 class SessionStore:
-    """In-memory sessions with an idle timeout and a cap on their number."""
+    """In-memory sessions with an idle timeout, an absolute lifetime and a cap on their number.
 
-    idle_s: float = 30 * 86_400
+    A session ends ``idle_s`` after its last request, and ``max_age_s`` after the login
+    however active it is (``[web] session_idle_h`` / ``session_max_h``).
+    """
+
+    idle_s: float = 24 * 3600
+    max_age_s: float = 30 * 86_400
     max_sessions: int = 50
     _by_token: dict[str, Session] = field(default_factory=dict)
 
@@ -143,7 +148,7 @@ class SessionStore:
         s = self._by_token.get(token)
         if s is None:
             return None
-        if now_s - s.seen_s > self.idle_s:
+        if now_s - s.seen_s > self.idle_s or now_s - s.created_s > self.max_age_s:
             del self._by_token[token]
             return None
         s.seen_s = now_s
