@@ -8,8 +8,8 @@ time), without the radio:
 
 * the supervisor's admission (flood limit, status counters) and ``Daemon.record``: the
   clock-step tracker, then the pipeline: a new session log written and fsync'd as the
-  daemon does (``sensord.daemon_ops.LOG_SYNC_S``), then batch decoding (16 notifications per
-  batch, as live);
+  daemon does (``sensord.daemon_ops.LOG_SYNC_S``), then batch decoding (up to ``LIVE_BATCH``
+  notifications per batch, and what is buffered at every epoch tick, as live);
 * every 5 s of data the clock check, every 30 s the status file and an epoch tick (export
   of new samples to a real SQLite outbox, rolling-buffer trim), every 5 min provisional
   stages for the epochs completed since (``score_night`` on the last 10 minutes, in the
@@ -21,12 +21,13 @@ CPU time is the recording process plus the scoring worker (joined, so its time c
 Printed from one run: CPU seconds (user+system) per hour of data (budget <= 1.0), peak RSS
 (budget <= 100 MB), and the ratio of data time to wall time.
 
-Usage: ``python bench/daemon.py [--hours 8]``
+Usage: ``python bench/daemon.py [--hours 8] [--provisional-every 30]``
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -66,11 +67,11 @@ class Spec:
         self.name, self.address, self.profile, self.role = name, address, profile, role
 
 
-def replay(log: Path, work: Path) -> dict[str, float]:
+def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> dict[str, float]:
     """Child process: the measured part."""
     from sensord.blelog import BlelogWriter, iter_events
     from sensord.daemon import Daemon, DaemonOptions
-    from sensord.daemon_ops import LOG_SYNC_S
+    from sensord.daemon_ops import LIVE_BATCH, LOG_SYNC_S, LOG_ZLIB_LEVEL
     from sensord.model import DeviceEvent, RawNotification
     from sensord.pipeline import Pipeline
     from sensord.store.local import LocalStore
@@ -85,15 +86,19 @@ def replay(log: Path, work: Path) -> dict[str, float]:
     out_log = work / "replayed.blelog"
     writer = BlelogWriter(out_log, participant="bench", tz="Europe/Zurich", host="bench",
                           wall_ns=clock.wall, mono_ns=clock.mono, fsync=True,
-                          sync_interval_s=LOG_SYNC_S)
+                          sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
     store = LocalStore(work / "outbox.sqlite")
+    options = DaemonOptions(status_path=work / "status.json")
+    if provisional_every_s is not None:
+        options = dataclasses.replace(options, provisional_every_s=provisional_every_s)
     device = first.device if isinstance(first, DeviceEvent | RawNotification) else "polar_h10"
     daemon = Daemon([Spec(device, "00:00:00:00:00:00", "polar_pmd", "chest")],
                     transport=None,  # type: ignore[arg-type]  # no radio in the bench
-                    pipeline=Pipeline(writer=writer, batch_size=16), clock=clock,
-                    options=DaemonOptions(status_path=work / "status.json"), outbox=store,
+                    pipeline=Pipeline(writer=writer, batch_size=LIVE_BATCH), clock=clock,
+                    options=options, outbox=store,
                     participant="bench", tz="Europe/Zurich")
     sup = daemon.supervisors[0]
+    provisional_every_s = daemon.options.provisional_every_s
     start_wall = first.wall_ns
     next_check = next_status = next_epoch = first.mono_ns
     n = 0
@@ -142,6 +147,7 @@ def replay(log: Path, work: Path) -> dict[str, float]:
         "provisional_epochs": daemon.provisional_epochs,
         "final_epochs": int(summary["epochs"]) if summary else 0,
         "outbox_lines": store_lines(work / "outbox.sqlite"),
+        "provisional_every_s": provisional_every_s,
     }
 
 
@@ -167,10 +173,13 @@ def store_lines(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=8.0)
+    parser.add_argument("--provisional-every", type=float, default=None, metavar="S",
+                        help="provisional staging cadence (default: the daemon's)")
     parser.add_argument("--child", nargs=2, metavar=("LOG", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]))))
+        print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]),
+                                args.provisional_every)))
         return
     from sensord.simulate import SimConfig, simulate_to_files
 
@@ -181,7 +190,9 @@ def main() -> None:
         work = Path(tmp) / "work"
         work.mkdir()
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(logs[0]), str(work)],
+            [sys.executable, __file__, "--child", str(logs[0]), str(work),
+             *(["--provisional-every", str(args.provisional_every)]
+               if args.provisional_every is not None else [])],
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -195,7 +206,8 @@ def main() -> None:
           "final score_night, separate process)")
     print(f"ratio_to_real_time = {r['realtime_ratio']:.0f}x   "
           f"({r['wall_s']:.1f} s wall for the night)")
-    print(f"provisional epochs {r['provisional_epochs']}, final epochs {r['final_epochs']}, "
+    print(f"provisional staging every {r['provisional_every_s']:.0f} s: "
+          f"provisional epochs {r['provisional_epochs']}, final epochs {r['final_epochs']}, "
           f"outbox lines {r['outbox_lines']}")
 
 

@@ -589,6 +589,11 @@ class Exporter:
         return n
 
 
+TRIM_EVERY_TICKS = 10
+"""Rolling buffers are trimmed every this many epoch ticks (so they hold between
+``keep_s`` and ``keep_s`` + 5 min of data at the default 30-s tick)."""
+
+
 def trim_streams(devices: dict[str, Any], keep_from_ns: int) -> None:
     """Drop decoded samples older than ``keep_from_ns`` (rolling buffers, bounded memory).
 
@@ -637,13 +642,18 @@ def rescore_logs(
     from sensord.staging.core import score_night
     from sensord.store.backfill import night_points
 
-    events = [ev for path in paths for ev in iter_events(path)]
-    wall = np.fromiter((ev.wall_ns for ev in events), dtype=np.int64, count=len(events))
-    mono = np.fromiter((ev.mono_ns for ev in events), dtype=np.int64, count=len(events))
-    fixed = repair_wall_ns(wall, mono).tolist()
+    # Two passes over the log(s) rather than a list of every event: the times first (for
+    # the repair), then the events streamed through the pipeline (a night's events as
+    # Python objects would cost the worker ~100 MB).
+    times = np.array([(ev.wall_ns, ev.mono_ns) for path in paths for ev in iter_events(path)],
+                     dtype=np.int64).reshape(-1, 2)
+    fixed = repair_wall_ns(times[:, 0], times[:, 1])
+    shift = (fixed - times[:, 0]).tolist()
+    del times, fixed
     pipe = Pipeline(writer=None)
-    for ev, w in zip(events, fixed, strict=True):
-        pipe.feed(ev if ev.wall_ns == w else dataclasses.replace(ev, wall_ns=w))
+    events = (ev for path in paths for ev in iter_events(path))
+    for ev, d in zip(events, shift, strict=True):
+        pipe.feed(dataclasses.replace(ev, wall_ns=ev.wall_ns + d) if d else ev)
     pipe.end_session()
     session = Session(night=pipe.night(), report=pipe.report([str(p) for p in paths]))
     return night_points(session, participant=participant, tz=tz, roles=roles,
@@ -668,11 +678,16 @@ class DaemonOptions:
     provisional_every_s: float = 300.0
     """How often (clock time) the epochs completed since the last call get provisional
     stages (every epoch is staged; this sets the batch and the delay). 30 s stages each
-    epoch as it completes at about 1 CPU-s per hour more (bench/daemon.py)."""
+    epoch as it completes at about 0.6 CPU-s per hour more (bench/daemon.py
+    --provisional-every 30: 1.44 against 0.84 CPU-s/h)."""
     provisional_window_s: float = 600.0
     """Data (before the newest epoch) the provisional scorer looks at."""
     rescore_on_stop: bool = True
     """Re-score the night from its log when the daemon stops (e.g. in the morning)."""
+    morning_quiet_s: float = 900.0
+    """The morning disconnect: when every device has been disconnected and silent this long
+    (clock time) while the ``morning`` predicate holds (the night window is ending), the
+    night so far is re-scored from its log, as at the night boundary and on stop."""
     score_in_subprocess: bool = True
     """Score in a separate worker process (keeps the recording process small)."""
 
@@ -694,6 +709,7 @@ class Daemon:
         tz: str = "UTC",
         on_epoch: Callable[[Daemon, int], None] | None = None,
         rotate: Callable[[int], Any] | None = None,
+        morning: Callable[[int], bool] | None = None,
         seed: int | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -723,6 +739,8 @@ class Daemon:
         self.participant = participant
         self.tz = tz
         self.rotate = rotate
+        self.morning = morning
+        self._morning_scored_at = 0  # notifications recorded when last scored that way
         self.provisional_cursor_ns = 0
         self.provisional_epochs = 0
         self.final_results: list[dict[str, Any]] = []
@@ -751,12 +769,14 @@ class Daemon:
         """Every epoch: export new samples (repaired), trim buffers, run the downstream hook."""
         now = self.clock.wall_ns()
         try:
+            self.pipeline.decode_pending()
             self.exporter.export(self.pipeline.devices, synced=self.clock_watch.synced)
             mono = self.clock.mono_ns()
             if mono - self._last_provisional_mono >= self.options.provisional_every_s * 1e9:
                 self._last_provisional_mono = mono
                 self.provisional_stage(now)
-            trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9))
+            if self._ticks % TRIM_EVERY_TICKS == 0:  # copies every buffer: not every epoch
+                trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9))
             self._ticks += 1
             if self._ticks % 20 == 0:  # every 10 minutes at the default epoch tick
                 self._trim()
@@ -877,6 +897,32 @@ class Daemon:
                                      tz=self.tz, roles=self.roles)
         fut.add_done_callback(lambda f: self._queue_final(paths, f))
 
+    def _rescore_if_morning(self) -> None:
+        """The morning disconnect: every device gone and quiet for ``morning_quiet_s`` while
+        the night window is ending -> score the night so far from its log (in the worker;
+        recording goes on, and a later score of the same log overwrites this one)."""
+        if self.morning is None or self.pipeline.writer is None or not self.supervisors:
+            return
+        if any(sup.status.connected for sup in self.supervisors):
+            return
+        notes = sum(sup.status.notifications for sup in self.supervisors)
+        if notes == self._morning_scored_at:
+            return
+        mono = self.clock.mono_ns()
+        last = max(sup.status.last_notification_mono_ns or 0 for sup in self.supervisors)
+        if mono - last < self.options.morning_quiet_s * 1e9:
+            return
+        now = int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+        if not self.morning(now):
+            return
+        self._morning_scored_at = notes
+        self.pipeline.writer.flush()  # decodable from disk up to the last record
+        paths = [Path(self.pipeline.writer.path)]
+        log.info("all devices disconnected in the morning: scoring %s", paths[0].name)
+        fut = self._scoring().submit(rescore_logs, paths, participant=self.participant,
+                                     tz=self.tz, roles=self.roles)
+        fut.add_done_callback(lambda f: self._queue_final(paths, f))
+
     def _queue_final(self, paths: list[Path], fut: concurrent.futures.Future[Any]) -> None:
         try:
             self._store_final(paths, *fut.result())
@@ -974,6 +1020,7 @@ class Daemon:
                 last_epoch = now
                 self.epoch_tick()
                 self._rotate_if_new_night()
+                self._rescore_if_morning()
             if now - last_push >= opts.push_every_s * 1e9:
                 last_push = now
                 self._push_in_background()
@@ -1039,5 +1086,5 @@ class Daemon:
         if path is None:
             return
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1))
+        tmp.write_text(json.dumps(self.status()))  # no indent: the C encoder, 5x cheaper
         os.replace(tmp, path)

@@ -38,10 +38,16 @@ LOG_SYNC_S = 5.0
 this much. Every second costs about 0.3 CPU-s per hour more on the bench (fsync) and wears an
 SD card faster."""
 
-LIVE_BATCH = 16
-"""Notifications per channel decoded together live (about 16 s of heart rate): small so the
-rolling buffers follow within a fraction of an epoch. The night's final score is computed
-from the log with the pipeline's default batching."""
+LOG_ZLIB_LEVEL = 1
+"""Deflate level of the live session log. Level 1 costs about a third of level 6's CPU on
+a night of 50-Hz motion (bench/daemon.py) for a slightly larger file; old logs are
+xz-compressed after ``daemon.compress_after_days`` anyway."""
+
+LIVE_BATCH = 64
+"""Notifications per channel decoded together live, at most; the daemon also decodes what
+is buffered at every epoch tick (30 s), so the rolling buffers are complete up to the tick
+and a night takes a few thousand decode calls rather than one per 16 notifications. The
+night's final score is computed from the log with the pipeline's default batching."""
 
 
 # --------------------------------------------------------------------------- logging
@@ -115,6 +121,18 @@ def night_label(wall_ns: int, cfg: Config) -> str:
     return day.isoformat()
 
 
+def in_morning(wall_ns: int, cfg: Config) -> bool:
+    """Whether a moment lies in the ending part of the night window: local time from
+    midnight to ``[night] end`` (for a window that wraps midnight), else from the window's
+    middle to its end. A morning disconnect then ends the night (its final score)."""
+    local = datetime.fromtimestamp(wall_ns / 1e9, tz=cfg.tz).time()
+    start, end = cfg.night.start_time, cfg.night.end_time
+    if start > end:
+        return local < end
+    mid_min = ((start.hour * 60 + start.minute) + (end.hour * 60 + end.minute)) // 2
+    return mid_min <= local.hour * 60 + local.minute < end.hour * 60 + end.minute
+
+
 def session_log_path(cfg: Config, wall_ns: int) -> Path:
     """One log per participant and night; a restarted daemon appends a new session to it."""
     return logs_dir(cfg) / f"{cfg.participant_id}_{night_label(wall_ns, cfg)}.blelog"
@@ -157,7 +175,7 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     wall0, mono0 = clock.read()
     writer = BlelogWriter(path, participant=cfg.participant_id, tz=cfg.timezone,
                           host=socket.gethostname(), wall_ns=wall0, mono_ns=mono0,
-                          sync_interval_s=LOG_SYNC_S)
+                          sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
     pipeline = Pipeline(writer=writer, batch_size=LIVE_BATCH)
     store = open_store(cfg)
     sink = make_sink(cfg.sink)
@@ -180,11 +198,12 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
         wall, mono = clock.read()
         return BlelogWriter(session_log_path(cfg, now_ns), participant=cfg.participant_id,
                             tz=cfg.timezone, host=socket.gethostname(), wall_ns=wall,
-                            mono_ns=mono, sync_interval_s=LOG_SYNC_S)
+                            mono_ns=mono, sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
 
     daemon = Daemon(list(cfg.devices), transport, pipeline, clock=clock,
                     options=daemon_options(cfg), outbox=store, sender=sender,
-                    participant=cfg.participant_id, tz=cfg.timezone, rotate=rotate)
+                    participant=cfg.participant_id, tz=cfg.timezone, rotate=rotate,
+                    morning=lambda now_ns: in_morning(now_ns, cfg))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stop)

@@ -17,7 +17,7 @@ Live (daemon)::
     pipe = Pipeline(writer=BlelogWriter(path, ...))
     conn = await transport.connect("strap", address, pipe.feed, timeout_s=20)
     ...
-    pipe.flush()                       # decode what is buffered (e.g. every minute)
+    pipe.decode_pending()              # decode what is buffered (e.g. every epoch)
     night = pipe.night()               # NightStreams for the staging core
 
 Offline::
@@ -419,6 +419,7 @@ class Pipeline:
         self.clock_events: list[ClockEvent] = []
         self._state: dict[str, _Device] = {}
         self._known: set[str] = set()
+        self._decodable: dict[str, bool] = {}  # characteristic -> has a decoder (cached)
         self._buf: dict[tuple[str, str], tuple[list[bytes], list[int], list[Any]]] = {}
         self._count = 0
         self._span: list[int] = []
@@ -457,16 +458,21 @@ class Pipeline:
                               f"notification from {dev!r} before any event announcing it; "
                               "skipped", key=dev)
             return
-        if not devices.is_known(char):
+        ok = self._decodable.get(char)
+        if ok is None:
+            ok = self._decodable[char] = devices.is_known(char)
+        if not ok:
             path, line = self._where()
             self.problems.add("unknown-characteristic", path, line,
                               f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}")
             return
-        if not self._span:
-            self._span = [event.wall_ns, event.wall_ns]
-        else:
-            self._span[0] = min(self._span[0], event.wall_ns)
-            self._span[1] = max(self._span[1], event.wall_ns)
+        span, w = self._span, event.wall_ns
+        if not span:
+            self._span = [w, w]
+        elif w < span[0]:
+            span[0] = w
+        elif w > span[1]:
+            span[1] = w
         buf = self._buf.get((dev, char))
         if buf is None:
             buf = self._buf[(dev, char)] = ([], [], [])
@@ -484,6 +490,12 @@ class Pipeline:
             out=st.streams, context=st.context, problems=self.problems,
             where=lambda i: wheres[min(i, len(wheres) - 1)],
         )
+
+    def decode_pending(self) -> None:
+        """Decode every buffered notification now (decode contexts carry on): the daemon
+        calls this every epoch, so the rolling buffers are complete up to the tick."""
+        for key in list(self._buf):
+            self._decode(*key)
 
     def _flush_device(self, dev: str) -> None:
         for key in [k for k in self._buf if k[0] == dev]:

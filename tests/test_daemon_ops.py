@@ -19,6 +19,7 @@ from sensord.config import load_config
 from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions, sd_notify, watchdog_interval_s
 from sensord.daemon_ops import (
     JournalFormatter,
+    in_morning,
     maintain_logs,
     night_label,
     pair,
@@ -80,6 +81,16 @@ def test_night_label_follows_the_configured_night_end(tmp_path: Path) -> None:
     assert night_label(ns("2026-03-29T03:30"), cfg) == "2026-03-28"  # DST night
     assert night_label(ns("2026-03-29T11:59"), cfg) == "2026-03-28"
     assert night_label(ns("2026-03-29T12:00"), cfg) == "2026-03-29"
+    # Morning = midnight to the night's end (18:00-12:00 wraps midnight), local time.
+    assert not in_morning(ns("2026-03-28T23:30"), cfg)
+    assert in_morning(ns("2026-03-29T00:00"), cfg)
+    assert in_morning(ns("2026-03-29T07:15"), cfg)
+    assert not in_morning(ns("2026-03-29T12:00"), cfg)
+    day = load_config(_write(tmp_path / "d.toml", 'timezone = "Europe/Berlin"\n'
+                             '[night]\nstart = "08:00"\nend = "16:00"\n'))
+    assert not in_morning(ns("2026-03-29T11:59"), day)  # day sleep: second half 12-16 h
+    assert in_morning(ns("2026-03-29T12:00"), day)
+    assert not in_morning(ns("2026-03-29T16:00"), day)
 
 
 def test_old_logs_are_compressed_and_deleted_only_once_pushed(tmp_path: Path) -> None:
@@ -167,3 +178,8 @@ def test_daemon_rotates_to_a_new_log_at_the_night_boundary_and_scores_the_old_on
     old = [e.wall_ns for e in iter_events(opened[0]) if hasattr(e, "payload")]
     new = [e.wall_ns for e in iter_events(opened[1]) if hasattr(e, "payload")]
     assert old and new and max(old) < noon + 60 * 10**9 <= max(new)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

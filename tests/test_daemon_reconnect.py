@@ -188,3 +188,52 @@ def test_device_gone_for_minutes_comes_back_and_the_gap_is_unscored(
     per_epoch = np.bincount((t_ns - t_ep[0]) // EPOCH_NS, minlength=t_ep.size)[: t_ep.size]
     assert np.all(stage[per_epoch == 0] == -1) and (per_epoch == 0).sum() >= 6
     assert np.mean(stage[per_epoch >= 25] >= 0) > 0.8
+
+
+def test_morning_disconnect_scores_the_night_from_its_log(
+    virtual_air: VirtualAirProc, tmp_path: Path,  # noqa: F811
+) -> None:
+    # Every device gone in the morning (the predicate says the night window is ending):
+    # after morning_quiet_s of silence the night is re-scored from its log, before any stop.
+    strap = virtual_air.start("chest", profile="pmd", speed=SPEED, vanish_s=60.0)
+    log_path = tmp_path / "night.blelog"
+    clock = ScaledClock(speed=SPEED, wall0_ns=WALL0_NS)
+    transport = BumbleTransport(virtual_air.hci("central"), clock=clock)
+    options = DaemonOptions(
+        supervisor=SupervisorOptions(watchdog_s=30.0, connect_timeout_s=1.0, backoff=POLICY),
+        morning_quiet_s=120.0, rescore_on_stop=False, score_in_subprocess=False,
+    )
+    asked: list[int] = []
+
+    def morning(now_ns: int) -> bool:
+        asked.append(now_ns)
+        return True
+
+    daemon = Daemon([Spec("chest", "F0:00:00:00:00:01", "polar_pmd")], transport,
+                    make_pipeline(log_path, clock), clock=clock, options=options, seed=1,
+                    morning=morning)
+    marks: dict[str, int] = {}
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(daemon.run())
+        await wait_until(lambda: live_count(daemon, "chest") >= 360, 20, "6 min of data")
+        assert not daemon.final_results  # nothing scored while the device streams
+        VirtualAirProc.vanish(strap)
+        marks["gone"] = clock.mono_ns()
+        await wait_until(lambda: bool(daemon.final_results), 30, "the morning score")
+        marks["scored"] = clock.mono_ns()
+        daemon.stop()
+        await task
+        await transport.close()
+
+    asyncio.run(scenario())
+    assert asked  # the night-window predicate was consulted
+    # Not before the quiet period (120 s clock after the last notification).
+    assert (marks["scored"] - marks["gone"]) / 1e9 >= 120.0
+    summary = daemon.final_results[0]
+    # The score covers the logged data: one epoch per 30 s from the first to the last
+    # notification in the log (independent count from the log's own timestamps).
+    notes = LogView(log_path).notes("chest")
+    span_s = (notes[-1].wall_ns - notes[0].wall_ns) / 1e9
+    assert abs(int(summary["epochs"]) - span_s / 30) <= 2
+    assert len(daemon.final_results) == 1  # once per quiet spell
