@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import typer
 
 from sensord import annotate as an
+from sensord.cli_common import fail
 from sensord.config import Config, load_config
 from sensord.errors import AnnotationError, ConfigError, SensordError
 
@@ -35,19 +36,12 @@ AtOpt = typer.Option(
 )
 
 
-def _fail(exc: SensordError) -> typer.Exit:
-    from sensord.credentials import redact, registered_secrets
-
-    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
-    return typer.Exit(2)
-
-
 @contextlib.contextmanager
 def _edge() -> Iterator[None]:
     try:
         yield
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def _config(path: Path | None) -> Config:
