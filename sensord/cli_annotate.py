@@ -48,6 +48,13 @@ def _config(path: Path | None) -> Config:
     return load_config(path)
 
 
+@contextlib.contextmanager
+def _configured(path: Path | None) -> Iterator[Config]:
+    """The loaded config, inside :func:`_edge` (a SensordError becomes exit status 2)."""
+    with _edge():
+        yield _config(path)
+
+
 def _book(cfg: Config) -> Any:
     from sensord.notebook import open_book
 
@@ -85,8 +92,7 @@ def note_pain(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record a pain rating (0-10 numeric rating scale)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         _store(
             cfg,
             lambda now, tz: an.pain(
@@ -119,8 +125,7 @@ def note_substance(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record a substance taken (names outside the curated list are kept and flagged)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         _store(
             cfg,
             lambda now, tz: an.substance(
@@ -184,8 +189,7 @@ def note_diary(
         "rested": rested,
         "comments": comments,
     }
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         if prompt and any(v is None for k, v in values.items() if k != "comments"):
             for key, question in DIARY_PROMPTS:
                 if values[key] is None:
@@ -219,8 +223,7 @@ def note_event(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record an event in your own words."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         _store(cfg, lambda now, tz: an.event(text, at=at, now_ns=now, tz=tz))
 
 
@@ -234,8 +237,7 @@ def notes_list(
     config: Path | None = ConfigOpt,
 ) -> None:
     """List annotations in force (or the whole append-only history)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         if night is not None:
             night = an.parse_night(night).isoformat()
         book = _book(cfg)
@@ -276,8 +278,7 @@ def notes_edit(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Replace an annotation by an edited copy (the original stays in the history)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         book = _book(cfg)
         try:
             records = book.history()
@@ -295,8 +296,7 @@ def notes_delete(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Withdraw an annotation (a deletion record is appended; nothing is erased)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         book = _book(cfg)
         try:
             records = book.history()
@@ -318,8 +318,7 @@ def web_set_pin(
     from sensord.web.app import pin_path
     from sensord.web.auth import PinFile, check_pin_text
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         if pin_stdin:
             pin = sys.stdin.readline().rstrip("\r\n")
         else:
@@ -342,8 +341,7 @@ def web_serve(
     """Serve the annotation page until interrupted (refuses to start without a PIN)."""
     from sensord.web.app import start_from_config
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
 
         async def run() -> None:
             server = await start_from_config(cfg, host=host, port=port)
@@ -385,8 +383,7 @@ def report_night(
     """Hypnogram, stage probabilities, heart rate, RR/RMSSD, motion, annotations, metrics."""
     from sensord.report import ReportError, night_data_from_store, night_report, with_streams
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         label = an.parse_night(night).isoformat()
         book = _book(cfg)
         try:
@@ -425,8 +422,7 @@ def report_person(
     from sensord import nof1
     from sensord.report import person_report, person_text
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         since = an.parse_night(from_, field="from").isoformat() if from_ else None
         until = an.parse_night(to, field="to").isoformat() if to else None
         book = _book(cfg)
