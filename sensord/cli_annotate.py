@@ -74,6 +74,12 @@ def _store(cfg: Config, make: Callable[[int, str], an.Annotation | list[an.Annot
         typer.echo(an.describe(r))
 
 
+def _note(path: Path | None, make: Callable[[int, str], an.Annotation]) -> None:
+    """Load the config and :func:`_store` what ``make`` builds, inside the error edge."""
+    with _configured(path) as cfg:
+        _store(cfg, make)
+
+
 # --------------------------------------------------------------------------- note
 @note_app.command("pain")
 def note_pain(
@@ -92,19 +98,18 @@ def note_pain(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record a pain rating (0-10 numeric rating scale)."""
-    with _configured(config) as cfg:
-        _store(
-            cfg,
-            lambda now, tz: an.pain(
-                rating,
-                context,
-                at=at,
-                body_site=site,
-                descriptors=descriptor or (),
-                now_ns=now,
-                tz=tz,
-            ),
-        )
+    _note(
+        config,
+        lambda now, tz: an.pain(
+            rating,
+            context,
+            at=at,
+            body_site=site,
+            descriptors=descriptor or (),
+            now_ns=now,
+            tz=tz,
+        ),
+    )
 
 
 @note_app.command("substance")
@@ -125,21 +130,20 @@ def note_substance(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record a substance taken (names outside the curated list are kept and flagged)."""
-    with _configured(config) as cfg:
-        _store(
-            cfg,
-            lambda now, tz: an.substance(
-                name,
-                dose=dose,
-                unit=unit,
-                form=form,
-                route=route,
-                at=at,
-                note=note,
-                now_ns=now,
-                tz=tz,
-            ),
-        )
+    _note(
+        config,
+        lambda now, tz: an.substance(
+            name,
+            dose=dose,
+            unit=unit,
+            form=form,
+            route=route,
+            at=at,
+            note=note,
+            now_ns=now,
+            tz=tz,
+        ),
+    )
 
 
 DIARY_PROMPTS = (
@@ -223,8 +227,7 @@ def note_event(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record an event in your own words."""
-    with _configured(config) as cfg:
-        _store(cfg, lambda now, tz: an.event(text, at=at, now_ns=now, tz=tz))
+    _note(config, lambda now, tz: an.event(text, at=at, now_ns=now, tz=tz))
 
 
 # --------------------------------------------------------------------------- notes
