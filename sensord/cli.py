@@ -14,7 +14,7 @@ import typer
 
 from sensord import __version__
 from sensord.cli_common import fail, masked
-from sensord.errors import LogFormatError, SensordError
+from sensord.errors import ConfigError, LogFormatError, SensordError
 
 app = typer.Typer(
     name="sensord",
@@ -338,17 +338,35 @@ def simulate(
         typer.echo(str(log))
 
 
-def _replay_report(paths: list[Path], speed: float | None) -> Any:
+def _replay_report(paths: list[Path], speed: float | None) -> tuple[Any, Any]:
+    """Replay ``paths`` through the pipeline; ``(LoadReport, NightResult)``: what was
+    decoded, and the night scored from the replayed streams (staging's ``score_night``
+    in the participant's zone from the first log header; UTC if it names none)."""
     import asyncio
 
     from sensord.ble.replay import replay as run_replay
     from sensord.blelog import iter_headers
     from sensord.pipeline import Pipeline
+    from sensord.staging import score_night
 
     pipe = Pipeline()
     asyncio.run(run_replay(paths, pipe, speed=speed))
     headers = [h for p in paths for h in iter_headers(p)]
-    return pipe.report([str(p) for p in paths], headers)
+    report = pipe.report([str(p) for p in paths], headers)
+    tz = next((h.tz for h in headers if h.tz), "UTC")
+    try:
+        night = score_night(pipe.night(), tz=tz)
+    except ConfigError as exc:  # a header naming an unknown zone: score in UTC, say so
+        typer.echo(f"warning: {exc}; night scored in UTC", err=True)
+        night = score_night(pipe.night(), tz="UTC")
+    return report, night
+
+
+def _replay_json(report: Any, night: Any) -> str:
+    doc = report.as_dict()
+    doc["night_summary"] = _jsonable(night.summary)
+    doc["hypnogram"] = _hypnogram_chars(night)
+    return json.dumps(doc, indent=1)
 
 
 @app.command()
@@ -357,12 +375,17 @@ def replay(
     speed: float | None = typer.Option(None, help="Times real time (default: fastest)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Replay session logs through the daemon's pipeline and report what was decoded."""
+    """Replay session logs through the daemon's pipeline; report what was decoded, then
+    the night summary and hypnogram scored from it."""
     try:
-        report = _replay_report(logs, speed)
+        report, night = _replay_report(logs, speed)
     except SensordError as exc:
         _log_fail(exc)
-    typer.echo(json.dumps(report.as_dict(), indent=1) if json_out else report.format())
+    if json_out:
+        typer.echo(_replay_json(report, night))
+        return
+    typer.echo(report.format())
+    typer.echo(night_summary_text(night))
 
 
 @app.command()
@@ -457,17 +480,19 @@ def demo_log() -> Path:
 def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Replay the bundled recorded night through the daemon's pipeline; print what it found."""
+    """Replay the bundled recorded night through the daemon's pipeline; print what it
+    found, then the night summary and hypnogram."""
     path = demo_log()
     try:
-        report = _replay_report([path], None)
+        report, night = _replay_report([path], None)
     except SensordError as exc:
         _log_fail(exc)
     if json_out:
-        typer.echo(json.dumps(report.as_dict(), indent=1))
+        typer.echo(_replay_json(report, night))
         return
     typer.echo(f"sensord demo: replaying {path.name} (bundled night) through the pipeline")
     typer.echo(report.format())
+    typer.echo(night_summary_text(night))
 
 
 # --- end of session logs block -----------------------------------------------------------------
@@ -579,10 +604,15 @@ def _truth_agreement(truth: Path, res: Any) -> dict[str, Any]:
     return stage_report(four[ok], pred)
 
 
+def _hypnogram_chars(res: Any) -> str:
+    """One character per epoch: W wake, L light, D deep, R REM, . unscored."""
+    return "".join(".WLDR"[c + 1] for c in res.hypnogram.stages.tolist())
+
+
 def night_summary_text(res: Any) -> str:
     """Night summary and a one-character-per-epoch hypnogram (W L D R, . unscored)."""
     s = res.summary
-    chars = "".join(".WLDR"[c + 1] for c in res.hypnogram.stages.tolist())
+    chars = _hypnogram_chars(res)
     lines = [
         f"night {s['night']} ({s['tz']}): {s['start_local']} .. {s['end_local']}, "
         f"scorer {s['scorer']}",
@@ -613,7 +643,7 @@ def validate_walch(
     """Agreement with polysomnography on the Walch et al. (2019) subjects."""
     from sensord.datasets import load_walch
     from sensord.staging import load_model
-    from sensord.staging.validate import evaluate_walch, loso_walch
+    from sensord.staging.validate import evaluate_walch, loso_walch_sets
 
     try:
         nights = load_walch(data)
@@ -625,11 +655,11 @@ def validate_walch(
             "model": None if mdl is None else mdl.version,
             "feature_sets": {},
         }
-        for fs in feature_set:
-            if mdl is not None:
+        if mdl is not None:
+            for fs in feature_set:
                 out["feature_sets"][fs] = evaluate_walch(nights, mdl, fs)
-            else:
-                out["feature_sets"][fs] = loso_walch(nights, fs, jobs=jobs)
+        else:
+            out["feature_sets"] = loso_walch_sets(nights, tuple(feature_set), jobs=jobs)
     except (SensordError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -50,10 +50,15 @@ def test_replay_reports_devices_streams_and_gaps(sim_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "hrs_strap" in res.output and "hrs_strap/hr:" in res.output
     assert "gap" in res.output  # the disconnect
+    assert "TST " in res.output and "hypnogram (30 s/char" in res.output
     res = runner.invoke(app, ["replay", logs[0], "--json"])
     doc = json.loads(res.output)
     hr = next(s for s in doc["streams"] if s["stream"] == "hr")
     assert 3000 < hr["samples"] <= 3600
+    tib, _, _ = _truth_night(Path(logs[0]).with_suffix(".hypnogram.csv"))
+    assert abs(doc["night_summary"]["tib_min"] - tib) <= 2.0
+    assert 0 < doc["night_summary"]["tst_min"] <= tib
+    assert doc["night_summary"]["feature_sets"]["hr"] > 0  # a strap without motion: HR only
 
 
 def test_decode_prints_the_real_h7_values() -> None:
@@ -97,6 +102,22 @@ def test_log_info_and_cat(sim_dir: Path) -> None:
     assert json.loads(what[what.index("{"):])["characteristic"] == "heart_rate_measurement"
 
 
+SUMMARY_KEYS = ("night", "tib_min", "tst_min", "se_pct", "sol_min", "waso_min", "awakenings",
+                "rem_latency_min", "wake_min", "light_min", "deep_min", "rem_min",
+                "sfi_per_h", "hr_min_bpm", "rmssd_ms", "coverage", "scorer")
+
+
+def _truth_night(csv_path: Path) -> tuple[float, float, float]:
+    """TIB, TST and sleep-onset latency (min) of a simulator truth hypnogram, counted
+    here with the csv module alone (30-s epochs; W wake, N1/N2/N3/R sleep)."""
+    import csv
+
+    with csv_path.open(newline="") as fh:
+        stages = [row["stage"] for row in csv.DictReader(fh)]
+    sleep = [s != "W" for s in stages]
+    return len(stages) / 2, sum(sleep) / 2, sleep.index(True) / 2
+
+
 def test_demo_replays_the_bundled_night() -> None:
     res = runner.invoke(app, ["demo"])
     assert res.exit_code == 0, res.output
@@ -104,9 +125,27 @@ def test_demo_replays_the_bundled_night() -> None:
     for word in ("devices: 1", "polar_h10/hr:", "polar_h10/beats:", "polar_h10/acc:",
                  "coverage", "gap", "problems: 0"):
         assert word in out, word
+    # the report ends with the night summary and the hypnogram (issue 3, deliverable 7)
+    tail = out[out.index("problems: 0"):]
+    assert "night 2026-11-20 (Europe/Zurich)" in tail and "TST " in tail and "WASO" in tail
+    hyp_rows = [r.strip() for r in tail.splitlines()[1:] if set(r.strip()) <= set("WLDR.")
+                and r.strip()]
+    assert sum(len(r) for r in hyp_rows) >= 900  # ~7.8 h of 30-s epochs
     doc = json.loads(runner.invoke(app, ["demo", "--json"]).output)
     acc = next(s for s in doc["streams"] if s["stream"] == "acc")
     assert acc["samples"] > 600_000  # 25 Hz for most of ~7.8 h
+    summary = doc["night_summary"]
+    for key in SUMMARY_KEYS:
+        assert key in summary, key
+    assert "".join(hyp_rows) == doc["hypnogram"]
+    # against the simulator's truth shipped beside the demo night (sensord/data/README.md)
+    from sensord.cli import demo_log
+
+    tib, tst, sol = _truth_night(demo_log().with_suffix(".hypnogram.csv"))
+    assert abs(summary["tib_min"] - tib) <= 2.0
+    assert abs(summary["tst_min"] - tst) <= 0.10 * tst, (summary["tst_min"], tst)
+    assert abs(summary["sol_min"] - sol) <= 15.0, (summary["sol_min"], sol)
+    assert summary["tst_min"] == 0.5 * sum(c in "LDR" for c in doc["hypnogram"])
 
 
 def test_damaged_log_is_reported_and_the_rest_shown(sim_dir: Path, tmp_path: Path) -> None:

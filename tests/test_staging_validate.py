@@ -2,7 +2,8 @@
 
 These run the CLI exactly as documented and assert the issue's targets on the data in
 ../shared/data (leave-one-subject-out for the stager: no subject is scored by a model
-that saw it).
+that saw it). The LOSO run trains 63 models (3 feature sets x 21 held-out subjects) in
+about 30 s on 2 cores (single-threaded BLAS per worker, ``train.single_thread_blas``).
 """
 
 from __future__ import annotations
@@ -28,18 +29,44 @@ def run_json(*args: str) -> dict:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def loso() -> dict:  # type: ignore[type-arg]
+    # all three feature sets, 21 folds each, in one pool of 2 workers
     return run_json("validate", "walch", "--data", str(DATA / "walch2019"), "--loso",
-                    "--features", "hr+motion", "--jobs", "2")
+                    "--features", "hr+motion", "--features", "hr", "--features", "motion",
+                    "--jobs", "2")
 
 
 def test_walch_loso_targets_hr_and_motion(loso: dict) -> None:  # type: ignore[type-arg]
     r = loso["feature_sets"]["hr+motion"]
     assert len(loso["subjects"]) == 21 and loso["mode"] == "loso"
+    assert len(r["per_subject_kappa_4class"]) == 21  # every subject held out once
     assert r["sleep_wake"]["kappa"] >= 0.45
     assert r["sleep_wake"]["wake_specificity"] >= 0.65
     assert r["three_class"]["kappa"] >= 0.45
     assert r["four_class"]["kappa"] >= 0.35
     assert r["four_class"]["epochs"] > 15_000
+
+
+def test_walch_loso_hr_only(loso: dict) -> None:  # type: ignore[type-arg]
+    """HR only meets the 3- and 4-class targets (measured 0.455 / 0.384); sleep/wake misses
+    them (measured kappa 0.399, wake specificity 0.592, docs/staging.md): floors are those
+    figures minus 0.02."""
+    r = loso["feature_sets"]["hr"]
+    assert len(r["per_subject_kappa_4class"]) == 21
+    assert r["sleep_wake"]["kappa"] >= 0.38
+    assert r["sleep_wake"]["wake_specificity"] >= 0.57
+    assert r["three_class"]["kappa"] >= 0.45
+    assert r["four_class"]["kappa"] >= 0.35
+
+
+def test_walch_loso_motion_only(loso: dict) -> None:  # type: ignore[type-arg]
+    """Motion only meets the sleep/wake target; without heart rate REM and NREM look
+    alike, so 3- and 4-class miss (measured 0.260 / 0.244): floors are those minus 0.02."""
+    r = loso["feature_sets"]["motion"]
+    assert len(r["per_subject_kappa_4class"]) == 21
+    assert r["sleep_wake"]["kappa"] >= 0.45
+    assert r["sleep_wake"]["wake_specificity"] >= 0.65
+    assert r["three_class"]["kappa"] >= 0.24
+    assert r["four_class"]["kappa"] >= 0.22
 
 
 def test_walch_shipped_model_and_bad_folder(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from sensord.datasets import load_walch  # noqa: E402
 from sensord.staging.stager import DEFAULT_MODEL  # noqa: E402
 from sensord.staging.train import train_stager  # noqa: E402
 
-VERSION = "sensord-stager-1.0"
+VERSION = "sensord-stager-1.1"
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ validation (``sensord validate walch --loso``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +156,25 @@ def fit_mlp(
     return mean, scale, tuple(unpack(res.x)), prior_w
 
 
+@contextlib.contextmanager
+def single_thread_blas() -> Iterator[None]:
+    """Run the block with one BLAS thread (``threadpoolctl``, a dev dependency).
+
+    The training matrices are small (about 9000 x 44): a multi-threaded BLAS gains
+    nothing on them and, with several fold workers on a busy 2-core machine, its
+    spinning threads made training 20-30x slower. One thread also makes the fitted
+    numbers independent of the machine's core count. Without ``threadpoolctl`` the
+    block runs unchanged (same results up to rounding, possibly much slower).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with the dev extra
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @dataclass(frozen=True, slots=True)
 class WalchNight:
     """One Walch subject: precomputed features and PSG stages (0..3) per epoch."""
@@ -198,11 +219,25 @@ def train_stager(
     l2_linear: float = 1.0,
     max_iter: int = 300,
     row_step: int = 2,
+    class_weight_power: float = 1.0,
 ) -> StagerModel:
     """Fit, per feature set, a class-weighted logistic regression and perceptron (their
     probabilities are averaged) on every ``row_step``-th epoch (neighbouring epochs share
-    most of their context, so this halves the cost and loses little), and the transition
-    matrix and class prior from the training hypnograms. Nothing is fitted per subject."""
+    most of their context, so this halves the cost and loses little), with sample
+    weights ``prior[class] ** -class_weight_power`` (1: balanced classes), and the transition
+    matrix and class prior from the training hypnograms. Nothing is fitted per subject.
+    BLAS runs single-threaded (:func:`single_thread_blas`)."""
+    with single_thread_blas():
+        return _train_stager(nights, version=version, feature_sets=feature_sets,
+                             hidden=hidden, l2_mlp=l2_mlp, l2_linear=l2_linear,
+                             max_iter=max_iter, row_step=row_step,
+                             class_weight_power=class_weight_power)
+
+
+def _train_stager(
+    nights: list[WalchNight], *, version: str, feature_sets: tuple[str, ...], hidden: int,
+    l2_mlp: float, l2_linear: float, max_iter: int, row_step: int, class_weight_power: float,
+) -> StagerModel:
     trans = transition_counts(nights)
     y_all = np.concatenate([n.stages for n in nights])
     initial = np.bincount(y_all, minlength=N_CLASSES) / y_all.size
@@ -211,8 +246,10 @@ def train_stager(
         x = np.vstack([walch_design(n, name) for n in nights])[::row_step]
         y = y_all[::row_step]
         mean, scale, layers, prior_w = fit_mlp(x, y, hidden=hidden, l2=l2_mlp,
+                                               class_weight_power=class_weight_power,
                                                max_iter=max_iter)
-        lin = fit_logistic(x, y, l2=l2_linear, max_iter=max_iter)
+        lin = fit_logistic(x, y, l2=l2_linear, class_weight_power=class_weight_power,
+                           max_iter=max_iter)
         linear = (lin.weights[:-1], lin.weights[-1])
         classifiers[name] = EpochClassifier(mean, scale, (layers, linear), prior_w)
     subjects = ",".join(n.subject for n in nights)

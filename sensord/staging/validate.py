@@ -168,7 +168,16 @@ def loso_walch(
     """Leave-one-subject-out: for each subject, train on all others (classifier,
     transitions, gains) and stage the held-out subject; pooled report over subjects.
     ``jobs`` > 1 runs folds in that many worker processes (same results)."""
-    tasks = [(nights, i, feature_set, train_kwargs) for i in range(len(nights))]
+    return loso_walch_sets(nights, (feature_set,), jobs=jobs, **train_kwargs)[feature_set]
+
+
+def loso_walch_sets(
+    nights: list[WalchNight], feature_sets: tuple[str, ...], *, jobs: int = 1,
+    **train_kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """:func:`loso_walch` for several feature sets, every (set, held-out subject) fold
+    in one pool of ``jobs`` workers so the workers stay busy to the end."""
+    tasks = [(nights, i, fs, train_kwargs) for fs in feature_sets for i in range(len(nights))]
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -177,12 +186,16 @@ def loso_walch(
     else:
         preds = [_loso_fold(t) for t in tasks]
     truth = np.concatenate([n.stages for n in nights])
-    report = stage_report(truth, np.concatenate(preds).astype(np.int64))
-    report["per_subject_kappa_4class"] = {
-        n.subject: round(cohen_kappa(n.stages, p.astype(np.int64), 4), 4)
-        for n, p in zip(nights, preds, strict=True)
-    }
-    return report
+    out: dict[str, dict[str, Any]] = {}
+    for j, fs in enumerate(feature_sets):
+        fold_preds = preds[j * len(nights) : (j + 1) * len(nights)]
+        report = stage_report(truth, np.concatenate(fold_preds).astype(np.int64))
+        report["per_subject_kappa_4class"] = {
+            n.subject: round(cohen_kappa(n.stages, p.astype(np.int64), 4), 4)
+            for n, p in zip(nights, fold_preds, strict=True)
+        }
+        out[fs] = report
+    return out
 
 
 @dataclass(frozen=True, slots=True)
