@@ -427,6 +427,41 @@ def table_panel(title: str, description: str, w: int, h: int) -> table.Panel:
     )
 
 
+def merged_table(title: str, description: str, tags: dict[str, str]) -> table.Panel:
+    """A full-width table merging its queries' rows by tag; ``tags`` (tag -> column title)
+    lead, in that order, and the Time column is dropped."""
+    return (
+        table_panel(title, description, 24, 6)
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}
+            )
+        )
+        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "indexByName": {tag: i for i, tag in enumerate(tags)},
+                    "renameByName": dict(tags),
+                },
+            )
+        )
+    )
+
+
+def colored_cells(steps: list[tuple[float | None, str]]) -> list[dm.DynamicConfigValue]:
+    """Field overrides colouring a table cell's background by absolute thresholds
+    (``(lower bound, colour)``, the first bound None)."""
+    return [
+        dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
+        dm.DynamicConfigValue(
+            "thresholds",
+            {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]},
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------------------
 # Variables and annotations shared by the dashboards
 # --------------------------------------------------------------------------------------
@@ -1126,60 +1161,23 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         ),
     ]
     p = (
-        table_panel(
+        merged_table(
             title,
             "Per participant: last night summary received, nights received and missing "
             "(noon-to-noon UTC days without a summary) in the time range, the Pi's outbox "
             "backlog and last successful push (reported by the Pi after each push).",
-            24,
-            6,
-        )
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}
-            )
-        )
-        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="organize",
-                options={
-                    "indexByName": {sch.PARTICIPANT.name: 0},
-                    "renameByName": {sch.PARTICIPANT.name: "Participant"},
-                },
-            )
+            {sch.PARTICIPANT.name: "Participant"},
         )
         .override_by_name(
             "Last successful push", [dm.DynamicConfigValue("unit", "dateTimeFromNow")]
         )
         .override_by_name(
             "Nights missing",
-            [
-                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                dm.DynamicConfigValue(
-                    "thresholds",
-                    {
-                        "mode": "absolute",
-                        "steps": [{"value": None, "color": "green"}, {"value": 1, "color": "red"}],
-                    },
-                ),
-            ],
+            colored_cells([(None, "green"), (1, "red")]),
         )
         .override_by_name(
             "Outbox backlog",
-            [
-                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                dm.DynamicConfigValue(
-                    "thresholds",
-                    {
-                        "mode": "absolute",
-                        "steps": [
-                            {"value": None, "color": "green"},
-                            {"value": 10000, "color": "orange"},
-                        ],
-                    },
-                ),
-            ],
+            colored_cells([(None, "green"), (10000, "orange")]),
         )
     )
     for ref, q in queries:
@@ -1212,47 +1210,17 @@ def operations_dashboard() -> tuple[dash.Dashboard, list[Target]]:
         ("D", select(ev, [col(ev, "event", "Last event", "last")], [], group_tags=by_dev)),
     ]
     p = (
-        table_panel(
+        merged_table(
             title,
             "Per device: last battery reading, hours covered by heart-rate and motion data in "
             "the time range (sum of per-epoch coverage x 30 s), last connection event.",
-            24,
-            6,
-        )
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="filterFieldsByName", options={"exclude": {"names": ["Time"]}}
-            )
-        )
-        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
-        .with_transformation(
-            dm.DataTransformerConfig(
-                id_val="organize",
-                options={
-                    "indexByName": {sch.PARTICIPANT.name: 0, sch.DEVICE_ROLE.name: 1},
-                    "renameByName": {
-                        sch.PARTICIPANT.name: "Participant",
-                        sch.DEVICE_ROLE.name: "Device",
-                    },
-                },
-            )
+            {sch.PARTICIPANT.name: "Participant", sch.DEVICE_ROLE.name: "Device"},
         )
         .override_by_name(
             "Battery",
             [
                 dm.DynamicConfigValue("unit", "percent"),
-                dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                dm.DynamicConfigValue(
-                    "thresholds",
-                    {
-                        "mode": "absolute",
-                        "steps": [
-                            {"value": None, "color": "red"},
-                            {"value": 20, "color": "orange"},
-                            {"value": 40, "color": "green"},
-                        ],
-                    },
-                ),
+                *colored_cells([(None, "red"), (20, "orange"), (40, "green")]),
             ],
         )
         .override_by_name("HR hours covered", [dm.DynamicConfigValue("decimals", 1)])

@@ -1138,15 +1138,22 @@ def edit(
     fresh = build(target.kind, inputs, now_ns=now_ns, tz=target.tz, source=source)
     if fresh.payload == target.payload and fresh.t_ns == target.t_ns:
         raise AnnotationError("the edit changes nothing", field="changes")
+    return _revision(fresh, "edit", target, now_ns=now_ns, source=source)
+
+
+def _revision(
+    content: Annotation, action: str, target: Annotation, *, now_ns: int, source: str
+) -> Annotation:
+    """A record of ``action`` on ``target`` carrying ``content``'s kind, payload and times."""
     return _record(
-        fresh.kind,
-        fresh.payload,
-        t_ns=fresh.t_ns,
-        night=fresh.night,
+        content.kind,
+        content.payload,
+        t_ns=content.t_ns,
+        night=content.night,
         now_ns=now_ns,
-        tz=fresh.tz,
+        tz=content.tz,
         source=source,
-        action="edit",
+        action=action,
         ref=target.id,
     )
 
@@ -1156,17 +1163,7 @@ def delete(
 ) -> Annotation:
     """A record withdrawing ``target`` (which stays in the history)."""
     _check_live(history, target)
-    return _record(
-        target.kind,
-        target.payload,
-        t_ns=target.t_ns,
-        night=target.night,
-        now_ns=now_ns,
-        tz=target.tz,
-        source=source,
-        action="delete",
-        ref=target.id,
-    )
+    return _revision(target, "delete", target, now_ns=now_ns, source=source)
 
 
 # --------------------------------------------------------------------------- views

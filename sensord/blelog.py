@@ -31,6 +31,7 @@ with file and line (first occurrence), and skipped; everything else is kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import mmap
@@ -505,8 +506,15 @@ def _resync(region: memoryview, start: int) -> int:
     return -1
 
 
-def _members(path: str, problems: Problems) -> Iterator[_Member]:
-    """Decompressed members of a log, each as whole text (used by the batch loader)."""
+@contextlib.contextmanager
+def _mapped_members(
+    path: str, problems: Problems
+) -> Iterator[tuple[memoryview, list[tuple[int, int, int]]]]:
+    """Map a log read-only; give its view and each member's (index, start byte, end byte).
+
+    Raises :class:`LogFormatError` for an unreadable or empty file or one without a member
+    header; bytes before the first member are reported as ``junk-before-member``.
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -521,26 +529,37 @@ def _members(path: str, problems: Problems) -> Iterator[_Member]:
         if offs[0] > 0:
             problems.add("junk-before-member", path, None,
                          f"{offs[0]} bytes before the first member ignored")
+        spans = [(i, start, offs[i + 1] if i + 1 < len(offs) else size)
+                 for i, start in enumerate(offs)]
         view = memoryview(mm)
         try:
-            for i, start in enumerate(offs):
-                end = offs[i + 1] if i + 1 < len(offs) else size
-                parts = []
-                complete = False
-                for out, last in _inflate_region(view[start:end], start, path, problems, i,
-                                                 chunk_size=_BATCH_CHUNK):
-                    if out:
-                        parts.append(out)
-                    complete = complete or last
-                if not complete:
-                    problems.add(
-                        "truncated-member", path, None,
-                        f"member {i} (byte {start}) was cut off; kept what was flushed",
-                        key=str(i),
-                    )
-                yield _Member(i, start, b"".join(parts), complete)
+            yield view, spans
         finally:
             view.release()
+
+
+def _report_truncated_member(problems: Problems, path: str, i: int, start: int) -> None:
+    problems.add(
+        "truncated-member", path, None,
+        f"member {i} (byte {start}) was cut off; kept what was flushed",
+        key=str(i),
+    )
+
+
+def _members(path: str, problems: Problems) -> Iterator[_Member]:
+    """Decompressed members of a log, each as whole text (used by the batch loader)."""
+    with _mapped_members(path, problems) as (view, spans):
+        for i, start, end in spans:
+            parts = []
+            complete = False
+            for out, last in _inflate_region(view[start:end], start, path, problems, i,
+                                             chunk_size=_BATCH_CHUNK):
+                if out:
+                    parts.append(out)
+                complete = complete or last
+            if not complete:
+                _report_truncated_member(problems, path, i, start)
+            yield _Member(i, start, b"".join(parts), complete)
 
 
 def _parse_rest_json(rest: bytes) -> dict[str, Any]:
@@ -648,50 +667,28 @@ def _iter_member_lines(
     path: str, problems: Problems
 ) -> Iterator[tuple[int, bytes]]:
     """(line number, line) over all members, streaming; truncated tails reported."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise LogFormatError(f"cannot read: {exc.strerror}", path=path) from exc
-    if size == 0:
-        raise LogFormatError("empty file, not a session log", path=path)
     lineno = 0
-    with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        offs = _member_offsets(mm)
-        if not offs:
-            raise LogFormatError("not a sensord session log (no blelog member header)", path=path)
-        if offs[0] > 0:
-            problems.add("junk-before-member", path, None,
-                         f"{offs[0]} bytes before the first member ignored")
-        view = memoryview(mm)
-        try:
-            for i, start in enumerate(offs):
-                end = offs[i + 1] if i + 1 < len(offs) else size
-                carry = b""
-                complete = False
-                for out, last in _inflate_region(view[start:end], start, path, problems, i):
-                    complete = complete or last
-                    if not out:
-                        continue
-                    lines = (carry + out).split(b"\n")
-                    carry = lines.pop()
-                    for ln in lines:
-                        lineno += 1
-                        if ln:
-                            yield lineno, ln
-                if carry:
+    with _mapped_members(path, problems) as (view, spans):
+        for i, start, end in spans:
+            carry = b""
+            complete = False
+            for out, last in _inflate_region(view[start:end], start, path, problems, i):
+                complete = complete or last
+                if not out:
+                    continue
+                lines = (carry + out).split(b"\n")
+                carry = lines.pop()
+                for ln in lines:
                     lineno += 1
-                    problems.add("truncated-tail", path, lineno,
-                                 f"last record of member {i} cut off ({len(carry)} bytes); skipped",
-                                 key=str(i))
-                if not complete:
-                    problems.add(
-                        "truncated-member", path, None,
-                        f"member {i} (byte {start}) was cut off; kept what was flushed",
-                        key=str(i),
-                    )
-        finally:
-            view.release()
+                    if ln:
+                        yield lineno, ln
+            if carry:
+                lineno += 1
+                problems.add("truncated-tail", path, lineno,
+                             f"last record of member {i} cut off ({len(carry)} bytes); skipped",
+                             key=str(i))
+            if not complete:
+                _report_truncated_member(problems, path, i, start)
 
 
 def read_header(path: str | os.PathLike[str]) -> LogHeader:

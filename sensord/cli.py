@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import typer
 
 from sensord import __version__
+from sensord.cli_common import fail, masked
 from sensord.errors import ConfigError, LogFormatError, SensordError
 
 app = typer.Typer(
@@ -37,13 +38,6 @@ _CONFIG_OPT = typer.Option(
 )
 
 
-def _store_fail(exc: Exception) -> typer.Exit:
-    from sensord.credentials import redact, registered_secrets
-
-    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
-    return typer.Exit(2)
-
-
 @app.command()
 def push(
     config: Path | None = _CONFIG_OPT,
@@ -60,16 +54,14 @@ def push(
         cfg = load_config(config)
         report = service.push(cfg, retries=retries, on_progress=progress)
     except SensordError as exc:
-        raise _store_fail(exc) from None
+        raise fail(exc) from None
     typer.echo(
         f"pushed {report.sent_lines} lines in {report.requests} requests "
         f"({report.seconds:.1f} s); quarantined {report.quarantined}; "
         f"{report.pending_lines} left in the outbox"
     )
     if not report.finished:
-        from sensord.credentials import redact, registered_secrets
-
-        why = redact(report.last_error, registered_secrets())
+        why = masked(report.last_error)
         typer.echo(f"error: gave up after {report.retries} retries: {why}", err=True)
         raise typer.Exit(1)
 
@@ -93,7 +85,7 @@ def outbox(
                 typer.echo(f"re-queued {store.retry_quarantine()} quarantined lines")
             typer.echo(service.outbox_report(store, limit=limit))
     except SensordError as exc:
-        raise _store_fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -108,7 +100,7 @@ def doctor(config: Path | None = _CONFIG_OPT) -> None:
         radio_ok, radio_lines = doctor_checks(cfg)  # area daemon: adapter, BlueZ, clock, disk
         report = service.doctor(cfg)
     except SensordError as exc:
-        raise _store_fail(exc) from None
+        raise fail(exc) from None
     for line in [*radio_lines, *report.lines]:
         typer.echo(line)
     if not (report.ok and radio_ok):
@@ -171,7 +163,7 @@ def backfill(
                 if sink is not None:
                     sink.close()
     except SensordError as exc:
-        raise _store_fail(exc) from None
+        raise fail(exc) from None
     typer.echo(
         f"backfilled {len(report.nights)} night(s): {report.points} points, "
         f"{report.sent} sent, {report.quarantined} quarantined"
@@ -190,14 +182,6 @@ _register_annotate(app)
 
 # --- daemon (issue 5): scan, pair, run, status ------------------------------------------
 
-
-def _daemon_fail(exc: Exception) -> typer.Exit:
-    from sensord.credentials import redact, registered_secrets
-
-    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
-    return typer.Exit(2)
-
-
 @app.command()
 def scan(
     config: Path | None = _CONFIG_OPT,
@@ -212,7 +196,7 @@ def scan(
     try:
         seen = asyncio.run(do_scan(load_config(config), timeout))
     except SensordError as exc:
-        raise _daemon_fail(exc) from None
+        raise fail(exc) from None
     if not seen:
         typer.echo("no devices found (is the wearable awake and not connected elsewhere?)")
     for s in seen:
@@ -245,7 +229,7 @@ def pair(
         block = do_pair(config, cfg, address, role=role, name=name, profile=profile, seen=seen)
         load_config(config)  # the file must still load
     except SensordError as exc:
-        raise _daemon_fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"added to {config}:{block}")
 
 
@@ -268,7 +252,7 @@ def run(
     try:
         asyncio.run(run_daemon(load_config(config), clock=scaled_clock(time_scale)))
     except SensordError as exc:
-        raise _daemon_fail(exc) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -285,7 +269,7 @@ def status(
     try:
         st = read_status(load_config(config))
     except SensordError as exc:
-        raise _daemon_fail(exc) from None
+        raise fail(exc) from None
     typer.echo(json.dumps(st, indent=1) if as_json else format_status(st))
     if not st.get("running"):
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import typer
 
 from sensord import annotate as an
+from sensord.cli_common import fail
 from sensord.config import Config, load_config
 from sensord.errors import AnnotationError, ConfigError, SensordError
 
@@ -35,23 +36,23 @@ AtOpt = typer.Option(
 )
 
 
-def _fail(exc: SensordError) -> typer.Exit:
-    from sensord.credentials import redact, registered_secrets
-
-    typer.echo(f"error: {redact(str(exc), registered_secrets())}", err=True)  # issue 8
-    return typer.Exit(2)
-
-
 @contextlib.contextmanager
 def _edge() -> Iterator[None]:
     try:
         yield
     except SensordError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def _config(path: Path | None) -> Config:
     return load_config(path)
+
+
+@contextlib.contextmanager
+def _configured(path: Path | None) -> Iterator[Config]:
+    """The loaded config, inside :func:`_edge` (a SensordError becomes exit status 2)."""
+    with _edge():
+        yield _config(path)
 
 
 def _book(cfg: Config) -> Any:
@@ -73,6 +74,12 @@ def _store(cfg: Config, make: Callable[[int, str], an.Annotation | list[an.Annot
         typer.echo(an.describe(r))
 
 
+def _note(path: Path | None, make: Callable[[int, str], an.Annotation]) -> None:
+    """Load the config and :func:`_store` what ``make`` builds, inside the error edge."""
+    with _configured(path) as cfg:
+        _store(cfg, make)
+
+
 # --------------------------------------------------------------------------- note
 @note_app.command("pain")
 def note_pain(
@@ -91,20 +98,18 @@ def note_pain(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record a pain rating (0-10 numeric rating scale)."""
-    with _edge():
-        cfg = _config(config)
-        _store(
-            cfg,
-            lambda now, tz: an.pain(
-                rating,
-                context,
-                at=at,
-                body_site=site,
-                descriptors=descriptor or (),
-                now_ns=now,
-                tz=tz,
-            ),
-        )
+    _note(
+        config,
+        lambda now, tz: an.pain(
+            rating,
+            context,
+            at=at,
+            body_site=site,
+            descriptors=descriptor or (),
+            now_ns=now,
+            tz=tz,
+        ),
+    )
 
 
 @note_app.command("substance")
@@ -125,22 +130,20 @@ def note_substance(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record a substance taken (names outside the curated list are kept and flagged)."""
-    with _edge():
-        cfg = _config(config)
-        _store(
-            cfg,
-            lambda now, tz: an.substance(
-                name,
-                dose=dose,
-                unit=unit,
-                form=form,
-                route=route,
-                at=at,
-                note=note,
-                now_ns=now,
-                tz=tz,
-            ),
-        )
+    _note(
+        config,
+        lambda now, tz: an.substance(
+            name,
+            dose=dose,
+            unit=unit,
+            form=form,
+            route=route,
+            at=at,
+            note=note,
+            now_ns=now,
+            tz=tz,
+        ),
+    )
 
 
 DIARY_PROMPTS = (
@@ -190,8 +193,7 @@ def note_diary(
         "rested": rested,
         "comments": comments,
     }
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         if prompt and any(v is None for k, v in values.items() if k != "comments"):
             for key, question in DIARY_PROMPTS:
                 if values[key] is None:
@@ -225,9 +227,7 @@ def note_event(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Record an event in your own words."""
-    with _edge():
-        cfg = _config(config)
-        _store(cfg, lambda now, tz: an.event(text, at=at, now_ns=now, tz=tz))
+    _note(config, lambda now, tz: an.event(text, at=at, now_ns=now, tz=tz))
 
 
 # --------------------------------------------------------------------------- notes
@@ -240,8 +240,7 @@ def notes_list(
     config: Path | None = ConfigOpt,
 ) -> None:
     """List annotations in force (or the whole append-only history)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         if night is not None:
             night = an.parse_night(night).isoformat()
         book = _book(cfg)
@@ -282,8 +281,7 @@ def notes_edit(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Replace an annotation by an edited copy (the original stays in the history)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         book = _book(cfg)
         try:
             records = book.history()
@@ -301,8 +299,7 @@ def notes_delete(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Withdraw an annotation (a deletion record is appended; nothing is erased)."""
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         book = _book(cfg)
         try:
             records = book.history()
@@ -324,8 +321,7 @@ def web_set_pin(
     from sensord.web.app import pin_path
     from sensord.web.auth import PinFile, check_pin_text
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         if pin_stdin:
             pin = sys.stdin.readline().rstrip("\r\n")
         else:
@@ -348,8 +344,7 @@ def web_serve(
     """Serve the annotation page until interrupted (refuses to start without a PIN)."""
     from sensord.web.app import start_from_config
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
 
         async def run() -> None:
             server = await start_from_config(cfg, host=host, port=port)
@@ -391,8 +386,7 @@ def report_night(
     """Hypnogram, stage probabilities, heart rate, RR/RMSSD, motion, annotations, metrics."""
     from sensord.report import ReportError, night_data_from_store, night_report, with_streams
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         label = an.parse_night(night).isoformat()
         book = _book(cfg)
         try:
@@ -431,8 +425,7 @@ def report_person(
     from sensord import nof1
     from sensord.report import person_report, person_text
 
-    with _edge():
-        cfg = _config(config)
+    with _configured(config) as cfg:
         since = an.parse_night(from_, field="from").isoformat() if from_ else None
         until = an.parse_night(to, field="to").isoformat() if to else None
         book = _book(cfg)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
@@ -20,24 +19,12 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection, get_device
 
-from sensord.ble.transport import Advertisement, EventSink
+from sensord.ble.transport import Advertisement, DisconnectCallback, EventSink, spawn
 from sensord.errors import TransportError
 from sensord.model import DeviceEvent, RawNotification
 from sensord.timesource import Clock, SystemClock
 
 log = logging.getLogger(__name__)
-
-
-_TASKS: set[asyncio.Future[Any]] = set()
-
-
-def _spawn(coro: Any) -> None:
-    """Run ``coro`` in the background, keeping a reference until it finishes."""
-    task = asyncio.ensure_future(coro)
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
-
-DisconnectCallback = Callable[[str], Awaitable[None] | None]
 
 
 def _norm_uuid(uuid: str) -> str:
@@ -173,7 +160,7 @@ class BleakTransport:
             if on_disconnect is not None:
                 result = on_disconnect(device)
                 if asyncio.iscoroutine(result):
-                    _spawn(result)
+                    spawn(result)
 
         try:
             client = await asyncio.wait_for(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bumble import hci
@@ -18,7 +17,7 @@ from bumble.core import UUID, BaseBumbleError
 from bumble.device import Connection, Device, Peer
 from bumble.transport import open_transport
 
-from sensord.ble.transport import Advertisement, EventSink
+from sensord.ble.transport import Advertisement, DisconnectCallback, EventSink, spawn
 from sensord.errors import TransportError
 from sensord.model import DeviceEvent, RawNotification
 from sensord.timesource import Clock, SystemClock
@@ -26,16 +25,6 @@ from sensord.timesource import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 
-_TASKS: set[asyncio.Future[Any]] = set()
-
-
-def _spawn(coro: Any) -> None:
-    """Run ``coro`` in the background, keeping a reference until it finishes."""
-    task = asyncio.ensure_future(coro)
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
-
-DisconnectCallback = Callable[[str], Awaitable[None] | None]
 _ERRORS = (BaseBumbleError, hci.HCI_Error, OSError, EOFError, TimeoutError, asyncio.TimeoutError)
 
 
@@ -241,7 +230,7 @@ class BumbleTransport:
             if on_disconnect is not None:
                 result = on_disconnect(device)
                 if asyncio.iscoroutine(result):
-                    _spawn(result)
+                    spawn(result)
 
         connection.on("disconnection", on_disconnection)
         sink(DeviceEvent(device, "connected", *clock.read(), address))

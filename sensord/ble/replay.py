@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sensord import blelog
-from sensord.ble.transport import Advertisement, EventSink
+from sensord.ble.transport import Advertisement, DisconnectCallback, EventSink
 from sensord.errors import TransportError
 from sensord.model import ClockEvent, DeviceEvent, RawNotification, SessionEvent
 
@@ -35,7 +35,7 @@ _MAX_PAUSE_S = 3600.0  # longer recorded pauses (or clock resets) are not waited
 class _Subscriber:
     device: str
     sink: EventSink
-    on_disconnect: Callable[[str], Awaitable[None] | None] | None
+    on_disconnect: DisconnectCallback | None
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ class ReplayTransport:
         sink: EventSink,
         *,
         timeout_s: float,
-        on_disconnect: Callable[[str], Awaitable[None] | None] | None = None,
+        on_disconnect: DisconnectCallback | None = None,
     ) -> ReplayConnection:
         """Route the events of log device ``address`` to ``sink``, tagged as ``device``."""
         self._subscribers[address] = _Subscriber(device, sink, on_disconnect)

@@ -8,14 +8,27 @@ use exactly the path the live daemon uses.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sensord.model import SessionEvent
 
 EventSink = Callable[[SessionEvent], None]
 """Receives every event in arrival order. Must not block (it is called on the event loop)."""
+
+DisconnectCallback = Callable[[str], Awaitable[None] | None]
+"""Called with the device id when a connection drops; may be a coroutine function."""
+
+_TASKS: set[asyncio.Future[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:
+    """Run ``coro`` in the background, keeping a reference until it finishes."""
+    task = asyncio.ensure_future(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,6 @@ class Transport(Protocol):
         sink: EventSink,
         *,
         timeout_s: float,
-        on_disconnect: Callable[[str], Awaitable[None] | None] | None = None,
+        on_disconnect: DisconnectCallback | None = None,
     ) -> Connection:
         """Connect to ``address``; events are tagged with ``device`` (the configured id)."""

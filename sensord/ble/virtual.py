@@ -51,20 +51,11 @@ from bumble.link import LocalLink
 from bumble.transport import open_transport
 from bumble.transport.common import StreamPacketSource
 
+from sensord.ble.transport import spawn
 from sensord.devices import heart_rate as hrs
 from sensord.devices import polar_pmd as pmd
 
 log = logging.getLogger(__name__)
-
-
-_TASKS: set[asyncio.Future[Any]] = set()
-
-
-def _spawn(coro: Any) -> None:
-    """Run ``coro`` in the background, keeping a reference until it finishes."""
-    task = asyncio.ensure_future(coro)
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
 
 HR_SERVICE = "0000180d-0000-1000-8000-00805f9b34fb"
 HR_MEASUREMENT = "00002a37-0000-1000-8000-00805f9b34fb"
@@ -296,7 +287,7 @@ class VirtualWearable:
             status = 0x01  # invalid op code
         reply = pmd.encode_control_point_response(op, mtype, status, parameters=params)
         assert self.device is not None
-        _spawn(self.device.indicate_subscribers(self.pmd_cp, reply))
+        spawn(self.device.indicate_subscribers(self.pmd_cp, reply))
 
     async def _advertise(self) -> None:
         assert self.device is not None
@@ -326,7 +317,7 @@ class VirtualWearable:
         self.streaming_acc = False
         self.hr_subscribed = False
         if not self.vanished:
-            _spawn(self._advertise())
+            spawn(self._advertise())
 
     async def disconnect(self, vanish: bool) -> None:
         assert self.device is not None
@@ -392,10 +383,10 @@ class VirtualWearable:
             await self._advertise()
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(
-                signal.SIGUSR1, lambda: _spawn(self.disconnect(False))
+                signal.SIGUSR1, lambda: spawn(self.disconnect(False))
             )
             loop.add_signal_handler(
-                signal.SIGUSR2, lambda: _spawn(self.disconnect(True))
+                signal.SIGUSR2, lambda: spawn(self.disconnect(True))
             )
             print("ready", flush=True)
             await self._stream()

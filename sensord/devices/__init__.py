@@ -186,6 +186,26 @@ _HR = (
     SetupStep("subscribe", hrs.HEART_RATE_MEASUREMENT, note="heart rate + RR, about 1 Hz"),
 )
 
+
+def _pmd_acc(rate_hz: int, note_suffix: str = "") -> tuple[SetupStep, ...]:
+    """Subscribe to the PMD control point and data, then start ACC at ``rate_hz``, 16 bit, +-8 g."""
+    return (
+        SetupStep("subscribe", pmd.PMD_CONTROL_POINT, note="PMD control point indications"),
+        SetupStep("subscribe", pmd.PMD_DATA, note="PMD data notifications"),
+        SetupStep(
+            "write", pmd.PMD_CONTROL_POINT, pmd.request_settings(pmd.MeasurementType.ACC),
+            response_char=pmd.PMD_CONTROL_POINT, optional=True,
+            note="ask which ACC settings the device supports (recorded for the log)",
+        ),
+        SetupStep(
+            "write", pmd.PMD_CONTROL_POINT,
+            pmd.request_start(pmd.MeasurementType.ACC, sample_rate_hz=rate_hz,
+                              resolution_bits=16, range_g=8),
+            response_char=pmd.PMD_CONTROL_POINT,
+            note=f"start ACC {rate_hz} Hz, 16 bit, +-8 g{note_suffix}",
+        ),
+    )
+
 PROFILES: dict[str, Profile] = {
     "polar_pmd": Profile(
         name="polar_pmd",
@@ -195,20 +215,7 @@ PROFILES: dict[str, Profile] = {
             *_READ_INFO,
             *_BATTERY,
             *_HR,
-            SetupStep("subscribe", pmd.PMD_CONTROL_POINT, note="PMD control point indications"),
-            SetupStep("subscribe", pmd.PMD_DATA, note="PMD data notifications"),
-            SetupStep(
-                "write", pmd.PMD_CONTROL_POINT, pmd.request_settings(pmd.MeasurementType.ACC),
-                response_char=pmd.PMD_CONTROL_POINT, optional=True,
-                note="ask which ACC settings the device supports (recorded for the log)",
-            ),
-            SetupStep(
-                "write", pmd.PMD_CONTROL_POINT,
-                pmd.request_start(pmd.MeasurementType.ACC, sample_rate_hz=50, resolution_bits=16,
-                                  range_g=8),
-                response_char=pmd.PMD_CONTROL_POINT,
-                note="start ACC 50 Hz, 16 bit, +-8 g",
-            ),
+            *_pmd_acc(50),
         ),
     ),
     "polar_optical": Profile(
@@ -219,20 +226,7 @@ PROFILES: dict[str, Profile] = {
             *_READ_INFO,
             *_BATTERY,
             *_HR,
-            SetupStep("subscribe", pmd.PMD_CONTROL_POINT, note="PMD control point indications"),
-            SetupStep("subscribe", pmd.PMD_DATA, note="PMD data notifications"),
-            SetupStep(
-                "write", pmd.PMD_CONTROL_POINT, pmd.request_settings(pmd.MeasurementType.ACC),
-                response_char=pmd.PMD_CONTROL_POINT, optional=True,
-                note="ask which ACC settings the device supports (recorded for the log)",
-            ),
-            SetupStep(
-                "write", pmd.PMD_CONTROL_POINT,
-                pmd.request_start(pmd.MeasurementType.ACC, sample_rate_hz=52, resolution_bits=16,
-                                  range_g=8),
-                response_char=pmd.PMD_CONTROL_POINT,
-                note="start ACC 52 Hz, 16 bit, +-8 g (Verity Sense default; OH1 streams 50 Hz)",
-            ),
+            *_pmd_acc(52, " (Verity Sense default; OH1 streams 50 Hz)"),
             SetupStep(
                 "write", pmd.PMD_CONTROL_POINT, pmd.request_start(pmd.MeasurementType.PPI),
                 response_char=pmd.PMD_CONTROL_POINT, optional=True,

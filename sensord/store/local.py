@@ -130,6 +130,14 @@ def newline_ends(body: bytes) -> list[int]:
     return (np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1).tolist()
 
 
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` of the ``(sql, value)`` conditions whose value is not None, and
+    their values as arguments ("" and [] when none applies)."""
+    used = [(sql, val) for sql, val in conditions if val is not None]
+    clause = (" WHERE " + " AND ".join(sql for sql, _ in used)) if used else ""
+    return clause, [val for _, val in used]
+
+
 def _pack_ends(lengths: Sequence[int]) -> bytes:
     out, pos = [], 0
     for n in lengths:
@@ -697,23 +705,13 @@ class LocalStore:
         include_deleted: bool = False,
     ) -> list[dict[str, Any]]:
         """Annotations as stored (the records given to :meth:`add_annotation`), by time."""
-        where: list[str] = []
-        args: list[Any] = []
-        if participant is not None:
-            where.append("participant=?")
-            args.append(participant)
-        if kind is not None:
-            where.append("kind=?")
-            args.append(kind)
-        if start_ns is not None:
-            where.append("t_ns>=?")
-            args.append(start_ns)
-        if end_ns is not None:
-            where.append("t_ns<?")
-            args.append(end_ns)
-        if not include_deleted:
-            where.append("deleted=0")
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        clause, args = _where(
+            ("participant=?", participant),
+            ("kind=?", kind),
+            ("t_ns>=?", start_ns),
+            ("t_ns<?", end_ns),
+            ("deleted=?", None if include_deleted else 0),
+        )
         rows = self._read(f"SELECT record FROM annotations{clause} ORDER BY t_ns, id", args)
         return [json.loads(r[0]) for r in rows]
 
@@ -776,18 +774,12 @@ class LocalStore:
         until: str | None = None,
     ) -> list[dict[str, Any]]:
         """Night summaries ordered by night label; ``since``/``until`` are inclusive labels."""
-        where: list[str] = []
-        args: list[Any] = []
-        for col, op, val in (
-            ("participant", "=", participant),
-            ("scorer", "=", scorer),
-            ("night", ">=", since),
-            ("night", "<=", until),
-        ):
-            if val is not None:
-                where.append(f"{col}{op}?")
-                args.append(val)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        clause, args = _where(
+            ("participant=?", participant),
+            ("scorer=?", scorer),
+            ("night>=?", since),
+            ("night<=?", until),
+        )
         rows = self._read(f"SELECT summary FROM nights{clause} ORDER BY night, scorer", args)
         return [json.loads(r[0]) for r in rows]
 

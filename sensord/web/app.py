@@ -570,42 +570,62 @@ def _saved(records: Sequence[an.Annotation]) -> web.HTTPSeeOther:
     return web.HTTPSeeOther("/?" + urlencode({"saved": ",".join(a.id for a in records)}))
 
 
-async def post_pain(request: web.Request) -> web.Response:
+def _save(
+    request: web.Request,
+    build: Callable[[WebState], Sequence[an.Annotation]],
+    rejected: Callable[[AnnotationError], web.Response],
+) -> web.Response:
+    """Save what ``build`` makes and redirect home; on an :class:`AnnotationError`, nothing
+    is stored and ``rejected`` renders the form again with the error."""
     state = request.app[STATE]
-    f = _form(request)
     try:
-        rec = an.pain(
+        records = build(state)
+    except AnnotationError as exc:
+        return rejected(exc)
+    raise _saved(_append(state, records))
+
+
+def _home_rejected(
+    request: web.Request, error_in: str, values: dict[str, str]
+) -> Callable[[AnnotationError], web.Response]:
+    return lambda exc: _home(request, error=exc, error_in=error_in, values=values, status=400)
+
+
+async def post_pain(request: web.Request) -> web.Response:
+    f = _form(request)
+
+    def build(state: WebState) -> list[an.Annotation]:
+        return [an.pain(
             f.get("rating"),
             f.get("context") or "other",
             now_ns=state.now_ns(),
             tz=state.tz,
             source="web",
-        )
-    except AnnotationError as exc:
-        return _home(request, error=exc, error_in="pain", values=f, status=400)
-    raise _saved(_append(state, [rec]))
+        )]
+
+    return _save(request, build, _home_rejected(request, "pain", f))
 
 
 async def post_awake(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     f = _form(request)
-    now_ns = state.now_ns()
-    try:
+
+    def build(state: WebState) -> list[an.Annotation]:
+        now_ns = state.now_ns()
         records = [an.event("I'm awake", now_ns=now_ns, tz=state.tz, source="web")]
         if f.get("rating", "").strip():
             records.append(
                 an.pain(f["rating"], "night_waking", now_ns=now_ns, tz=state.tz, source="web")
             )
-    except AnnotationError as exc:
-        return _home(request, error=exc, error_in="awake", values=f, status=400)
-    raise _saved(_append(state, records))
+        return records
+
+    return _save(request, build, _home_rejected(request, "awake", f))
 
 
 async def post_substance(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     f = _form(request)
-    try:
-        rec = an.substance(
+
+    def build(state: WebState) -> list[an.Annotation]:
+        return [an.substance(
             f.get("name"),
             dose=f.get("dose"),
             unit=f.get("unit") if f.get("dose", "").strip() else None,
@@ -616,24 +636,22 @@ async def post_substance(request: web.Request) -> web.Response:
             now_ns=state.now_ns(),
             tz=state.tz,
             source="web",
-        )
-    except AnnotationError as exc:
-        return _home(request, error=exc, error_in="substance", values=f, status=400)
-    raise _saved(_append(state, [rec]))
+        )]
+
+    return _save(request, build, _home_rejected(request, "substance", f))
 
 
 async def post_event(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     f = _form(request)
-    try:
-        rec = an.event(
+
+    def build(state: WebState) -> list[an.Annotation]:
+        return [an.event(
             f.get("text"), at=f.get("at"), now_ns=state.now_ns(), tz=state.tz, source="web"
-        )
-    except AnnotationError as exc:
-        vals = dict(f)
-        vals["at_event"] = vals.pop("at", "")
-        return _home(request, error=exc, error_in="event", values=vals, status=400)
-    raise _saved(_append(state, [rec]))
+        )]
+
+    vals = dict(f)
+    vals["at_event"] = vals.pop("at", "")  # the event form's own time field
+    return _save(request, build, _home_rejected(request, "event", vals))
 
 
 async def post_undo(request: web.Request) -> web.Response:
@@ -728,10 +746,10 @@ async def diary_page(request: web.Request) -> web.Response:
 
 
 async def post_diary(request: web.Request) -> web.Response:
-    state = request.app[STATE]
     f = _form(request)
-    try:
-        rec = an.diary(
+
+    def build(state: WebState) -> list[an.Annotation]:
+        return [an.diary(
             now_ns=state.now_ns(),
             tz=state.tz,
             night=f.get("night") or None,
@@ -746,10 +764,9 @@ async def post_diary(request: web.Request) -> web.Response:
             rested=f.get("rested"),
             comments=f.get("comments"),
             source="web",
-        )
-    except AnnotationError as exc:
-        return _diary_page(request, f, exc, status=400)
-    raise _saved(_append(state, [rec]))
+        )]
+
+    return _save(request, build, lambda exc: _diary_page(request, f, exc, status=400))
 
 
 # --------------------------------------------------------------------------- app
