@@ -17,6 +17,20 @@ from sensord.timesource import Clock
 HR_MEASUREMENT = sig_uuid(0x2A37)
 
 
+def midnight_tz() -> str:
+    """A fixed-offset zone in which it is now between 01:00 and 02:00 local time.
+
+    Tests that run the real ``sensord run`` process on the wall clock (sped up) use it so
+    their few simulated hours never cross the 12:00 night boundary, where the daemon rotates
+    to the next night's log: the result must not depend on the time of day CI runs at.
+    """
+    hour_utc = time.gmtime().tm_hour
+    offset_h = (1 - hour_utc) % 24
+    if offset_h > 14:
+        offset_h -= 24
+    return f"Etc/GMT{-offset_h:+d}"  # POSIX sign: Etc/GMT-2 is UTC+2
+
+
 def make_pipeline(path: Path, clock: Clock, *, batch_size: int = 16) -> Pipeline:
     """The daemon's real path: a .blelog writer (no fsync in tests) under the pipeline."""
     wall0, mono0 = clock.read()

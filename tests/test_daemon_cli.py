@@ -19,7 +19,7 @@ from pathlib import Path
 from sensord.blelog import Problems, iter_events
 from sensord.model import DeviceEvent, RawNotification
 from tests.bumble_env import ROOT, VirtualAirProc, virtual_air  # noqa: F401
-from tests.daemon_helpers import HR_MEASUREMENT, hr_seq
+from tests.daemon_helpers import HR_MEASUREMENT, hr_seq, midnight_tz
 
 SPEED = 60
 
@@ -27,7 +27,7 @@ SPEED = 60
 def write_config(tmp: Path, hci: str) -> Path:
     cfg = tmp / "sensord.toml"
     cfg.write_text(
-        f'participant_id = "P07"\ntimezone = "Europe/Berlin"\ndata_dir = "{tmp / "data"}"\n'
+        f'participant_id = "P07"\ntimezone = "{midnight_tz()}"\ndata_dir = "{tmp / "data"}"\n'
         f'[daemon]\ntransport = "bumble:{hci}"\nwatchdog_s = 60\nreconnect_min_s = 2\n'
         f'reconnect_max_s = 30\nconnect_timeout_s = 2\n'
         f'[[devices]]\nname = "chest"\naddress = "F0:00:00:00:00:01"\nprofile = "heart_rate"\n'
@@ -157,3 +157,11 @@ def test_doctor_fails_on_a_missing_radio_only_when_devices_are_configured(
         assert "adapter: CANNOT ASK BlueZ over D-Bus" in out.stdout, out.stdout + out.stderr
         assert out.returncode == expected_rc, out.stdout + out.stderr
         assert ("advisory" in out.stdout) is (not with_device)
+
+
+def test_midnight_tz_puts_the_local_clock_between_one_and_two() -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    local = dt.datetime.now(ZoneInfo(midnight_tz()))
+    assert local.hour == 1 or (local.hour == 2 and local.minute == 0)

@@ -33,6 +33,7 @@ from sensord.credentials import registered_secrets
 from sensord.errors import ConfigError, SensordError
 from sensord.store import service
 from tests.bumble_env import virtual_air  # noqa: F401
+from tests.daemon_helpers import midnight_tz
 from tests.influx import InfluxServer, running_server, self_signed_cert
 
 USER = "pi_p07"
@@ -85,7 +86,7 @@ def write_config(
     os.chmod(secret, mode)
     cfg = root / "sensord.toml"
     cfg.write_text(
-        f'participant_id = "P07"\ntimezone = "Europe/Berlin"\ndata_dir = "{root / "data"}"\n'
+        f'participant_id = "P07"\ntimezone = "{midnight_tz()}"\ndata_dir = "{root / "data"}"\n'
         '[[devices]]\nname = "polar_h10"\naddress = "A0:00"\nprofile = "polar_h10"\n'
         f'[sink]\nkind = "influxdb1"\nurl = "{url}"\ndatabase = "{DB}"\n'
         f'username = "{USER}"\npassword_file = "{secret}"\ngzip = false\n{extra}'
