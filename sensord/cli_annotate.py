@@ -270,6 +270,19 @@ def _parse_sets(sets: list[str]) -> dict[str, object]:
     return changes
 
 
+def _revise(config: Path | None, note_id: str, revise: Any) -> None:
+    """Append the record ``revise(history, target, now_ns)`` makes for annotation ``note_id``."""
+    with _configured(config) as cfg:
+        book = _book(cfg)
+        try:
+            records = book.history()
+            rec = revise(records, an.find(records, note_id), time.time_ns())
+            book.append([rec])
+        finally:
+            book.close()
+        typer.echo(an.describe(rec))
+
+
 @notes_app.command("edit")
 def notes_edit(
     note_id: str = typer.Argument(..., metavar="ID", help="Annotation id (or a unique prefix)."),
@@ -281,16 +294,9 @@ def notes_edit(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Replace an annotation by an edited copy (the original stays in the history)."""
-    with _configured(config) as cfg:
-        book = _book(cfg)
-        try:
-            records = book.history()
-            target = an.find(records, note_id)
-            rec = an.edit(records, target, _parse_sets(set_), now_ns=time.time_ns())
-            book.append([rec])
-        finally:
-            book.close()
-        typer.echo(an.describe(rec))
+    changes = _parse_sets(set_)
+    _revise(config, note_id, lambda records, target, now_ns: an.edit(
+        records, target, changes, now_ns=now_ns))
 
 
 @notes_app.command("delete")
@@ -299,16 +305,8 @@ def notes_delete(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Withdraw an annotation (a deletion record is appended; nothing is erased)."""
-    with _configured(config) as cfg:
-        book = _book(cfg)
-        try:
-            records = book.history()
-            target = an.find(records, note_id)
-            rec = an.delete(records, target, now_ns=time.time_ns())
-            book.append([rec])
-        finally:
-            book.close()
-        typer.echo(an.describe(rec))
+    _revise(config, note_id, lambda records, target, now_ns: an.delete(
+        records, target, now_ns=now_ns))
 
 
 # --------------------------------------------------------------------------- web
