@@ -506,8 +506,7 @@ app.add_typer(validate_app, name="validate")
 
 
 def _stage_fail(exc: SensordError) -> NoReturn:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+    raise fail(exc)
 
 
 def _jsonable(obj: Any) -> Any:
