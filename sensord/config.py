@@ -111,9 +111,9 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The participant annotation page served by the daemon."""
+    """The participant annotation page; ``sensord run`` serves it only when ``enabled``."""
 
-    enabled: bool = True
+    enabled: bool = False
     bind: str = "127.0.0.1"
     port: int = 8080
     # area security (issue 8): a session ends after this long unused, and this long after login

@@ -210,9 +210,14 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     log.info("recording %s to %s (transport %s)",
              ", ".join(f"{d.name} [{d.profile}, {d.address}]" for d in cfg.devices), path,
              cfg.daemon.transport)
+    from sensord.web.service import start_page
+
+    page = start_page(cfg)  # the annotation page when [web] enabled; its problems only logged
     try:
         await daemon.run()
     finally:
+        if page is not None:
+            await page.stop()
         close = getattr(transport, "close", None)
         if close is not None:
             await close()

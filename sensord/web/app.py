@@ -43,6 +43,8 @@ log = logging.getLogger("sensord.web")
 SESSION_COOKIE = "sensord_session"
 LOGIN_COOKIE = "sensord_login"
 MAX_BODY_BYTES = 64 * 1024
+SHUTDOWN_S = 5.0
+"""On stop, requests in progress get this long to finish (the daemon's SIGTERM waits)."""
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -799,7 +801,7 @@ async def start(state: WebState, host: str, port: int) -> web.AppRunner:
             "refusing to serve the annotation page before a PIN exists; run `sensord web set-pin`",
             source=str(state.pin.path),
         )
-    runner = web.AppRunner(make_app(state), access_log=None)
+    runner = web.AppRunner(make_app(state), access_log=None, shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
