@@ -371,6 +371,15 @@ def _participant_nights(
     return list(rows)
 
 
+def _night_range(from_: str | None, to: str | None) -> tuple[str | None, str | None]:
+    """``--from``/``--to`` as night labels, both inclusive (``None``: open end)."""
+    since = an.parse_night(from_, field="from").isoformat() if from_ else None
+    until = an.parse_night(to, field="to").isoformat() if to else None
+    if since is not None and until is not None and until < since:
+        raise AnnotationError(f"night {until} is before --from {since}", field="to")
+    return since, until
+
+
 @report_app.command("night")
 def report_night(
     night: str = typer.Argument(..., help="Night label YYYY-MM-DD (the evening's date)."),
@@ -424,8 +433,7 @@ def report_person(
     from sensord.report import person_report, person_text
 
     with _configured(config) as cfg:
-        since = an.parse_night(from_, field="from").isoformat() if from_ else None
-        until = an.parse_night(to, field="to").isoformat() if to else None
+        since, until = _night_range(from_, to)
         book = _book(cfg)
         try:
             nights = _participant_nights(cfg, book.store, since, until, scorer)
@@ -485,8 +493,7 @@ def export_cmd(
             raise ConfigError("--secret-file and --keep-text go with --deidentify",
                               key="deidentify")
         cfg = _config(config)
-        since = an.parse_night(from_, field="from").isoformat() if from_ else None
-        until = an.parse_night(to, field="to").isoformat() if to else None
+        since, until = _night_range(from_, to)
         book = _book(cfg)
         try:
             nights = book.store.list_nights(cfg.participant_id, since=since, until=until)

@@ -88,6 +88,14 @@ def test_diary_prompts_for_missing_items(cfg: Path) -> None:
     )
 
 
+def diary_with(**changes: str) -> list[str]:
+    """The good diary options with some values replaced (``in_bed="late"``)."""
+    out = list(DIARY_OPTS)
+    for key, value in changes.items():
+        out[out.index("--" + key.replace("_", "-")) + 1] = value
+    return out
+
+
 BAD = [
     (["note", "pain", "11"], "rating"),
     (["note", "pain", "--", "-1"], "rating"),
@@ -110,6 +118,39 @@ BAD = [
     (["note", "diary", *DIARY_OPTS[:4], "--sol-min", "900", *DIARY_OPTS[6:]], "sol_min"),
     (["notes", "delete", "zz"], "id"),
     (["notes", "edit", "abcdef", "--set", "rating=3"], "id"),
+    # every other option of every command, one bad value each
+    (["note", "pain", "5", "--site", "x" * 81], "body_site"),
+    (["note", "pain", "5", "--site", "left\x07foot"], "body_site"),
+    (["note", "substance", "kratom", "--at", "25:00"], "at"),
+    (["note", "substance", "kratom", "--at", "2099-01-01 21:30"], "at"),
+    (["note", "substance", "kratom", "--note", "bad\x00byte"], "note"),
+    (["note", "substance", "kratom", "--note", "n" * 2001], "note"),
+    (["note", "event", "woke", "--at", "soonish"], "at"),
+    (["note", "event", "woke", "--at", "2099-01-01 03:00"], "at"),
+    (["note", "diary", *diary_with(in_bed="late")], "in_bed"),
+    (["note", "diary", *diary_with(awakenings="two")], "awakenings"),
+    (["note", "diary", *diary_with(awakenings="-1")], "awakenings"),
+    (["note", "diary", *diary_with(awakenings="0")], "awakenings"),  # 40 min awake, 0 times
+    (["note", "diary", *diary_with(waso_min="lots")], "waso_min"),
+    (["note", "diary", *diary_with(waso_min="500")], "waso_min"),  # longer than the night
+    (["note", "diary", *diary_with(final_wake="6")], "final_wake"),
+    (["note", "diary", *diary_with(final_wake="23:00")], "final_wake"),  # before trying
+    (["note", "diary", *diary_with(out_of_bed="noon")], "out_of_bed"),
+    (["note", "diary", *diary_with(out_of_bed="06:00")], "out_of_bed"),  # before final wake
+    (["note", "diary", *DIARY_OPTS, "--comments", "\x1b[31mred"], "comments"),
+    (["note", "diary", *DIARY_OPTS, "--comments", "c" * 2001], "comments"),
+    (["note", "diary", *diary_with(rested="0")], "rested"),
+    (["note", "diary", *diary_with(rested="6")], "rested"),
+    (["note", "diary", *diary_with(rested="3.5")], "rested"),
+    (["notes", "edit", "{pain}", "--set", "rating=11"], "rating"),
+    (["notes", "edit", "{pain}", "--set", "context=lunch"], "context"),
+    (["notes", "list", "--night", "bad"], "night"),
+    (["notes", "list", "--night", "2026-02-30"], "night"),
+    (["export", "--from", "bad", "--out", "{out}"], "from"),
+    (["export", "--to", "2026-13-01", "--out", "{out}"], "to"),
+    (["export", "--from", "2026-11-30", "--to", "2026-11-01", "--out", "{out}"], "to"),
+    (["report", "person", "--from", "bad", "--out", "{out}"], "from"),
+    (["report", "person", "--from", "2026-11-30", "--to", "2026-11-01", "--out", "{out}"], "to"),
 ]
 
 
@@ -118,12 +159,16 @@ def test_bad_input_names_the_field_and_stores_nothing(
     cfg: Path, argv: list[str], field: str
 ) -> None:
     run(cfg, "note", "event", "a good entry that must survive")
+    run(cfg, "note", "pain", "5", "--context", "bedtime")
     before = history(cfg)
+    out_dir = cfg.parent / "out"
+    argv = [a.replace("{pain}", before[-1].id).replace("{out}", str(out_dir)) for a in argv]
     code, out, err = run(cfg, *argv)
     assert code == 2
     assert err.startswith(f"error: {field}: "), err
     assert "Traceback" not in err + out
-    assert history(cfg) == before
+    assert history(cfg) == before  # nothing stored, nothing lost
+    assert not out_dir.exists()  # no export or report half-written
 
 
 def test_edit_and_delete_keep_the_history(cfg: Path) -> None:
