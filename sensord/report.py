@@ -106,13 +106,29 @@ def _annotation_table(annotations: Sequence[an.Annotation], tz: str) -> str:
         return "<p>No annotations.</p>"
     rows = "".join(
         f"<tr><td>{h(_local(a.t_ns, tz).strftime('%Y-%m-%d %H:%M'))}</td><td>{h(a.kind)}</td>"
-        f"<td><pre>{h(an.summary(a))}</pre></td><td><pre>{h(_free_text(a))}</pre></td>"
+        f"<td><pre>{h(_content(a, tz))}</pre></td><td><pre>{h(_free_text(a))}</pre></td>"
         f"<td>{h(a.id)}</td></tr>"
         for a in annotations
     )
     return (
         "<table><tr><th>Local time</th><th>Kind</th><th>Annotation</th><th>Note</th>"
         f"<th>Id</th></tr>{rows}</table>"
+    )
+
+
+def _content(a: an.Annotation, tz: str) -> str:
+    """What was entered, in words: the summary, and for a diary every item."""
+    p = a.payload
+    if not isinstance(p, an.Diary):
+        return an.summary(a)
+
+    def at(t_ns: int) -> str:
+        return f"{_local(t_ns, tz):%H:%M}"
+
+    return (
+        f"{an.summary(a)}\ninto bed {at(p.in_bed_ns)}, tried to sleep {at(p.tried_sleep_ns)}, "
+        f"asleep after {p.sol_min:g} min, {p.awakenings_n} awakenings ({p.waso_min:g} min "
+        f"awake), final awakening {at(p.final_wake_ns)}, out of bed {at(p.out_of_bed_ns)}"
     )
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import csv
-import html
+import datetime as dt
 import json
+from html.parser import HTMLParser
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
 
 from sensord import annotate as an
 from sensord.cli import app
+from sensord.config import load_config
 from sensord.notebook import parse_record
+from sensord.store.local import LocalStore
 from sensord.store.sender import Sender
 from sensord.store.sinks import Influx1Sink
-from tests.annotate_helpers import afternoon_tz, open_book, write_config
+from tests.annotate_helpers import PARTICIPANT, afternoon_tz, open_book, write_config
 from tests.influx import InfluxDB
 
 runner = CliRunner()
@@ -221,12 +225,55 @@ def test_every_kind_round_trips_cli_store_influxdb_report(
         == [TRICKY] * 3
     )
 
+    # Reports read the local store: a scored night for each night the notes belong to.
+    nights = sorted({a.night for a in local})
+    assert len(nights) == 2  # pain, substance, event: tonight; the diary: last night
+    store = LocalStore(cfg.parent / "data" / "sensord.sqlite")
+    try:
+        for night in nights:
+            start = int(dt.datetime.fromisoformat(f"{night}T22:00Z").timestamp()) * 10**9
+            store.put_night(
+                {"participant": PARTICIPANT, "scorer": "s@1", "night": night,
+                 "start_ns": start, "end_ns": start + 60 * 10**9, "final": True},
+                epochs={"t_ns": [start, start + 30 * 10**9], "stage": ["wake", "light"]},
+            )  # fmt: skip
+    finally:
+        store.close()
+    by_kind = {a.kind: a for a in local}
+    tz = load_config(cfg, env={}).timezone
+
+    def check_rows(page: str, kinds: list[str]) -> None:
+        """The report's annotation table: one row per annotation, each field as entered."""
+        rows = table_rows(page)
+        assert sorted(rows) == sorted(by_kind[k].id for k in kinds)
+        for kind in kinds:
+            a = by_kind[kind]
+            when, shown_kind, content, note, _ = rows[a.id]
+            assert when == an_local(a.t_ns, tz) and shown_kind == kind
+            assert note == TRICKY  # body site, substance note, event text, diary comments
+            if kind == "pain":
+                assert content == f"Pain 4/10, night waking, {TRICKY}"
+            elif kind == "substance":
+                assert content == "Blue lotus 2 cups tea"
+            elif kind == "event":
+                assert content == TRICKY
+            else:
+                assert content == (
+                    f"Diary for the night of {a.night}: quality 2/5, rested 3/5, slept 365 min\n"
+                    "into bed 22:50, tried to sleep 23:10, asleep after 25 min, 2 awakenings "
+                    "(40 min awake), final awakening 06:20, out of bed 06:45"
+                )
+
     out = tmp_path / "rep"
     code, _, err = run(cfg, "report", "person", "--out", str(out))
     assert code == 0, err
-    page = (out / "person.html").read_text(encoding="utf-8")
-
-    assert page.count(html.escape(TRICKY)) >= 4  # site, note, event text, comments
+    check_rows((out / "person.html").read_text(encoding="utf-8"),
+               ["pain", "substance", "event", "diary"])
+    for night in nights:
+        code, _, err = run(cfg, "report", "night", night, "--out", str(out))
+        assert code == 0, err
+        check_rows((out / f"night-{night}.html").read_text(encoding="utf-8"),
+                   [a.kind for a in local if a.night == night])
 
     code, _, err = run(cfg, "export", "--format", "jsonl", "--out", str(tmp_path / "x"))
     assert code == 0, err
@@ -245,6 +292,41 @@ def test_every_kind_round_trips_cli_store_influxdb_report(
         cells = [r for r in csv.DictReader(f)]
     assert sorted(r["text"] for r in cells if r["kind"] == "event") == [TRICKY]
     assert run(cfg, "export", "--format", "xml")[0] == 2
+
+
+class _Table(HTMLParser):
+    """Cells of every ``<tr>`` of a page, as text (character references resolved)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(page: str) -> dict[str, list[str]]:
+    """Rows of a report's annotation table (local time, kind, annotation, note, id) by id."""
+    parser = _Table()
+    parser.feed(page)
+    return {r[4]: r for r in parser.rows if len(r) == 5}
+
+
+def an_local(t_ns: int, tz: str) -> str:
+    return dt.datetime.fromtimestamp(t_ns / 1e9, tz=ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
 
 
 def test_web_serve_refuses_without_pin_then_serves(cfg: Path) -> None:
