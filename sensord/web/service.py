@@ -54,8 +54,12 @@ class DaemonPage:
         finally:
             if self.server is not None:
                 server, self.server = self.server, None
-                await server.stop()
-                log.info("annotation page stopped")
+                try:
+                    await server.stop()
+                except Exception as exc:  # the daemon's own shutdown must go on
+                    log.warning("annotation page did not stop cleanly: %r", exc)
+                else:
+                    log.info("annotation page stopped")
 
     async def _try_start(self) -> None:
         from sensord.web.app import pin_path, start_from_config  # aiohttp: only when enabled
@@ -95,9 +99,10 @@ class DaemonPage:
             log.warning("%s", message)
 
     async def stop(self) -> None:
-        """Stop serving (open requests get a few seconds) and end the task."""
+        """Stop serving (open requests get a few seconds) and end the task; never raises,
+        so the daemon's shutdown (log, store, transport) always runs after it."""
         self._stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
 
 
