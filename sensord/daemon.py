@@ -231,9 +231,13 @@ class DeviceSupervisor:
 
     async def run(self) -> None:
         attempt = 0
+        delay = 0.0
         opts = self.options
         while not self._stop.is_set():
             self.status.state = "connecting"
+            # Every attempt is in the log with the backoff that preceded it, so a night's
+            # retries (and the policy's bounds) can be read back from the log alone.
+            self._device_event("connecting", f"backoff_s={delay:.3f}")
             started_mono = self.clock.mono_ns()
             streamed_s = 0.0
             try:

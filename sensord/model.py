@@ -125,7 +125,8 @@ class NightStreams:
 class DeviceEvent:
     """A change in a device's connection, recorded in the session log beside notifications.
 
-    ``kind`` is one of ``connected``, ``services``, ``subscribed``, ``setup``,
+    ``kind`` is one of ``connecting`` (an attempt starts; ``detail`` ``backoff_s=S`` is the
+    wait before it), ``connected``, ``services``, ``subscribed``, ``setup``,
     ``disconnected``, ``watchdog`` (no data for too long), ``error``; ``detail`` is a
     short human-readable string (disconnect reason, service list, control-point reply).
     """

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,8 +99,6 @@ def test_bleak_recovers_from_a_link_left_behind_by_a_killed_process(
     """BlueZ keeps a device "connected" after the process that connected it died (SIGKILL):
     the next connect must get past that stale state and stream again."""
     import signal
-    import subprocess
-    import sys
 
     bluezoo_bus.start_hr_peripheral(name="Polar H7 sim", frames=FRAMES, interval_s=0.02)
     ready = tmp_path / "connected"
@@ -149,3 +149,34 @@ def test_bleak_recovers_from_a_link_left_behind_by_a_killed_process(
 
     assert asyncio.run(run())
     assert sum(isinstance(e, RawNotification) for e in events) >= 10
+
+
+def _sensord(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "sensord", *args], capture_output=True,
+                          text=True, env=dict(env, PYTHONPATH=str(root)), cwd=root, timeout=120)
+
+
+def test_scan_and_doctor_through_bleak_on_bluezoo(
+    bluezoo_bus: BlueZooBus, tmp_path: Path,  # noqa: F811
+) -> None:
+    """`sensord scan` and `sensord doctor` as a participant runs them, on the bleak path."""
+    bluezoo_bus.start_hr_peripheral(name="Polar H7 sim", frames=FRAMES, interval_s=0.05)
+    cfg = tmp_path / "sensord.toml"
+    cfg.write_text(f'participant_id = "P001"\ndata_dir = "{tmp_path / "data"}"\n'
+                   '[daemon]\ntransport = "bleak"\nadapter = "hci0"\n'
+                   '[[devices]]\nname = "chest"\n'
+                   f'address = "{PERIPHERAL_ADDRESS}"\nprofile = "heart_rate"\nrole = "chest"\n')
+    scan = _sensord(bluezoo_bus.env, "scan", "-c", str(cfg), "--timeout", "4")
+    assert scan.returncode == 0, scan.stderr
+    (line,) = [ln for ln in scan.stdout.splitlines() if ln.startswith(PERIPHERAL_ADDRESS)]
+    fields = line.split()
+    assert fields[2] == "dBm" and fields[3] == "heart_rate", line
+    assert line.endswith("Polar H7 sim")
+
+    doctor = _sensord(bluezoo_bus.env, "doctor", "-c", str(cfg))
+    # Both emulated adapters are powered (bluezoo --auto-enable); hci0 is the configured one.
+    assert "adapter: hci0 powered" in doctor.stdout, doctor.stdout
+    assert "hci1" not in doctor.stdout
+    assert "CANNOT ASK BlueZ" not in doctor.stdout
+    assert "bluez: " in doctor.stdout

@@ -25,6 +25,7 @@ from tests.daemon_helpers import LogView, hr_seq, live_count, make_pipeline, sta
 SPEED = 60.0
 WALL0_NS = 1_760_000_000 * 10**9 // EPOCH_NS * EPOCH_NS  # epoch-aligned start
 CONNECT_ALLOWANCE_S = 1.5  # real seconds for connect + discovery + setup on a busy CI box
+SCHED_SLACK_S = 0.5  # real seconds of event-loop latency between a sleep's end and the next step
 POLICY = BackoffPolicy(min_s=2.0, max_s=30.0, factor=2.0, jitter=0.3)
 
 
@@ -47,6 +48,24 @@ def make_daemon(air: VirtualAirProc, log_path: Path, watchdog_s: float = 60.0,
     daemon = Daemon([spec], transport, make_pipeline(log_path, clock), clock=clock,
                     options=options, seed=1)
     return daemon, clock, transport
+
+
+def attempts(log: LogView, device: str = "chest") -> list[tuple[int, float]]:
+    """``(mono_ns, backoff_s)`` of every connection attempt the supervisor logged."""
+    out = []
+    for e in log.kinds(device):
+        if e.kind == "connecting":
+            key, _, value = e.detail.partition("=")
+            assert key == "backoff_s", e.detail
+            out.append((e.mono_ns, float(value)))
+    return out
+
+
+def assert_backoffs_follow_the_policy(waits: list[float]) -> None:
+    """The first attempt waits for nothing; every retry waits within the policy's bounds."""
+    assert waits and waits[0] == 0.0
+    for w in waits[1:]:
+        assert POLICY.min_s * (1 - POLICY.jitter) - 1e-3 <= w <= POLICY.max_s + 1e-3, waits
 
 
 def contiguous_runs(seqs: list[int]) -> list[tuple[int, int]]:
@@ -83,10 +102,16 @@ def test_device_that_disconnects_is_back_within_the_first_backoff_step(
     assert kinds.count("connected") == 2 and kinds.count("subscribed") == 2
     lost = next(e for e in log.kinds("chest") if e.kind == "disconnected")
     notes = log.notes("chest")
-    first_after = next(n for n in notes if n.mono_ns > lost.mono_ns)
-    resumed_s = (first_after.mono_ns - lost.mono_ns) / 1e9
-    # First retry waits at most min_s (jitter only shortens it), plus connect time.
-    assert resumed_s <= POLICY.min_s + CONNECT_ALLOWANCE_S * SPEED
+    tries = attempts(log)
+    assert_backoffs_follow_the_policy([w for _t, w in tries])
+    retry_ns, waited_s = next((t, w) for t, w in tries if t > lost.mono_ns)
+    # After a stable stream the first retry waits at most min_s (jitter only shortens it)...
+    assert POLICY.min_s * (1 - POLICY.jitter) - 1e-3 <= waited_s <= POLICY.min_s + 1e-3
+    # ... and the supervisor did wait that long, and no longer, after the drop.
+    elapsed_s = (retry_ns - lost.mono_ns) / 1e9
+    assert waited_s - 1e-3 <= elapsed_s <= waited_s + SCHED_SLACK_S * SPEED
+    first_after = next(n for n in notes if n.mono_ns > retry_ns)
+    assert (first_after.mono_ns - retry_ns) / 1e9 <= CONNECT_ALLOWANCE_S * SPEED
     before = [hr_seq(n.payload) for n in notes if n.mono_ns < lost.mono_ns]
     after = [hr_seq(n.payload) for n in notes if n.mono_ns > lost.mono_ns]
     # Every frame the strap sent before and after the drop is in the log, in order
@@ -129,6 +154,12 @@ def test_silent_device_trips_the_watchdog_and_is_reconnected_after_restart(
     assert watchdog_s <= silent_s <= watchdog_s * 1.25 + 0.5 * SPEED
     # No disconnect came from the radio before the watchdog: the device was silent.
     assert "disconnected" not in kinds[: kinds.index("watchdog")]
+    tries = attempts(log)
+    assert_backoffs_follow_the_policy([w for _t, w in tries])
+    # While the strap was dead the supervisor kept trying: consecutive attempts are spaced by
+    # at most the capped backoff plus a failed connect (its timeout) and loop latency.
+    gaps_s = np.diff([t for t, _w in tries]) / 1e9
+    assert gaps_s.max() <= POLICY.max_s + (1.0 + CONNECT_ALLOWANCE_S + SCHED_SLACK_S) * SPEED
     first_new = next(n for n in log.notes("chest") if n.mono_ns > marks["back"])
     assert (first_new.mono_ns - marks["back"]) / 1e9 <= POLICY.max_s + CONNECT_ALLOWANCE_S * SPEED
     runs = contiguous_runs([hr_seq(n.payload) for n in log.notes("chest")])
@@ -164,6 +195,7 @@ def test_device_gone_for_minutes_comes_back_and_the_gap_is_unscored(
     log = LogView(log_path)
     notes = log.notes("chest")
     back_mono = marks["gone"] + int(vanish_real_s * SPEED * 1e9)
+    assert_backoffs_follow_the_policy([w for _t, w in attempts(log)])
     first_after = next(n for n in notes if n.mono_ns > marks["gone"] + 10**9 * 5)
     assert (first_after.mono_ns - back_mono) / 1e9 <= POLICY.max_s + CONNECT_ALLOWANCE_S * SPEED
     t_ns = np.array([n.wall_ns for n in notes], dtype=np.int64)

@@ -37,9 +37,13 @@ from sensord.errors import StoreError
 from sensord.store import schema
 
 CHUNK_LINES = 1000
+WAL_CHECKPOINT_PAGES = 1000
+"""SQLite's automatic checkpoint threshold (its default): the write-ahead log holds at most
+about this many pages (4 KiB each) that the database file has not taken in yet."""
 RESERVE_BYTES = 4 * 1024 * 1024
 """Disk kept in reserve (``sensord.sqlite.reserve``) so a full disk cannot stop the
-outbox from draining."""
+outbox from draining. It must cover what a checkpoint adds to the database file, i.e. at
+least ``WAL_CHECKPOINT_PAGES`` pages (1000 x 4 KiB < 4 MiB)."""
 CHUNK_BYTES = 256 * 1024
 
 MIGRATIONS: tuple[str, ...] = (
@@ -208,6 +212,8 @@ class LocalStore:
     max_page_count: int | None = None
     reserve_bytes: int = RESERVE_BYTES
     """Size of the reserve file kept beside the store (0: none), see :meth:`settle`."""
+    wal_checkpoint_pages: int = WAL_CHECKPOINT_PAGES
+    """Automatic checkpoint threshold in pages; ``reserve_bytes`` must cover it."""
     _conn: sqlite3.Connection = field(init=False, repr=False)
     _lock: threading.RLock = field(init=False, repr=False, default_factory=threading.RLock)
 
@@ -222,6 +228,7 @@ class LocalStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_checkpoint_pages)}")
             if self.max_page_count is not None:
                 self._conn.execute(f"PRAGMA max_page_count={int(self.max_page_count)}")
             self._migrate()

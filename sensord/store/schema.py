@@ -130,6 +130,7 @@ STAGE_CODES = {"wake": 0, "light": 1, "deep": 2, "rem": 3, "unscored": -1}
 """Integer codes for plotting hypnograms (``stage_code`` field)."""
 
 DEVICE_EVENTS = (
+    "connecting",
     "connected",
     "services",
     "subscribed",
