@@ -17,6 +17,7 @@ Usage: ``python bench/decode.py [--nights 7] [--keep DIR]``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -53,7 +54,7 @@ def cpu_time(fn):  # type: ignore[no-untyped-def]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--nights", type=int, default=7)
-    ap.add_argument("--repeat", type=int, default=3, help="timing rounds (median)")
+    ap.add_argument("--repeat", type=int, default=5, help="timing rounds (median)")
     ap.add_argument("--keep", type=Path, help="write the simulated log here and keep it")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +108,8 @@ def main() -> None:
           f"({size_mb / args.nights:.1f} MB/night), {text_bytes / 1e6:.0f} MB of text, "
           f"{n_notif} notifications")
     print("samples: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"CPU seconds (median of {args.repeat}; wall in brackets):")
+    load1 = os.getloadavg()[0]
+    print(f"CPU seconds (median of {args.repeat}; wall in brackets; load average {load1:.1f}):")
     print(f"  read+decompress      {med(raw_c):7.3f}  [{med(raw_w):.3f}]")
     print(f"  load_session         {med(load_c):7.3f}  [{med(load_w):.3f}]")
     print(f"  decode_batch         {med(batch_c):7.3f}  (batches of {pipeline.DEFAULT_BATCH})")

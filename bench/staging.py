@@ -20,6 +20,7 @@ and scipy; install it with ``--no-deps`` if pip would downgrade them). Run:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -104,6 +105,7 @@ def main() -> None:
     for name, full, counts, p in rows:
         print(f"| {name} | {full:.2f} | {counts:.2f} | {p:.1f} | {p / full:.0f}x "
               f"| {full / counts:.2f}x |")
+    print(f"(wall seconds, one run; load average {os.getloadavg()[0]:.1f} at the end)")
 
 
 if __name__ == "__main__":

@@ -528,7 +528,9 @@ def _jsonable(obj: Any) -> Any:
 @app.command()
 def score(
     logs: list[Path] = typer.Argument(..., help="Session logs (.blelog) of one night."),
-    tz: str = typer.Option("UTC", help="Participant's IANA time zone (night label)."),
+    tz: str | None = typer.Option(
+        None, help="Participant's IANA time zone (night label); default: the log header's."
+    ),
     model_file: Path | None = typer.Option(None, "--model", help="Stager model JSON."),
     truth: Path | None = typer.Option(
         None, help="Simulator ground-truth CSV: also report agreement with it."
@@ -544,9 +546,17 @@ def score(
     from sensord.staging.hypnogram import STAGE_NAMES
 
     try:
-        streams, _report = load_streams([str(p) for p in logs])
+        streams, report = load_streams([str(p) for p in logs])
         mdl = load_model(model_file) if model_file is not None else None
-        res = score_night(streams, tz=tz, model=mdl)
+        if tz is None:  # as replay and demo: the zone the first log header names
+            tz = next((h.tz for h in report.headers if h.tz), "UTC")
+            try:
+                res = score_night(streams, tz=tz, model=mdl)
+            except ConfigError as exc:  # a header naming an unknown zone
+                typer.echo(f"warning: {exc}; night scored in UTC", err=True)
+                res = score_night(streams, tz="UTC", model=mdl)
+        else:
+            res = score_night(streams, tz=tz, model=mdl)
         agreement = None
         if truth is not None:
             agreement = _truth_agreement(truth, res)

@@ -374,11 +374,19 @@ def _report(
 class Pipeline:
     """Session log first, then per-channel batch decoding: the daemon's and replay's sink.
 
-    Batching is deterministic, so a replay of a log reproduces the live results exactly:
-    each (device, characteristic) channel is decoded in batches of ``batch_size``
-    notifications, cut early only by a ``disconnected`` event of the device and by
-    :meth:`end_session`; characteristics in :data:`CONTEXT_CHARS` are decoded at once.
-    :func:`load_session` cuts a log the same way.
+    Each (device, characteristic) channel is decoded in batches of ``batch_size``
+    notifications, cut early by a ``disconnected`` event of the device, by
+    :meth:`decode_pending` and by :meth:`end_session`; characteristics in
+    :data:`CONTEXT_CHARS` are decoded at once. :func:`load_session` cuts a log as a
+    replay without :meth:`decode_pending` calls does, and gives the same streams.
+
+    Where the cuts fall matters for some streams: heart rate, contact, battery and
+    InfiniTime motion decode the same whatever the cuts, but RR beat times and Polar PMD
+    sample times are reconstructed per batch from receive times, so they shift with the
+    cuts (values and counts do not). The live daemon cuts every ``LIVE_BATCH``
+    notifications and at every epoch tick, which a replay of its log does not repeat: its
+    live beat and PMD times are provisional, and what is stored of them is re-derived from
+    the log (docs/blelog.md gives the measured size of the shift).
 
     A device's notifications are decoded only after a :class:`~sensord.model.DeviceEvent`
     announced the device (the daemon feeds ``connected`` when it connects); others are

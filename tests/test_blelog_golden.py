@@ -1,5 +1,6 @@
 """Golden sessions: every folder in tests/sessions/ is a session log with its expected
-decoded output; adding a device recording is adding a folder (see build_golden.py)."""
+decoded output and expected line protocol; adding a device recording is adding a folder
+(see build_golden.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from sensord.ble.replay import replay
 from sensord.pipeline import Pipeline, load_session
+from sensord.store.backfill import night_points
 
 SESSIONS = Path(__file__).parent / "sessions"
 FOLDERS = sorted(p for p in SESSIONS.iterdir() if (p / "session.blelog").exists())
@@ -66,3 +68,24 @@ def test_golden_session(folder: Path) -> None:
             a, b = session.devices[dev].get(name), pipe.devices[dev].get(name)
             for f in a.__dataclass_fields__:
                 np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
+def test_golden_session_line_protocol(folder: Path) -> None:
+    """What backfill stores from the log (samples and device events; scoring has its own
+    tests) equals expected.lp, built with influxdb-client's Point from the expected values.
+    Beat lines are compared without their timestamps (see the file's header)."""
+    text = (folder / "expected.lp").read_text()
+    want = sorted(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+    session = load_session([folder / "session.blelog"])
+    participant = session.report.headers[0].participant
+    roles = dict.fromkeys(session.devices, "chest")
+    body, rows, summary, _ = night_points(session, participant=participant,
+                                          tz="Europe/Zurich", roles=roles)
+    assert summary is None
+    got = []
+    for line in body.decode().splitlines() + rows:
+        if line.startswith("beat,"):
+            line = line.rsplit(" ", 1)[0]
+        got.append(line)
+    assert sorted(got) == want

@@ -1,4 +1,5 @@
-"""CLI: simulate, replay, decode, log info/cat, demo; --help everywhere; errors exit 2."""
+"""CLI: simulate, replay, decode, log info/cat, demo; --help everywhere (score and validate
+too); errors exit 2."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sensord.cli import app
 runner = CliRunner()
 DATA = Path(__file__).parents[1] / "../shared/data"
 COMMANDS = [["simulate"], ["replay"], ["decode"], ["log", "info"], ["log", "cat"], ["demo"],
-            ["log"]]
+            ["log"], ["score"], ["validate", "walch"], ["validate", "mmash"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)

@@ -501,3 +501,132 @@ def test_sdk_skin_temperature_frames() -> None:
     res = devices.decode_batch(DATA_CHAR, [arr(t, "temperatureDataFrame"), acc], np.array([1, 2]))
     assert [e.index for e in res.errors] == [0] and "one by one" in res.errors[0].reason
     assert len(res.streams["acc"]) == 1
+
+
+# --- BlePmdClientTest cases: failure status, previous time stamp, reset, start factor --------
+
+
+def test_sdk_control_point_response_when_status_is_fail() -> None:
+    # The SDK test hands its client the frame F0 01 00 00 00 00 00 00 70 FF together with a
+    # failure status 0x11 ("someRandomFailureStatusCode") and asserts that status and the
+    # frame's bytes both come through unchanged. sensord's transports pass no ATT status
+    # beside a notification: a PMD failure is the status byte (index 3) of the frame itself,
+    # so the same frame with byte 3 = 0x11 must come out as status 17, the bytes untouched.
+    t = "process control point response when status is fail"
+    sdk_frame = arr(t, "controlPointResponse")
+    assert sdk_frame == bytes.fromhex("f001000000000000 70ff")
+    failing = sdk_frame[:3] + bytes([0x11]) + sdk_frame[4:]
+    resp = pmd.parse_control_point(failing)
+    assert isinstance(resp, pmd.ControlPointResponse)
+    assert (resp.op, resp.measurement_type, resp.status, resp.ok) == (1, 0, 0x11, False)
+    assert resp.status_name == "unknown status"  # 17 is beyond the SDK's codes 0-14
+    with pytest.raises(ControlPointError) as info:
+        devices.decode_one(CP, failing)
+    assert info.value.status == 0x11 and info.value.payload == failing
+    # in a batch the failure is reported with its index; the success frame beside it stays
+    res = devices.decode_batch(CP, [failing, sdk_frame], np.array([1, 2]))
+    assert [e.index for e in res.errors] == [0] and res.errors[0].payload == failing
+    assert [m["index"] for m in res.messages] == [1]
+    assert res.messages[0]["status"] == "success"
+
+
+def _acc4(sensor_ns: int) -> bytes:
+    """An ACC raw type-1 frame of 4 samples whose last sample is at ``sensor_ns``."""
+    return pmd.encode_acc_raw([[1, 2, 3]] * 4, sensor_ns, 1)
+
+
+def test_sdk_previous_timestamp_is_kept_per_measurement_type() -> None:
+    t = "test previous timestamp"
+    first, second = arr(t, "accDataFromServiceFirst"), arr(t, "accDataFromServiceSecond")
+    other, third = arr(t, "randomDataFromService"), arr(t, "accDataFromServiceThird")
+    hdr = [pmd.parse_header(f) for f in (first, other, second, other, third)]
+    big = 0x0FFFFFFFFFFFFFFF  # source: expectedTimeStampAfterSecondProcess
+    assert [h.measurement_type for h in hdr] == [2, 3, 2, 3, 2]  # ACC, PPI between
+    assert [h.sensor_ns for h in hdr[::2]] == [exp(t, "expectedTimeStampAfterFirstProcess"),
+                                               big,
+                                               exp(t, "expectedTimeStampAfterThirdProcess")]
+    assert hdr[1].sensor_ns == 0x0FFFFFFFFFFFFF01
+    # The SDK test mocks the sample parser (its frames carry one byte of content, frame
+    # type 0x83, which sensord does not stream); here the same headers' times carry four
+    # real ACC samples each, and the PPI frames one interval, in the SDK's order.
+    ppi = pmd.encode_data_frame(3, hdr[1].sensor_ns, 0, bytes.fromhex("3c e803 0a00 06"))
+    frames = [_acc4(1), ppi, _acc4(big), ppi, _acc4(3)]
+    res = pmd.decode_data_batch(frames, None)
+    assert res.errors == []
+    sensor = np.sort(res.streams["acc"].t_ns - EPOCH)
+    # second ACC frame: previous time stamp 1 (expectedPreviousTimeStampAfterSecondProcess),
+    # not the PPI frame's 0x0FFFFFFFFFFFFF01 that arrived in between: by hand, samples at
+    # 1 + (k + 1) s with s = (big - 1) / 4 (counted from the PPI frame they would lie
+    # within 254 ns of big)
+    s = (big - 1) / 4
+    second = [1 + (k + 1) * s for k in range(4)]
+    # first ACC frame: no previous frame (the SDK's 0): the batch's typical spacing s back
+    # from its own time stamp 1. Third: its own time stamp 3 is its last sample
+    # (expectedTimeStampAfterThirdProcess). Deliberate difference: the SDK still counts from
+    # the previous 0x0FFF...F; sensord reads a sensor clock that runs backwards as a device
+    # reset and spreads the samples back from 3 with the typical spacing, like the first.
+    first = [1 - (3 - k) * s for k in range(4)]
+    third = [3 - (3 - k) * s for k in range(4)]
+    assert sensor.tolist() == pytest.approx(sorted(first + second + third), abs=256)
+    assert sensor[-1] == big and 1 in sensor and 3 in sensor
+
+
+def test_sdk_previous_timestamp_reset_on_reconnect() -> None:
+    # source: previous time stamp 0 at the beginning, 1 after processing the frame
+    # (expectedTimeStampAfterFirstProcess), 0 again after blePmdClient.reset(), which the
+    # SDK calls on disconnect. sensord keeps no decoder state between batches and cuts a
+    # batch at every disconnect, so the first frame after a reconnect counts nothing from
+    # the frame before it.
+    from sensord.model import DeviceEvent, RawNotification
+    from sensord.pipeline import Pipeline
+
+    t = "test previous timestamp reset"
+    sdk = pmd.parse_header(arr(t, "accDataFromService"))
+    assert sdk.measurement_type == 2
+    assert sdk.sensor_ns == exp(t, "expectedTimeStampAfterFirstProcess")
+    ms = 10**6
+    a = _acc4(sdk.sensor_ns)
+    b = _acc4(sdk.sensor_ns + 40 * ms)  # 40 ms later: 10 ms per sample if counted from a
+
+    def run(events: list) -> np.ndarray:
+        pipe = Pipeline(batch_size=100)
+        for ev in events:
+            pipe.feed(ev)
+        pipe.end_session()
+        return pipe.devices["d"].get("acc").t_ns - EPOCH
+
+    def note(frame: bytes) -> RawNotification:  # received without delay: host = sensor time
+        at = EPOCH + pmd.parse_header(frame).sensor_ns
+        return RawNotification("d", DATA_CHAR, at, at, frame)
+
+    con = DeviceEvent("d", "connected", EPOCH, 0)
+    # requested 50 Hz: 20 ms per sample wherever a frame has no previous frame
+    start = RawNotification("d", CP, EPOCH, 0, pmd.request_start(2, sample_rate_hz=50))
+    one_run = run([con, start, note(a), note(b)])
+    # one connection: b's samples at 1 + 10, 20, 30, 40 ms (counted from a's time stamp)
+    assert one_run[4:].tolist() == [1 + k * 10 * ms for k in (1, 2, 3, 4)]
+    gone = DeviceEvent("d", "disconnected", EPOCH, 0)
+    again = run([con, start, note(a), gone, con, note(b)])
+    # (a, without a previous frame, takes the batch's typical spacing: 10 ms)
+    assert one_run[:4].tolist() == [1 - k * 10 * ms for k in (3, 2, 1, 0)]
+    # after a reconnect: no previous frame, so the requested rate's 20 ms spacing back
+    # from b's own time stamp: 1 + 40 - 60, - 40, - 20, + 0 ms; a, alone in its batch,
+    # likewise 1 - 60 ... 1 ms (the stream is sorted by time)
+    a_t = [1 - k * 20 * ms for k in (3, 2, 1, 0)]
+    assert again.tolist() == sorted(a_t + [1 + 40 * ms - k * 20 * ms for k in (3, 2, 1, 0)])
+
+
+def test_sdk_start_success_response_updates_factor() -> None:
+    # source: startMeasurement(PPG, {SAMPLE_RATE 200, RESOLUTION 16}); the device answers
+    # F0 | REQUEST_MEASUREMENT_START (2) | PPG (1) | SUCCESS 0 | more 0 | FACTOR (5), count 1,
+    # floatToIntBits(2.5f) = 0x40200000 little-endian; the stored factor is that value.
+    # Bytes written out by hand from the test's buildStartMeasurementSuccessResponse.
+    response = bytes.fromhex("f0 02 01 00 00" "05 01 00002040")
+    request = bytes.fromhex("02 01" "00 01 c800" "01 01 1000")  # start PPG, 200 Hz, 16 bit
+    assert pmd.parse_request(request)["settings"] == {"sample_rate": [200], "resolution": [16]}
+    res = devices.decode_batch(CP, [request, response], np.array([1, 2]))
+    assert res.errors == []
+    assert res.context.pmd_factor == {1: 2.5}
+    assert res.context.pmd_sample_rate_hz == {1: 200.0}
+    assert res.messages[1]["settings"] == {"factor": [2.5]}
+    assert res.messages[1]["response_to"] == "request_measurement_start"

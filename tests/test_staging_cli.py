@@ -54,3 +54,27 @@ def test_score_csv_and_text(sim: tuple[Path, Path]) -> None:
 def test_score_names_a_missing_log(tmp_path: Path) -> None:
     res = runner.invoke(app, ["score", str(tmp_path / "nope.blelog")])
     assert res.exit_code == 2 and "nope.blelog" in res.output
+
+
+def test_score_takes_the_zone_from_the_log_header(tmp_path: Path) -> None:
+    # A night simulated from 23:00 Auckland time (UTC+13 in November): 10:00 UTC, so a
+    # UTC reading would name the night before (nights change at local noon).
+    res = runner.invoke(app, ["simulate", "--out", str(tmp_path), "--seed", "4",
+                              "--duration-h", "1", "--tz", "Pacific/Auckland",
+                              "--start", "2026-11-20T23:00"])
+    assert res.exit_code == 0, res.output
+    log = next(tmp_path.glob("*.blelog"))
+
+    def summary(*extra: str) -> dict:
+        out = runner.invoke(app, ["score", str(log), "--json", *extra])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)["summary"]
+
+    default = summary()
+    assert default["tz"] == "Pacific/Auckland" and default["night"] == "2026-11-20"
+    assert default["start_local"].startswith("2026-11-20T23:") and \
+        default["start_local"].endswith("+13:00")
+    explicit = summary("--tz", "UTC")  # an explicit zone wins over the header
+    assert explicit["tz"] == "UTC" and explicit["night"] == "2026-11-19"
+    assert explicit["start_local"].startswith("2026-11-20T10:")
+    assert explicit["start_ns"] == default["start_ns"]

@@ -1,11 +1,17 @@
 """Build the golden session folders from their sources (run by hand, not by pytest).
 
-Each folder ``tests/sessions/<device>_<firmware>/`` holds ``session.blelog`` and
-``expected.json``. The expected values never come from sensord's decoders: they are the
-values the source states (Polar H7 capture), a plain-Python hand decoding written here
-(Polar H10 ECG int24 samples), or the simulator's own input (simulated sessions).
+Each folder ``tests/sessions/<device>_<firmware>/`` holds ``session.blelog``,
+``expected.json`` and ``expected.lp``. The expected values never come from sensord's
+decoders: they are the values the source states (Polar H7 capture), a plain-Python hand
+decoding written here (Polar H10 ECG int24 samples), or the simulator's own input
+(simulated sessions).
 
     PYTHONPATH=. python tests/sessions/build_golden.py [../shared/data]
+    PYTHONPATH=. python tests/sessions/build_golden.py ../shared/data --line-protocol-only
+
+``expected.lp`` (the line protocol the folder's log must store) is built with
+influxdb-client's ``Point`` from ``expected.json`` and a plain reading of the log's lines;
+``--line-protocol-only`` rebuilds just those files from the folders as they are.
 """
 
 from __future__ import annotations
@@ -210,13 +216,94 @@ def simulated(profile: str, folder_name: str, minutes: float = 3.0) -> None:
     })
 
 
+# --- expected line protocol ---------------------------------------------------------------------
+
+ROLE = "chest"
+"""The device role every golden device is stored under (the test maps it the same way)."""
+BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
+CONNECTED_KINDS = {"connected", "services", "subscribed", "setup"}
+"""Device event kinds stored with ``connected=true`` (docs/storage.md, ``device_event``)."""
+LP_HEADER = """\
+# Expected line protocol of session.blelog, built by build_golden.py with influxdb-client's
+# Point from expected.json (heart rate, RR) and from a plain reading of the log's text lines
+# (device events, battery levels); participant from the log header, device_role chest.
+# beat lines carry no timestamp: beat times are reconstructed from receive times and have
+# no independent value; the test compares sensord's beat lines without theirs.
+"""
+
+
+def _log_records(path: Path) -> list[tuple[str, int, str]]:
+    """``(type, wall_ns, rest)`` of every line of a session log, read without sensord: gzip
+    members of text lines ``crc type wall_ns mono_ns rest``."""
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        out = []
+        for line in fh.read().splitlines():
+            _crc, kind, wall, _mono, rest = line.split(" ", 4)
+            out.append((kind, int(wall), rest))
+    return out
+
+
+def line_protocol(folder: Path) -> None:
+    """Write ``expected.lp``: the points ``sensord backfill`` must derive from the folder's
+    log, without scoring (samples and device events), built with influxdb-client's Point."""
+    from influxdb_client import Point
+
+    expected = json.loads((folder / "expected.json").read_text())
+    records = _log_records(folder / "session.blelog")
+    participant = json.loads(records[0][2])["participant"]
+    tags = {"participant": participant, "device_role": ROLE}
+
+    def point(measurement: str, fields: dict[str, Any], t_ns: int | None) -> str:
+        p = Point(measurement)
+        for k, v in tags.items():
+            p.tag(k, v)
+        for k, v in fields.items():
+            p.field(k, v)
+        if t_ns is not None:
+            p.time(t_ns)
+        return p.to_line_protocol()
+
+    lines = []
+    for streams in expected["devices"].values():
+        hr = streams.get("hr")
+        if hr is not None:
+            lines += [point("heart_rate", {"hr_bpm": float(v)}, int(t))
+                      for v, t in zip(hr["hr_bpm"], hr["t_ns"], strict=True)]
+        beats = streams.get("beats")
+        if beats is not None:
+            lines += [point("beat", {"rr_ms": float(v)}, None) for v in beats["rr_ms"]]
+    channels: dict[str, str] = {}
+    last = -1  # events of a role in the same ns are kept apart by 1 ns each, in log order
+    for kind, wall, rest in records:
+        if kind == "K":
+            decl = json.loads(rest)
+            channels[decl["ch"]] = decl["char"]
+        elif kind == "N":
+            ch, payload = rest.split(" ")
+            if channels[ch] == BATTERY_LEVEL:  # Battery Level: one uint8, percent
+                lines.append(point("device_battery", {"battery_pct": bytes.fromhex(payload)[0]},
+                                   wall))
+        elif kind == "E":
+            ev = json.loads(rest)
+            last = max(wall, last + 1)
+            lines.append(point("device_event", {
+                "event": ev["kind"], "connected": ev["kind"] in CONNECTED_KINDS,
+                "detail": ev.get("detail") or None}, last))
+    (folder / "expected.lp").write_text(LP_HEADER + "\n".join(sorted(lines)) + "\n")
+
+
 def main() -> None:
     data = Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parents[1] / "../shared/data")
-    polar_h7(data)
-    polar_h10_gatttool(data)
-    polar_h10_bin(data)
-    simulated("polar_h10", "sim-polar_h10_sim-1", minutes=1.0)
-    simulated("hrs_strap", "sim-hrs_strap_sim-1")
+    if "--line-protocol-only" not in sys.argv:
+        polar_h7(data)
+        polar_h10_gatttool(data)
+        polar_h10_bin(data)
+        simulated("polar_h10", "sim-polar_h10_sim-1", minutes=1.0)
+        simulated("hrs_strap", "sim-hrs_strap_sim-1")
+    for folder in sorted(p for p in HERE.iterdir() if (p / "session.blelog").exists()):
+        line_protocol(folder)
 
 
 if __name__ == "__main__":
