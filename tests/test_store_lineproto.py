@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from influxdb_client import Point
 
 from sensord.store import lineproto
 from sensord.store.lineproto import encode_columns, encode_line, schema_columns, schema_line
 from sensord.store.schema import SchemaError
+from tests.point_oracle import point_line
 
 SPECIAL = st.sampled_from(list(",= \"\\\n\r\t'😀é#"))
 TEXT = st.lists(st.one_of(SPECIAL, st.characters(codec="utf-8")), max_size=12).map("".join)
@@ -27,15 +27,7 @@ FIELD_VALUE = st.one_of(
 )
 
 
-def oracle(measurement: str, tags: dict, fields: dict, t_ns: int | None) -> str:  # type: ignore[type-arg]
-    p = Point(measurement)
-    for k, v in tags.items():
-        p.tag(k, v)
-    for k, v in fields.items():
-        p.field(k, v)
-    if t_ns is not None:
-        p.time(t_ns)
-    return p.to_line_protocol()
+oracle = point_line
 
 
 @settings(max_examples=400, deadline=None)

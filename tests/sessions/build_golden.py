@@ -248,7 +248,7 @@ def _log_records(path: Path) -> list[tuple[str, int, str]]:
 def line_protocol(folder: Path) -> None:
     """Write ``expected.lp``: the points ``sensord backfill`` must derive from the folder's
     log, without scoring (samples and device events), built with influxdb-client's Point."""
-    from influxdb_client import Point
+    from tests.point_oracle import point_line
 
     expected = json.loads((folder / "expected.json").read_text())
     records = _log_records(folder / "session.blelog")
@@ -256,14 +256,7 @@ def line_protocol(folder: Path) -> None:
     tags = {"participant": participant, "device_role": ROLE}
 
     def point(measurement: str, fields: dict[str, Any], t_ns: int | None) -> str:
-        p = Point(measurement)
-        for k, v in tags.items():
-            p.tag(k, v)
-        for k, v in fields.items():
-            p.field(k, v)
-        if t_ns is not None:
-            p.time(t_ns)
-        return p.to_line_protocol()
+        return point_line(measurement, tags, fields, t_ns)
 
     lines = []
     for streams in expected["devices"].values():
