@@ -1,4 +1,5 @@
-"""Every dashboard validates against the JSON schema generated from Grafana's own types."""
+"""Every dashboard validates against the JSON schemas generated from Grafana's own types, one
+set per ``@grafana/schema`` version in ``dashboards/schema/<version>/``."""
 
 from __future__ import annotations
 
@@ -15,18 +16,21 @@ from dashboards import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = ("night", "person", "operations")
+SCRIPT = ROOT / "tools/gen_dashboard_schema.sh"
+VERSIONS = validate.versions()
 
 
 def load(stem: str) -> dict[str, Any]:
     return json.loads((ROOT / "dashboards" / f"{stem}.json").read_text(encoding="utf-8"))
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("stem", STEMS)
-def test_committed_dashboard_validates(stem: str) -> None:
+def test_committed_dashboard_validates(stem: str, version: str) -> None:
     doc = load(stem)
-    assert list(validate.errors(doc)) == []
+    assert list(validate.errors(doc, version)) == []
     # the panel types used are all covered by a panel-options schema
-    assert {p["type"] for p in doc["panels"]} <= set(validate.panel_types())
+    assert {p["type"] for p in doc["panels"]} <= set(validate.panel_types(version))
 
 
 def _first(doc: dict[str, Any], ptype: str) -> dict[str, Any]:
@@ -92,26 +96,48 @@ BREAKS = {
 }
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("case", sorted(BREAKS))
-def test_schema_rejects_a_broken_dashboard(case: str) -> None:
+def test_schema_rejects_a_broken_dashboard(case: str, version: str) -> None:
     doc = copy.deepcopy(load("night"))
     breaker, expected = BREAKS[case]
     breaker(doc)
-    found = list(validate.errors(doc))
+    found = list(validate.errors(doc, version))
     assert found, f"{case}: the schema accepted a broken dashboard"
     assert any(expected in e for e in found), found
 
 
-def test_schema_source_matches_the_pins() -> None:
-    """The committed schema says which @grafana/schema it came from; the generator script and
-    the Python SDK pin the same Grafana minor version."""
-    source = json.loads((ROOT / "dashboards/schema/SOURCE.json").read_text(encoding="utf-8"))
-    script = (ROOT / "tools/gen_dashboard_schema.sh").read_text(encoding="utf-8")
-    pinned = re.search(r"^GRAFANA_SCHEMA_VERSION=(\S+)", script, re.M)
-    assert pinned and source["@grafana/schema"]["version"] == pinned.group(1)
-    assert source["@grafana/schema"]["integrity"].startswith("sha512-")
+def _script_pins() -> dict[str, tuple[str, str]]:
+    """The generator script's VERSIONS table: @grafana/schema -> (generator, typescript)."""
+    script = SCRIPT.read_text(encoding="utf-8")
+    table = re.search(r"^VERSIONS=\(\n(.*?)^\)", script, re.M | re.S)
+    assert table, "no VERSIONS=( ... ) table in the generator script"
+    rows = re.findall(r'^\s*"(\S+) (\S+) (\S+)"', table.group(1), re.M)
+    return {v: (g, t) for v, g, t in rows}
+
+
+def test_every_version_in_the_script_is_committed() -> None:
+    pins = _script_pins()
+    assert sorted(pins, key=validate.version_key) == VERSIONS
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_schema_source_matches_the_pins(version: str) -> None:
+    """Each committed schema set says which @grafana/schema, ts-json-schema-generator and
+    typescript it came from (with npm integrity hashes), as pinned in the generator script."""
+    source = json.loads((validate.schema_dir(version) / "SOURCE.json").read_text(encoding="utf-8"))
+    generator, typescript = _script_pins()[version]
+    assert source["@grafana/schema"]["version"] == version
+    assert source["ts-json-schema-generator"]["version"] == generator
+    assert source["typescript"]["version"] == typescript
+    for package in ("@grafana/schema", "ts-json-schema-generator", "typescript"):
+        assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", source[package]["integrity"]), package
+
+
+def test_newest_schema_is_the_sdk_grafana_line() -> None:
+    """The Python SDK that writes the dashboards pins the newest schema's Grafana minor."""
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     sdk = [d for d in dev["project"]["optional-dependencies"]["dev"] if "foundation-sdk" in d]
     assert len(sdk) == 1 and "==" in sdk[0], sdk  # pinned exactly
     sdk_grafana = sdk[0].rsplit("!", 1)[1]  # '<publish timestamp>!<grafana version>'
-    assert sdk_grafana.split(".")[:2] == pinned.group(1).split(".")[:2]
+    assert sdk_grafana.split(".")[:2] == VERSIONS[-1].split(".")[:2]
