@@ -141,3 +141,16 @@ def test_newest_schema_is_the_sdk_grafana_line() -> None:
     assert len(sdk) == 1 and "==" in sdk[0], sdk  # pinned exactly
     sdk_grafana = sdk[0].rsplit("!", 1)[1]  # '<publish timestamp>!<grafana version>'
     assert sdk_grafana.split(".")[:2] == VERSIONS[-1].split(".")[:2]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_schema_file_names_its_source(version: str) -> None:
+    """A schema file carries its @grafana/schema version and generator in ``$comment``."""
+    generator, typescript = _script_pins()[version]
+    files = sorted(validate.schema_dir(version).rglob("*.schema.json"))
+    assert len(files) == 1 + len(validate.panel_types(version))
+    for path in files:
+        comment = json.loads(path.read_text(encoding="utf-8"))["$comment"]
+        assert f"@grafana/schema@{version} " in comment, path
+        assert f"ts-json-schema-generator@{generator} " in comment, path
+        assert f"typescript@{typescript})" in comment, path
