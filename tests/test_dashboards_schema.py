@@ -24,13 +24,78 @@ def load(stem: str) -> dict[str, Any]:
     return json.loads((ROOT / "dashboards" / f"{stem}.json").read_text(encoding="utf-8"))
 
 
+# Settings the committed dashboards carry that Grafana added after a committed schema's version:
+# @grafana/schema 10.4.19 has none of these keys (and allows no unknown keys), 11.6.0 has all
+# three. Each is written at Grafana 11.6's default. "variable" is a templating variable, the
+# others a panel type's options. docs/dashboards.md says what each means on Grafana 10.4.
+ADDED_AFTER: dict[str, tuple[tuple[str, str], ...]] = {
+    "10.4.19": (
+        ("variable", "allowCustomValue"),  # 11.6 default true; 10.4 has no switch for it
+        ("stat", "percentChangeColorMode"),  # 11.6: required in the stat Options type
+        ("state-timeline", "perPage"),  # 11.6: rows per page, default 20; 10.4 has no paging
+    ),
+}
+
+
+def _added_after(doc: dict[str, Any], version: str) -> list[tuple[str, str]]:
+    """``(json path of the object, key)`` of each ADDED_AFTER[version] setting ``doc`` has."""
+    found = []
+    for where, key in ADDED_AFTER.get(version, ()):
+        if where == "variable":
+            for i, var in enumerate(doc.get("templating", {}).get("list", [])):
+                if key in var:
+                    found.append((f"/templating/list/{i}", key))
+        else:
+            for i, panel in enumerate(doc["panels"]):
+                if panel["type"] == where and key in panel.get("options", {}):
+                    found.append((f"/panels/{i}/options/", key))
+    return found
+
+
+def _without(doc: dict[str, Any], settings: list[tuple[str, str]]) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    for where, key in settings:
+        obj: Any = doc
+        for part in where.strip("/").split("/"):
+            obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+        del obj[key]
+    return doc
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("stem", STEMS)
 def test_committed_dashboard_validates(stem: str, version: str) -> None:
+    """Against the newest schema: no error. Against an older one: exactly one error for each
+    setting Grafana added later (ADDED_AFTER), and none once those are taken out."""
     doc = load(stem)
-    assert list(validate.errors(doc, version)) == []
+    newer = _added_after(doc, version)
+    expected = [
+        f"{w}: Additional properties are not allowed ({k!r} was unexpected)" for w, k in newer
+    ]
+    assert sorted(validate.errors(doc, version)) == sorted(expected)
+    assert list(validate.errors(_without(doc, newer), version)) == []
     # the panel types used are all covered by a panel-options schema
     assert {p["type"] for p in doc["panels"]} <= set(validate.panel_types(version))
+
+
+@pytest.mark.parametrize("version", sorted(ADDED_AFTER))
+def test_added_after_is_what_the_schemas_differ_in(version: str) -> None:
+    """Each ADDED_AFTER key is in the newest schema and not in the older one, and some committed
+    dashboard carries it (so the list can neither hide a real difference nor go stale)."""
+    assert version in VERSIONS and version != VERSIONS[-1]
+
+    def properties(v: str, where: str) -> set[str]:
+        if where == "variable":
+            path, name = validate.schema_dir(v) / "dashboard.schema.json", "InfluxVariableModel"
+        else:
+            path, name = validate.schema_dir(v) / "panels" / f"{where}.schema.json", "Options"
+        return set(json.loads(path.read_text(encoding="utf-8"))["definitions"][name]["properties"])
+
+    carried = {key for stem in STEMS for _, key in _added_after(load(stem), version)}
+    for where, key in ADDED_AFTER[version]:
+        assert key in properties(VERSIONS[-1], where), (where, key)
+        assert key not in properties(version, where), (where, key)
+        assert key in carried, (where, key)
 
 
 def _first(doc: dict[str, Any], ptype: str) -> dict[str, Any]:
@@ -118,6 +183,7 @@ def _script_pins() -> dict[str, tuple[str, str]]:
 
 def test_every_version_in_the_script_is_committed() -> None:
     pins = _script_pins()
+    assert len(pins) >= 2, pins  # the SDK's Grafana line and the oldest one the docs name
     assert sorted(pins, key=validate.version_key) == VERSIONS
 
 

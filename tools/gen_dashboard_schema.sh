@@ -19,8 +19,13 @@ cd "$(dirname "$0")/.."
 
 # @grafana/schema, the ts-json-schema-generator and typescript used for it. The newest row's
 # Grafana minor version is the one grafana-foundation-sdk (pyproject.toml) is pinned to.
-# ts-json-schema-generator 2.10 requires typescript >=5.9 <7.
+# ts-json-schema-generator 2.10 requires typescript >=5.9 <7. @grafana/schema 10.4.19 was built
+# with typescript 5.3.3; generated with ts-json-schema-generator 1.5.0 + typescript 5.3.3 (the
+# newest generator for 5.3) its schema equals this one but for two TimeZone descriptions
+# ("utc" | "browser" | string written as plain string: the same values), so one toolchain
+# serves every row and the differences between rows are Grafana's.
 VERSIONS=(
+  "10.4.19 2.10.0 6.0.3"   # newest 10.x on npm (the 10.4 line)
   "11.6.0 2.10.0 6.0.3"    # Grafana 11.6 line; matches grafana-foundation-sdk 11.6.0
 )
 
