@@ -25,9 +25,10 @@ def load(stem: str) -> dict[str, Any]:
 
 
 # Settings the committed dashboards carry that Grafana added after a committed schema's version:
-# @grafana/schema 10.4.19 has none of these keys (and allows no unknown keys), 11.6.0 has all
-# three. Each is written at Grafana 11.6's default. "variable" is a templating variable, the
-# others a panel type's options. docs/dashboards.md says what each means on Grafana 10.4.
+# @grafana/schema 10.4.19 has none of these keys (and allows no unknown keys), 11.5.3 and 11.6.0
+# have all three (so they have no entry). Each is written at Grafana 11.6's default. "variable"
+# is a templating variable, the others a panel type's options. docs/dashboards.md says what
+# each means on Grafana 10.4.
 ADDED_AFTER: dict[str, tuple[tuple[str, str], ...]] = {
     "10.4.19": (
         ("variable", "allowCustomValue"),  # 11.6 default true; 10.4 has no switch for it

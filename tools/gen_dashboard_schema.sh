@@ -26,6 +26,7 @@ cd "$(dirname "$0")/.."
 # serves every row and the differences between rows are Grafana's.
 VERSIONS=(
   "10.4.19 2.10.0 6.0.3"   # newest 10.x on npm (the 10.4 line)
+  "11.5.3 2.10.0 6.0.3"    # newest 11.5: the oldest minor with every key the dashboards use
   "11.6.0 2.10.0 6.0.3"    # Grafana 11.6 line; matches grafana-foundation-sdk 11.6.0
 )
 
