@@ -195,10 +195,11 @@ def score_night(
     count_feat = np.where(has_motion, count_feat, np.nan)
     hr_feat = np.where(has_hr, hr_feat, np.nan)
     count_n, hr_n = features.normalise_night(count_feat, hr_feat)
+    # built only for the sets some epoch falls back to (see stage)
     design = {
-        "hr+motion": features.design_matrix(count_n, hr_n, n),
-        "hr": features.design_matrix(None, hr_n, n),
-        "motion": features.design_matrix(count_n, None, n),
+        "hr+motion": lambda: features.design_matrix(count_n, hr_n, n),
+        "hr": lambda: features.design_matrix(None, hr_n, n),
+        "motion": lambda: features.design_matrix(count_n, None, n),
     }
     usable = {
         "hr+motion": has_hr & has_motion,

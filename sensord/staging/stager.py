@@ -17,6 +17,7 @@ The model file is JSON holding only numbers and names, written by
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,9 @@ def load_model(path: str | Path | None = None) -> StagerModel:
 
 
 def stage(
-    model: StagerModel, design: dict[str, F64], usable: dict[str, npt.NDArray[np.bool_]]
+    model: StagerModel,
+    design: Mapping[str, F64 | Callable[[], F64]],
+    usable: dict[str, npt.NDArray[np.bool_]],
 ) -> tuple[npt.NDArray[np.int8], F64, npt.NDArray[np.int8]]:
     """Stage every epoch.
 
@@ -146,9 +149,12 @@ def stage(
     model
         The stager model.
     design
-        Feature-set name -> design matrix ``(n, p)`` (:func:`features.design_matrix`).
+        Feature-set name -> design matrix ``(n, p)`` (:func:`features.design_matrix`), or a
+        function that builds it: called only when some epoch is left for that set (a night
+        where every epoch has heart rate and motion never builds the other two).
     usable
-        Feature-set name -> epochs for which that set's inputs are present.
+        Feature-set name -> epochs for which that set's inputs are present (all the same
+        length, the number of epochs).
 
     Returns
     -------
@@ -156,15 +162,19 @@ def stage(
         ``int8`` stages (-1 unscored), ``(n, 4)`` posteriors (``NaN`` rows unscored) and
         the feature set used per epoch (1-based index into :data:`FEATURE_SETS`, 0 none).
     """
-    n = next(iter(design.values())).shape[0] if design else 0
+    n = next(iter(usable.values())).shape[0] if usable else 0
     emission = np.ones((n, 4))
     set_code = np.zeros(n, dtype=np.int8)
     for code, name in enumerate(FEATURE_SETS, start=1):
         clf = model.classifiers.get(name)
         if clf is None or name not in design:
             continue
-        x = design[name]
-        sel = usable[name] & (set_code == 0) & np.isfinite(x).all(axis=1)
+        left = usable[name] & (set_code == 0)
+        if not left.any():
+            continue
+        built = design[name]
+        x = built() if callable(built) else built
+        sel = left & np.isfinite(x).all(axis=1)
         if not sel.any():
             continue
         p = clf.proba(x[sel])
