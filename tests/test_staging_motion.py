@@ -7,9 +7,10 @@ import pytest
 from agcounts.extract import get_counts
 
 from sensord.errors import StagingError
-from sensord.model import AccStream
+from sensord.model import AccStream, CountStream
 from sensord.staging.motion import (
     SUPPORTED_HZ,
+    CountStreamer,
     activity_counts,
     angle_deg,
     counts_from_stream,
@@ -72,6 +73,61 @@ def test_stream_counts_split_at_gaps_and_tolerate_tiny_streams() -> None:
     assert cs.t_ns.size == 20 + 20 and cs.t_ns[20] == t[600]
     tiny = counts_from_stream(AccStream(t[:5], acc[:5]))
     assert tiny.t_ns.size == 0
+
+
+def _streamed(t: np.ndarray, acc: np.ndarray, fs: float, seed: int) -> CountStream:
+    """Counts of a CountStreamer fed in random pieces (1..3000 samples), then closed."""
+    rng = np.random.default_rng(seed)
+    streamer = CountStreamer(fs)
+    parts, i = [], 0
+    while i < t.size:
+        k = int(rng.integers(1, 3000))
+        parts.append(streamer.feed(t[i : i + k], acc[i : i + k]))
+        i += k
+    parts.append(streamer.close())
+    return CountStream(np.concatenate([p.t_ns for p in parts]),
+                       np.concatenate([p.counts for p in parts]), 1.0)
+
+
+@pytest.mark.parametrize(("fs", "drift"), [(50, 20e-6), (50, 0.0), (100, -30e-6), (60, 0.0),
+                                           (30, 10e-6), (25, 0.0)])
+def test_streamed_counts_equal_the_whole_stream_counts(fs: int, drift: float) -> None:
+    # a 30-min stream with a clock drift (the interpolated path) or exactly on the grid,
+    # a 10-s dropout and a sub-second one (two breaks, three segments)
+    n = fs * 1800
+    t = (1_700_000_000 * 10**9 + np.round(np.arange(n) * (1e9 / fs) * (1 + drift))
+         ).astype(np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[fs * 300 : fs * 310] = False
+    keep[fs * 900 : fs * 900 + fs // 2 + 3] = False
+    t = t[keep]
+    acc = synthetic(fs, 1800, fs)[: n][keep]
+    whole = counts_from_stream(AccStream(t, acc))
+    streamed = _streamed(t, acc, fs, seed=fs)
+    assert whole.t_ns.size > 1700 and whole.counts.sum() > 1000
+    np.testing.assert_array_equal(streamed.t_ns, whole.t_ns)
+    np.testing.assert_array_equal(streamed.counts, whole.counts)
+
+
+def test_streamed_counts_equal_agcounts() -> None:
+    fs = 50
+    acc = synthetic(fs, 300, 11)
+    t = 1_700_000_000 * 10**9 + np.arange(acc.shape[0], dtype=np.int64) * (10**9 // fs)
+    ref = get_counts(acc, freq=fs, epoch=1)
+    streamed = _streamed(t, acc, fs, seed=2)
+    np.testing.assert_allclose(streamed.counts[: ref.shape[0]],
+                               np.sqrt((ref.astype(float) ** 2).sum(axis=1)))
+    assert ref.sum() > 100
+
+
+def test_streamer_refuses_old_samples_and_bad_rates() -> None:
+    streamer = CountStreamer(50)
+    t = np.arange(100, dtype=np.int64) * 20_000_000
+    streamer.feed(t, np.zeros((100, 3)))
+    with pytest.raises(StagingError, match="newer than the last"):
+        streamer.feed(t[-1:], np.zeros((1, 3)))
+    with pytest.raises(StagingError, match="positive sampling rate"):
+        CountStreamer(0)
 
 
 def test_bad_arrays_raise_staging_errors() -> None:

@@ -182,6 +182,150 @@ def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream
     return CountStream(np.concatenate(out_t), np.concatenate(out_c), 1.0)
 
 
+class CountStreamer:
+    """:func:`counts_from_stream`, fed piece by piece: the live daemon's motion counts.
+
+    Every step of the count algorithm is causal (linear interpolation onto the nominal
+    grid, the rate conversion's low-pass, the band-pass, per-sample rectification, sums of
+    whole tenths and seconds), so the filter states and the unfinished tenth and second are
+    carried from one :meth:`feed` to the next and each 1-s bin is computed once, when it
+    is complete. After :meth:`close` the bins equal ``counts_from_stream`` over the whole
+    stream, value for value and time for time, for segments of at least one second whose
+    samples ``counts_from_stream`` interpolates (any clock drift over the segment beyond
+    5 % of a sample period, as a night of a real device has) or that lie on the grid
+    exactly. Samples must be clean (sorted, unique, finite; see ``epochs.clean_series``).
+
+    Parameters
+    ----------
+    fs_hz
+        Nominal sampling rate; the nearest of :data:`SUPPORTED_HZ` is used.
+    max_gap_s
+        A longer gap between samples closes the segment and starts a new one.
+    """
+
+    def __init__(self, fs_hz: float, *, max_gap_s: float = 1.0) -> None:
+        if not fs_hz > 0:
+            raise StagingError(f"CountStreamer needs a positive sampling rate, got {fs_hz}")
+        self.fs = min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
+        self.step_ns = 1e9 / self.fs
+        self.max_gap_ns = max_gap_s * 1e9
+        self.last_t_ns: int | None = None
+        """Time of the newest sample fed (``None`` before the first)."""
+        self._t0 = 0
+
+    def _start(self, t0: int) -> None:
+        self._t0 = t0
+        self._k = 0  # next grid index to produce
+        self._in = 0  # grid samples given to the rate conversion so far
+        self._last: tuple[float, F64] | None = None  # newest sample (rel. time, values)
+        self._rs_zi = np.zeros((3, 1))
+        self._bpf_zi: F64 | None = None
+        self._mag = np.zeros((3, 0))  # rectified 30-Hz samples of the unfinished second
+        self._sec = 0  # 1-s bins emitted in this segment
+
+    def feed(self, t_ns: I64, acc_g: F64) -> CountStream:
+        """Add samples (newer than :attr:`last_t_ns`); return the 1-s bins they complete."""
+        t = np.asarray(t_ns, dtype=np.int64)
+        a = np.asarray(acc_g, dtype=np.float64).reshape(t.size, 3)
+        if t.size and self.last_t_ns is not None and int(t[0]) <= self.last_t_ns:
+            raise StagingError(
+                f"CountStreamer: samples must be newer than the last one fed "
+                f"({int(t[0])} <= {self.last_t_ns} ns)")
+        out_t: list[I64] = []
+        out_c: list[F64] = []
+        prev = self.last_t_ns
+        gaps = np.diff(t) > self.max_gap_ns
+        cuts = [0, *(np.flatnonzero(gaps) + 1).tolist(), t.size]
+        for lo, hi in itertools.pairwise(cuts):
+            if hi <= lo:
+                continue
+            if prev is None or int(t[lo]) - prev > self.max_gap_ns:
+                if prev is not None:
+                    self._emit(self._close_grid(), out_t, out_c)
+                self._start(int(t[lo]))
+            self._emit(self._grid(t[lo:hi], a[lo:hi]), out_t, out_c)
+            prev = int(t[hi - 1])
+        self.last_t_ns = prev
+        return _count_stream(out_t, out_c)
+
+    def close(self) -> CountStream:
+        """End the current segment (as at a gap): the bins of its last grid points."""
+        out_t: list[I64] = []
+        out_c: list[F64] = []
+        if self.last_t_ns is not None:
+            self._emit(self._close_grid(), out_t, out_c)
+        self.last_t_ns = None
+        return _count_stream(out_t, out_c)
+
+    def _grid(self, t: I64, a: F64) -> F64:
+        """Grid samples up to the newest raw sample, by linear interpolation."""
+        rel = (t - self._t0).astype(np.float64)
+        if self._last is not None:
+            rel = np.concatenate(([self._last[0]], rel))
+            a = np.concatenate((self._last[1][None, :], a))
+        self._last = (float(rel[-1]), a[-1].copy())
+        k_end = int(np.floor(rel[-1] / self.step_ns)) + 1
+        g = np.arange(self._k, k_end) * self.step_ns
+        self._k = max(self._k, k_end)
+        return np.stack([np.interp(g, rel, a[:, j]) for j in range(3)])
+
+    def _close_grid(self) -> F64:
+        """The segment's remaining grid points (``counts_from_stream`` extends the grid to
+        the nearest point past the last sample, holding its value)."""
+        if self._last is None:
+            return np.zeros((3, 0))
+        rel_last, a_last = self._last
+        n = int(np.floor(rel_last / self.step_ns + 0.5)) + 1
+        extra = max(0, n - self._k)
+        self._k += extra
+        return np.repeat(a_last[:, None], extra, axis=1)
+
+    def _to_30hz(self, x: F64) -> F64:
+        up, down = _FACTORS[self.fs]
+        lo = self._in
+        self._in += x.shape[1]
+        if self.fs == 30:
+            return np.round(x, 3)
+        if self.fs in (60, 90):
+            return np.asarray(np.round(x[:, (-lo) % down :: down], 3), dtype=np.float64)
+        a_fp = np.pi / (np.pi + 2 * up)
+        b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
+        drive = np.zeros((3, x.shape[1] * up))
+        scaled = (a_fp * up) * x
+        drive[:, ::up] = scaled
+        drive[:, 1::up] = scaled
+        filt, self._rs_zi = signal.lfilter([1.0], [1.0, b_fp], drive, axis=1, zi=self._rs_zi)
+        return np.asarray(np.round(filt[:, (-lo * up) % down :: down], 3), dtype=np.float64)
+
+    def _emit(self, grid: F64, out_t: list[I64], out_c: list[F64]) -> None:
+        if grid.shape[1] == 0:
+            return
+        x30 = self._to_30hz(grid)
+        if x30.shape[1] == 0:
+            return
+        if self._bpf_zi is None:
+            self._bpf_zi = signal.lfilter_zi(_BPF_B, _BPF_A)[None, :] * x30[:, :1]
+        bpf, self._bpf_zi = signal.lfilter(_BPF_B, _BPF_A, x30, zi=self._bpf_zi, axis=1)
+        mag = np.abs(_GAIN * bpf)
+        mag[mag < 4] = 0
+        mag = np.concatenate((self._mag, np.floor(np.minimum(mag, 128))), axis=1)
+        n_sec = mag.shape[1] // 30
+        self._mag = mag[:, n_sec * 30 :]
+        if n_sec == 0:
+            return
+        tenth = np.floor(mag[:, : n_sec * 30].reshape(3, n_sec * 10, 3).sum(axis=2) / 3)
+        c = tenth.reshape(3, n_sec, 10).sum(axis=2).T.astype(np.int64)
+        out_t.append(self._t0 + (self._sec + np.arange(n_sec, dtype=np.int64)) * 1_000_000_000)
+        out_c.append(np.sqrt((c.astype(np.float64) ** 2).sum(axis=1)))
+        self._sec += n_sec
+
+
+def _count_stream(out_t: list[I64], out_c: list[F64]) -> CountStream:
+    if not out_t:
+        return CountStream(np.zeros(0, dtype=np.int64), np.zeros(0), 1.0)
+    return CountStream(np.concatenate(out_t), np.concatenate(out_c), 1.0)
+
+
 def enmo_g(acc_g: F64) -> F64:
     """Euclidean norm minus one, negatives clipped to 0 (van Hees et al. 2013), per sample."""
     a = np.asarray(acc_g, dtype=np.float64)
