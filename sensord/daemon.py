@@ -39,6 +39,7 @@ from sensord.devices import PROFILES, Profile, SetupStep, decode_one
 from sensord.errors import ConfigError, SensordError, TransportError
 from sensord.model import (
     EPOCH_NS,
+    AccStream,
     ClockEvent,
     DeviceEvent,
     NightStreams,
@@ -484,13 +485,25 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
     return int(usec) / 2e6
 
 
-def provisional_job(night: NightStreams, tz: str, participant: str, lo_ns: int,
-                    end_ns: int) -> tuple[bytes, int, int]:
-    """Scoring worker: stage a window; epoch lines (final=False) for epochs in [lo, end)."""
-    from sensord.staging.core import score_night
-    from sensord.store.points import epoch_lines
+_LIVE_STAGERS: dict[str, Any] = {}
+"""The scoring worker's :class:`sensord.staging.live.LiveStager` per daemon (its token)."""
 
-    result = score_night(night, tz=tz)
+
+def provisional_job(token: str, night: NightStreams, acc_source: str, acc_new: AccStream | None,
+                    tz: str, participant: str, lo_ns: int, end_ns: int) -> tuple[bytes, int, int]:
+    """Scoring worker: stage a window; epoch and epoch-feature lines (provisional) for the
+    epochs in [lo, end).
+
+    ``acc_new`` is the acceleration that arrived since the previous call of this daemon
+    (``token``); the worker keeps its counts (:class:`sensord.staging.live.LiveStager`).
+    """
+    from sensord.staging.live import LiveStager
+    from sensord.store.points import epoch_feature_lines, epoch_lines
+
+    stager = _LIVE_STAGERS.setdefault(token, LiveStager())
+    if acc_new is not None and len(acc_new):
+        stager.add_acc(acc_source, acc_new)
+    result = stager.score(night, tz=tz)
     t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
     new = (t_ep >= lo_ns) & (t_ep + EPOCH_NS <= end_ns)
     if not new.any():
@@ -499,7 +512,14 @@ def provisional_job(night: NightStreams, tz: str, participant: str, lo_ns: int,
     label = str(result.summary.get("night") or "")
     body = epoch_lines(participant, hyp.scorer, t_ep[new], hyp.stages[new],
                        hyp.probabilities[new], final=False, night=label)
+    body += epoch_feature_lines(participant, hyp.scorer, t_ep[new],
+                                {k: np.asarray(v)[new] for k, v in result.features.items()})
     return body, int(new.sum()), int(t_ep[new][-1]) + EPOCH_NS
+
+
+def drop_provisional_state(token: str) -> None:
+    """Scoring worker: forget a daemon's live counts."""
+    _LIVE_STAGERS.pop(token, None)
 
 
 def _malloc_trim() -> Callable[[], None]:
@@ -679,11 +699,9 @@ class DaemonOptions:
     """Decoded samples kept in memory (rolling buffers) for live epochs."""
     push_every_s: float = 60.0
     """How often (clock time) the outbox is pushed to the sink, when there is one."""
-    provisional_every_s: float = 300.0
+    provisional_every_s: float = 30.0
     """How often (clock time) the epochs completed since the last call get provisional
-    stages (every epoch is staged; this sets the batch and the delay). 30 s stages each
-    epoch as it completes at about 0.6 CPU-s per hour more (bench/daemon.py
-    --provisional-every 30: 1.44 against 0.84 CPU-s/h)."""
+    stages and features (every epoch is staged; this sets the batch and the delay)."""
     provisional_window_s: float = 600.0
     """Data (before the newest epoch) the provisional scorer looks at."""
     rescore_on_stop: bool = True
@@ -725,6 +743,8 @@ class Daemon:
         self.sender = sender
         self.outbox = outbox
         self.last_push: dict[str, Any] = {}
+        self._last_push_ok = False  # outcome of the latest push attempt (none yet: False)
+        self._last_push_ok_ns = 0  # (repaired) wall time the latest good push finished
         self._stop = asyncio.Event()
         self._pushing: asyncio.Future[Any] | None = None
         self._push_executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -747,12 +767,15 @@ class Daemon:
         self._morning_scored_at = 0  # notifications recorded when last scored that way
         self.provisional_cursor_ns = 0
         self.provisional_epochs = 0
+        self.provisional_batches = 0  # provisional jobs that queued epochs
         self.final_results: list[dict[str, Any]] = []
         self._last_provisional_mono = 0
         self._ticks = 0
         self._trim = _malloc_trim()
         self._scorer: concurrent.futures.Executor | None = None
         self._provisional: concurrent.futures.Future[tuple[bytes, int, int]] | None = None
+        self._live_token = f"{os.getpid()}-{id(self)}-{time.monotonic_ns()}"
+        self._acc_sent_ns: dict[str, int] = {}  # newest acceleration sent per device
 
     def record(self, event: SessionEvent) -> None:
         """The pipeline logs first, then decodes; a decode failure never loses the record."""
@@ -806,11 +829,13 @@ class Daemon:
         return self._scorer
 
     def provisional_stage(self, now_wall_ns: int) -> None:
-        """Stage the newest complete epochs from the rolling buffers; queue them (final=False).
+        """Stage the newest complete epochs from the rolling buffers; queue their stages and
+        features (final=False).
 
-        Uses the last ``provisional_window_s`` of decoded data (repaired times), scored in
-        the scoring worker; the final stages come from the whole night's log at the end.
-        Skipped while the previous provisional job is still running.
+        The scoring worker gets the last ``provisional_window_s`` of heart rate and beats
+        and only the acceleration that arrived since the previous call (repaired times); it
+        keeps the motion counts itself (:mod:`sensord.staging.live`). The final stages come
+        from the whole night's log at the end. Skipped while the previous job still runs.
         """
         if self.outbox is None or not self.clock_watch.synced:
             return
@@ -819,15 +844,34 @@ class Daemon:
         end = int(self.clock_watch.correct(np.array([now_wall_ns]))[0]) // EPOCH_NS * EPOCH_NS
         start = end - int(self.options.provisional_window_s * 1e9) // EPOCH_NS * EPOCH_NS
         night = build_night(self.pipeline.devices, start, end)
+        acc, night.acc = night.acc, None
+        acc_source = next((name for name, ds in self.pipeline.devices.items()
+                           if acc is not None and ds.get("acc") is acc), "")
         shift_streams(night, self.clock_watch.correct)
-        present = [st for st in (night.hr, night.beats, night.acc) if st is not None and len(st)]
+        acc_new = None
+        if acc is not None and len(acc):
+            t = self.clock_watch.correct(acc.t_ns)
+            fresh = t > self._acc_sent_ns.get(acc_source, -1)
+            if fresh.any():
+                acc_new = AccStream(t[fresh], acc.acc_g[fresh])
+        present = [st for st in (night.hr, night.beats, acc) if st is not None and len(st)]
         if not present:
             return
         first = min(int(st.t_ns[0]) for st in present)
         # Newest complete epochs not queued yet, none before the first data of the window
         # (the final grid starts at the night's first data too).
         lo = max(self.provisional_cursor_ns, start, first // EPOCH_NS * EPOCH_NS)
-        fut = self._scoring().submit(provisional_job, night, self.tz, self.participant, lo, end)
+        scorer = self._scoring()
+        try:
+            fut = scorer.submit(provisional_job, self._live_token, night, acc_source, acc_new,
+                                self.tz, self.participant, lo, end)
+        except concurrent.futures.BrokenExecutor as exc:  # the worker died: a new one
+            self.problems.add("host", "scoring worker restarted", repr(exc))
+            self._scorer = None
+            self._acc_sent_ns.clear()
+            return
+        if acc_new is not None:
+            self._acc_sent_ns[acc_source] = int(acc_new.t_ns[-1])
         self._provisional = fut
         outbox = self.outbox
 
@@ -836,11 +880,15 @@ class Daemon:
                 body, n_new, cursor = f.result()
             except Exception as exc:  # a scoring failure must not touch recording
                 self.problems.add("host", "provisional scoring failed", repr(exc))
+                if isinstance(exc, concurrent.futures.BrokenExecutor):
+                    self._scorer = None
+                    self._acc_sent_ns.clear()
                 return
             if n_new:
                 outbox.add_body(body, source="daemon provisional")
                 self.provisional_cursor_ns = max(self.provisional_cursor_ns, cursor)
                 self.provisional_epochs += n_new
+                self.provisional_batches += 1
 
         fut.add_done_callback(done)
 
@@ -880,14 +928,17 @@ class Daemon:
     def close_scoring(self) -> None:
         """Stop the scoring worker (waits for it, so its CPU time is accounted)."""
         if self._scorer is not None:
+            if isinstance(self._scorer, _InlineExecutor):
+                drop_provisional_state(self._live_token)
             self._scorer.shutdown(wait=True)
             self._scorer = None
+        self._acc_sent_ns.clear()
 
     def _rotate_if_new_night(self) -> None:
         """At the night boundary: close this night's log, open the next, score the last."""
         if self.rotate is None or self.pipeline.writer is None:
             return
-        now = int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+        now = self._now_ns()
         new_writer = self.rotate(now)
         if new_writer is None:
             return
@@ -916,7 +967,7 @@ class Daemon:
         last = max(sup.status.last_notification_mono_ns or 0 for sup in self.supervisors)
         if mono - last < self.options.morning_quiet_s * 1e9:
             return
-        now = int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+        now = self._now_ns()
         if not self.morning(now):
             return
         self._morning_scored_at = notes
@@ -986,6 +1037,7 @@ class Daemon:
             return
 
         def push() -> Any:
+            self._queue_sender_status()
             return self.sender.flush(max_retries=0)
 
         def done(fut: asyncio.Future[Any]) -> None:
@@ -993,7 +1045,11 @@ class Daemon:
                 report = fut.result()
             except (SensordError, OSError) as exc:
                 self.problems.add("host", "push failed", str(exc))
+                self._last_push_ok = False
                 return
+            self._last_push_ok = not report.last_error
+            if self._last_push_ok:
+                self._last_push_ok_ns = self._now_ns()
             self.last_push = {"sent_lines": report.sent_lines,
                               "pending_lines": report.pending_lines,
                               "finished": report.finished,
@@ -1007,6 +1063,31 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._pushing = asyncio.ensure_future(loop.run_in_executor(self._push_executor, push))
         self._pushing.add_done_callback(done)
+
+    def _now_ns(self) -> int:
+        """The wall clock, clock steps repaired (as the exported samples)."""
+        return int(self.clock_watch.correct(np.array([self.clock.wall_ns()]))[0])
+
+    def _queue_sender_status(self) -> None:
+        """Queue a ``sender_status`` point (operations dashboard) ahead of a push: the
+        outbox backlog and quarantine as the push starts, and the outcome and time of the
+        previous attempts. It travels with this push, so InfluxDB shows the Pi's delivery
+        state as of its latest push. Skipped while the clock is not synchronised (its time
+        would be wrong) and when the outbox cannot take it (recording comes first)."""
+        outbox = self.outbox
+        if outbox is None or not self.clock_watch.synced:
+            return
+        from sensord.store.points import sender_status_line
+
+        try:
+            stats = outbox.stats()
+            line = sender_status_line(
+                self.participant, self._now_ns(), backlog_points=stats.pending_lines,
+                quarantined_points=stats.quarantined, push_ok=self._last_push_ok,
+                last_ok_ns=self._last_push_ok_ns)
+            outbox.add_lines([line], source="daemon sender status")
+        except SensordError as exc:
+            self.problems.add("host", "sender status not queued", str(exc))
 
     async def _housekeeping(self) -> None:
         opts = self.options

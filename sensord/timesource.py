@@ -121,3 +121,31 @@ class ScaledClock:
 
     def set_synced(self, synced: bool) -> None:
         self._synced = synced
+
+
+class RecordClock:
+    """A clock that reads the time of the record being replayed, for replays and benches.
+
+    The replaying code sets :attr:`wall` and :attr:`mono` (ns) from each record before it
+    hands the record on, so the daemon's per-event path sees the night's own time. It never
+    sleeps: the replay drives time itself.
+    """
+
+    def __init__(self, wall_ns: int = 0, mono_ns: int = 0) -> None:
+        self.wall = wall_ns
+        self.mono = mono_ns
+
+    def wall_ns(self) -> int:
+        return self.wall
+
+    def mono_ns(self) -> int:
+        return self.mono
+
+    def read(self) -> tuple[int, int]:
+        return self.wall, self.mono
+
+    async def sleep(self, seconds: float) -> None:
+        raise RuntimeError("RecordClock cannot sleep: the replay drives time itself")
+
+    def synced(self) -> bool:
+        return True

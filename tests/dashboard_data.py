@@ -15,7 +15,8 @@ second participant misses the night of 2026-03-04. Kratom evenings get
 * **Annotations** as participants enter them: :mod:`sensord.annotate` records (pain at bedtime
   and on waking, kratom on some evenings, coffee most mornings, a sleep diary, one mistaken
   entry deleted) through :class:`sensord.notebook.NoteBook` into the same outbox.
-* The Pi's ``sender_status`` points (which no sender writes yet) via
+* The Pi's ``sender_status`` points (the daemon queues them before each push; this study
+  writes them directly, the daemon's own are checked in tests/test_daemon_night.py) via
   :func:`sensord.store.points.sender_status_line`.
 
 Then the real :class:`~sensord.store.sender.Sender` pushes the outbox through an

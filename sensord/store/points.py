@@ -173,8 +173,8 @@ def sender_status_line(
 ) -> str:
     """``sender_status`` point queued after a push attempt (read by the operations dashboard).
 
-    Added by the dashboards area: the sender should queue one after every attempt; it reaches
-    InfluxDB with the next successful push.
+    The daemon queues one as each push starts (``Daemon._queue_sender_status``); it reaches
+    InfluxDB with that push, or the next successful one.
     """
     fields: dict[str, object] = {
         "backlog_points": backlog_points,

@@ -358,17 +358,17 @@ ANNOTATION = Measurement(
 
 # Added by the dashboards area (issue 7): the operations dashboard shows each Pi's outbox
 # backlog and last successful push, which only the Pi knows. The daemon queues one point
-# after every push attempt; it reaches InfluxDB with the next successful push.
+# as every push attempt starts; it reaches InfluxDB with that push or the next good one.
 SENDER_STATUS = Measurement(
     "sender_status",
-    "Delivery health of a participant's Pi: one point after each push attempt of the outbox",
+    "Delivery health of a participant's Pi: one point as each push of the outbox starts",
     "time of the push attempt, UTC",
     (PARTICIPANT,),
     (
-        _f("backlog_points", INT, "points", "Points still waiting in the outbox after the attempt"),
+        _f("backlog_points", INT, "points", "Points waiting in the outbox as the push starts"),
         _f("quarantined_points", INT, "points", "Points the server refused, kept in quarantine"),
-        _f("push_ok", B, "", "Whether the attempt delivered its batch"),
-        _f("last_ok_ns", INT, "ns", "Last successful push, UTC ns (0 before the first)"),
+        _f("push_ok", B, "", "Whether the previous attempt delivered (false before any)"),
+        _f("last_ok_ns", INT, "ns", "End of the last successful push, UTC ns (0 before the first)"),
     ),
 )
 
