@@ -95,7 +95,13 @@ def test_columns_match_point_rows(data, floats) -> None:  # type: ignore[no-unty
         )
         if line
     ).encode()
-    assert encode_columns("heart_rate", tags, t, fields) == expected
+    default = lineproto.SMALL_BATCH
+    try:  # both paths: byte matrices (any n) and point by point (any n)
+        for small in (-1, n):
+            lineproto.SMALL_BATCH = small
+            assert encode_columns("heart_rate", tags, t, fields) == expected
+    finally:
+        lineproto.SMALL_BATCH = default
 
 
 def _item(v: object) -> object:
@@ -128,6 +134,10 @@ def test_columns_skip_rows_without_fields_and_validate_shapes() -> None:
         encode_columns("m", {}, [1, 2], {"x": [1.0]})
     with pytest.raises(SchemaError, match="NUL byte"):
         encode_columns("m", {"p": "a\x00"}, [1], {"x": [1.0]})
+    for n in (1, 40):  # a few points (point by point) and many (byte matrices)
+        with pytest.raises(SchemaError, match="NUL byte in a string"):
+            strings = np.array(["ok"] * (n - 1) + ["a\x00b"], dtype=object)
+            encode_columns("m", {}, np.arange(n), {"s": strings})
     with pytest.raises(SchemaError, match=r"m\.s: columnar fields must be"):
         encode_columns("m", {}, [1], {"s": np.array([b"a"])})
 

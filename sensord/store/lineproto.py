@@ -306,8 +306,7 @@ def encode_columns(
     head = encode_line(measurement, tags, {"x": 0}, None)[: -len(" x=0i")].encode()
     if b"\x00" in head:
         raise SchemaError("NUL byte in measurement or tags", measurement=measurement)
-    blocks: list[npt.NDArray[np.uint8]] = [_constant(head, n)]
-    keep = np.zeros(n, dtype=bool)
+    columns: list[tuple[str, npt.NDArray[Any], str]] = []
     for key in sorted(fields):
         values = np.asarray(fields[key])
         if values.shape != (n,):
@@ -316,7 +315,13 @@ def encode_columns(
                 measurement=measurement,
                 key=key,
             )
-        field_blocks, present = _field_blocks(key, values, _kind_of(values, key, measurement))
+        columns.append((key, values, _kind_of(values, key, measurement)))
+    if n <= SMALL_BATCH:
+        return _encode_rows(measurement, tags, t, columns)
+    blocks: list[npt.NDArray[np.uint8]] = [_constant(head, n)]
+    keep = np.zeros(n, dtype=bool)
+    for key, values, kind in columns:
+        field_blocks, present = _field_blocks(key, values, kind)
         # the first present field's "," is the space between tags and fields
         first = present & ~keep
         field_blocks[0][first, 0] = ord(" ")
@@ -330,6 +335,42 @@ def encode_columns(
         rows[~keep] = 0
     flat = rows.ravel()
     return flat[flat != 0].tobytes()
+
+
+SMALL_BATCH = 64
+"""Batches up to this many points are encoded point by point (:func:`encode_line`): the
+byte matrices cost a fixed 0.2 ms or so per field, point by point about 5 us per value,
+so below about 100 points the rows win (timed once on the 2-core dev machine; the daemon
+exports 30 heart-rate points per tick and one or two provisional epochs). Both paths give
+the same bytes (tested against influxdb-client's ``Point`` on either side)."""
+
+
+def _encode_rows(
+    measurement: str,
+    tags: Mapping[str, str],
+    t_ns: npt.NDArray[np.int64],
+    columns: list[tuple[str, npt.NDArray[Any], str]],
+) -> bytes:
+    """:func:`encode_columns` for a few points, one :func:`encode_line` per point."""
+    as_python: list[tuple[str, list[Any]]] = []
+    for key, values, kind in columns:
+        if kind == "f":
+            as_python.append((key, values.astype(np.float64).tolist()))
+        elif kind == "i":
+            as_python.append((key, values.astype(np.int64).tolist()))
+        elif kind == "b":
+            as_python.append((key, values.astype(bool).tolist()))
+        else:
+            texts = [None if v is None else str(v) for v in values.tolist()]
+            if any(v is not None and "\x00" in v for v in texts):
+                raise SchemaError("NUL byte in a string value", measurement="?", key=key)
+            as_python.append((key, texts))
+    lines = []
+    for i, t in enumerate(t_ns.tolist()):
+        line = encode_line(measurement, tags, {key: col[i] for key, col in as_python}, t)
+        if line:
+            lines.append(line + "\n")
+    return "".join(lines).encode()
 
 
 # --------------------------------------------------------------------------------------
