@@ -40,9 +40,25 @@ def test_counts_equal_agcounts(fs: int) -> None:
 
 
 def test_counts_equal_agcounts_across_processing_chunks() -> None:
-    # 45 min at 50 Hz = 135,000 samples: more than one internal chunk (131,072)
+    # 45 min at 50 Hz = 135,000 samples: three internal chunks (65,536)
     acc = synthetic(50, 2700, 9)
     np.testing.assert_array_equal(activity_counts(acc, 50), get_counts(acc, freq=50, epoch=1))
+
+
+def test_drifting_stream_counts_equal_agcounts_of_the_interpolated_grid() -> None:
+    # 60 min at 50 Hz with a 40 ppm clock drift: counts_from_stream interpolates onto the
+    # 50-Hz grid and counts it in chunks; the reference interpolates the whole hour with
+    # numpy and hands it to agcounts at once
+    fs, n = 50, 50 * 3600
+    t = (1_700_000_000 * 10**9 + np.round(np.arange(n) * 2e7 * (1 + 40e-6))).astype(np.int64)
+    acc = synthetic(fs, 3600, 5)[:n]
+    ours = counts_from_stream(AccStream(t, acc))
+    rel = (t - t[0]).astype(np.float64)
+    n_grid = int(np.floor(rel[-1] / 2e7 + 0.5)) + 1
+    grid = np.column_stack([np.interp(np.arange(n_grid) * 2e7, rel, acc[:, k]) for k in range(3)])
+    ref = get_counts(grid, freq=fs, epoch=1)
+    assert ours.t_ns.size == ref.shape[0] > 3500
+    np.testing.assert_allclose(ours.counts, np.sqrt((ref.astype(float) ** 2).sum(axis=1)))
 
 
 def test_counts_equal_agcounts_on_real_watch_data() -> None:

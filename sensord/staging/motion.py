@@ -57,38 +57,67 @@ _GAIN = (3.0 / 4096.0) / (2.6 / 256.0) * 237.5
 _FACTORS = {30: (1, 1), 40: (3, 4), 50: (3, 5), 60: (1, 2), 70: (3, 7), 80: (3, 8), 90: (1, 3),
             100: (3, 10)}
 SUPPORTED_HZ = tuple(sorted(_FACTORS))
-_CHUNK = 1 << 17
-"""Sampling rates with ActiGraph-exact counts; other rates are linearly resampled to 30 Hz."""
+_CHUNK = 1 << 16
+"""Grid samples processed at a time (about 22 min at 50 Hz): a whole night's filter
+intermediates would cost the scoring worker some 150 MB; chunks give the same counts."""
 
 
-def _to_30hz(acc: F64, fs: int) -> F64:
-    """ActiGraph's rate conversion: zero-stuffing, a first-order low-pass, decimation."""
-    up, down = _FACTORS[fs]
-    x = acc.T  # (3, n)
-    if fs == 30:
-        return np.round(x, 3)
-    if fs in (60, 90):  # integer decimation, no filter
-        return np.asarray(np.round(x[:, ::down], 3), dtype=np.float64)
-    # zero-stuff by ``up`` and low-pass with y[i] = a*up*(u[i] + u[i-1]) - b*y[i-1]; the
-    # stuffed signal u is zero except at multiples of ``up``, so the drive term is a*up*x
-    # at offsets 0 and 1 of every block (identical floating-point values, one allocation)
-    a_fp = np.pi / (np.pi + 2 * up)
-    b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
-    n = x.shape[1]
-    out = np.empty((x.shape[0], -(-n * up // down)))
-    state = np.zeros((x.shape[0], 1))
-    step = _CHUNK - _CHUNK % down  # input samples per chunk, a multiple of ``down``
-    for lo in range(0, n, step):  # a few chunks per night keep the arrays in cache
-        hi = min(n, lo + step)
-        scaled = (a_fp * up) * x[:, lo:hi]
-        drive = np.zeros((x.shape[0], (hi - lo) * up))
+class _GridCounter:
+    """ActiGraph counts of uniformly sampled acceleration fed in pieces of any length.
+
+    Holds the state that makes pieces give the counts of the whole: the rate converter's
+    phase and low-pass state, the band-pass filter state and the unfinished second. Both
+    filters are linear recursions run sample by sample, so a piece started from the state
+    the previous one left computes the same floating-point values as one call over all.
+    """
+
+    def __init__(self, fs: int) -> None:
+        self.fs = fs
+        self._in = 0  # grid samples given to the rate conversion so far
+        self._rs_zi = np.zeros((3, 1))
+        self._bpf_zi: F64 | None = None
+        self._mag = np.zeros((3, 0))  # rectified 30-Hz samples of the unfinished second
+
+    def _to_30hz(self, x: F64) -> F64:
+        """ActiGraph's rate conversion: zero-stuffing, a first-order low-pass, decimation."""
+        up, down = _FACTORS[self.fs]
+        lo = self._in
+        self._in += x.shape[1]
+        if self.fs == 30:
+            return np.round(x, 3)
+        if self.fs in (60, 90):  # integer decimation, no filter
+            return np.asarray(np.round(x[:, (-lo) % down :: down], 3), dtype=np.float64)
+        # zero-stuff by ``up`` and low-pass with y[i] = a*up*(u[i] + u[i-1]) - b*y[i-1]; the
+        # stuffed signal u is zero except at multiples of ``up``, so the drive term is a*up*x
+        # at offsets 0 and 1 of every block
+        a_fp = np.pi / (np.pi + 2 * up)
+        b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
+        drive = np.zeros((3, x.shape[1] * up))
+        scaled = (a_fp * up) * x
         drive[:, ::up] = scaled
         drive[:, 1::up] = scaled
-        filt, state = signal.lfilter([1.0], [1.0, b_fp], drive, axis=1, zi=state)
-        o_lo = lo * up // down
-        dec = filt[:, ::down]
-        out[:, o_lo : o_lo + dec.shape[1]] = dec
-    return np.asarray(np.round(out, 3), dtype=np.float64)
+        filt, self._rs_zi = signal.lfilter([1.0], [1.0, b_fp], drive, axis=1, zi=self._rs_zi)
+        # keep every ``down``-th sample of the stuffed stream, counted from the first piece
+        return np.asarray(np.round(filt[:, (-lo * up) % down :: down], 3), dtype=np.float64)
+
+    def seconds(self, grid: F64) -> I64:
+        """Per-axis counts ``(n_sec, 3)`` of the 1-s bins that ``grid`` (``(3, m)`` samples
+        in g) completes."""
+        if grid.shape[1] == 0:
+            return np.zeros((0, 3), dtype=np.int64)
+        x30 = self._to_30hz(grid)
+        if x30.shape[1] == 0:
+            return np.zeros((0, 3), dtype=np.int64)
+        if self._bpf_zi is None:  # the filter starts at rest on the first sample
+            self._bpf_zi = signal.lfilter_zi(_BPF_B, _BPF_A)[None, :] * x30[:, :1]
+        bpf, self._bpf_zi = signal.lfilter(_BPF_B, _BPF_A, x30, zi=self._bpf_zi, axis=1)
+        mag = np.abs(_GAIN * bpf)
+        mag[mag < 4] = 0
+        mag = np.concatenate((self._mag, np.floor(np.minimum(mag, 128))), axis=1)
+        n_sec = mag.shape[1] // 30
+        self._mag = mag[:, n_sec * 30 :]
+        tenth = np.floor(mag[:, : n_sec * 30].reshape(3, n_sec * 10, 3).sum(axis=2) / 3)
+        return tenth.reshape(3, n_sec, 10).sum(axis=2).T.astype(np.int64)
 
 
 def activity_counts(acc_g: F64, fs_hz: int, *, epoch_s: int = 1) -> I64:
@@ -116,18 +145,12 @@ def activity_counts(acc_g: F64, fs_hz: int, *, epoch_s: int = 1) -> I64:
         raise StagingError("acc_g contains NaN or inf; clean it first (epochs.clean_series)")
     if acc.shape[0] == 0:
         return np.zeros((0, 3), dtype=np.int64)
-    x30 = _to_30hz(acc, fs_hz)
-    zi = signal.lfilter_zi(_BPF_B, _BPF_A)[None, :] * x30[:, :1]
-    bpf, _ = signal.lfilter(_BPF_B, _BPF_A, x30, zi=zi, axis=1)
-    mag = np.abs(_GAIN * bpf)
-    mag[mag < 4] = 0
-    mag = np.floor(np.minimum(mag, 128))
-    n10 = mag.shape[1] // 3
-    tenth = np.floor(mag[:, : n10 * 3].reshape(3, n10, 3).sum(axis=2) / 3)
-    block = epoch_s * 10
-    n_ep = tenth.shape[1] // block
-    per_epoch = tenth[:, : n_ep * block].reshape(3, n_ep, block).sum(axis=2)
-    return per_epoch.T.astype(np.int64)
+    counter = _GridCounter(fs_hz)
+    x = acc.T
+    per_s = np.concatenate([counter.seconds(x[:, lo : lo + _CHUNK])
+                            for lo in range(0, x.shape[1], _CHUNK)])
+    n_ep = per_s.shape[0] // epoch_s
+    return per_s[: n_ep * epoch_s].reshape(n_ep, epoch_s, 3).sum(axis=1)
 
 
 def nominal_rate(t_ns: I64) -> float:
@@ -161,18 +184,27 @@ def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream
     bounds = np.concatenate(([0], breaks, [t.size]))
     out_t: list[I64] = []
     out_c: list[F64] = []
+    if not np.isfinite(a).all():
+        raise StagingError("acc_g contains NaN or inf; clean it first (epochs.clean_series)")
     for lo, hi in itertools.pairwise(bounds):  # one pass per segment
         seg_t = t[lo:hi]
         if seg_t.size < fs:  # shorter than one count bin
             continue
         n = int(np.floor((seg_t[-1] - seg_t[0]) / step_ns + 0.5)) + 1
         rel = (seg_t - seg_t[0]).astype(np.float64)
-        if n == seg_t.size and np.max(np.abs(rel - np.arange(n) * step_ns)) < 0.05 * step_ns:
-            seg = a[lo:hi]  # already on the nominal grid: the device's own samples
-        else:
-            g_rel = np.arange(n) * step_ns
-            seg = np.column_stack([np.interp(g_rel, rel, a[lo:hi, k]) for k in range(3)])
-        c = activity_counts(seg, fs)
+        # already on the nominal grid: the device's own samples, else interpolated onto it
+        on_grid = n == seg_t.size and np.max(np.abs(rel - np.arange(n) * step_ns)) < 0.05 * step_ns
+        counter = _GridCounter(fs)
+        pieces = []
+        for g_lo in range(0, n, _CHUNK):  # bounded intermediates, the same counts
+            g_hi = min(n, g_lo + _CHUNK)
+            if on_grid:
+                grid = a[lo + g_lo : lo + g_hi].T
+            else:
+                g_rel = np.arange(g_lo, g_hi) * step_ns
+                grid = np.stack([np.interp(g_rel, rel, a[lo:hi, k]) for k in range(3)])
+            pieces.append(counter.seconds(grid))
+        c = np.concatenate(pieces)
         if c.shape[0] == 0:
             continue
         out_t.append(seg_t[0] + np.arange(c.shape[0], dtype=np.int64) * 1_000_000_000)
@@ -216,11 +248,8 @@ class CountStreamer:
     def _start(self, t0: int) -> None:
         self._t0 = t0
         self._k = 0  # next grid index to produce
-        self._in = 0  # grid samples given to the rate conversion so far
         self._last: tuple[float, F64] | None = None  # newest sample (rel. time, values)
-        self._rs_zi = np.zeros((3, 1))
-        self._bpf_zi: F64 | None = None
-        self._mag = np.zeros((3, 0))  # rectified 30-Hz samples of the unfinished second
+        self._counter = _GridCounter(self.fs)
         self._sec = 0  # 1-s bins emitted in this segment
 
     def feed(self, t_ns: I64, acc_g: F64) -> CountStream:
@@ -280,41 +309,11 @@ class CountStreamer:
         self._k += extra
         return np.repeat(a_last[:, None], extra, axis=1)
 
-    def _to_30hz(self, x: F64) -> F64:
-        up, down = _FACTORS[self.fs]
-        lo = self._in
-        self._in += x.shape[1]
-        if self.fs == 30:
-            return np.round(x, 3)
-        if self.fs in (60, 90):
-            return np.asarray(np.round(x[:, (-lo) % down :: down], 3), dtype=np.float64)
-        a_fp = np.pi / (np.pi + 2 * up)
-        b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
-        drive = np.zeros((3, x.shape[1] * up))
-        scaled = (a_fp * up) * x
-        drive[:, ::up] = scaled
-        drive[:, 1::up] = scaled
-        filt, self._rs_zi = signal.lfilter([1.0], [1.0, b_fp], drive, axis=1, zi=self._rs_zi)
-        return np.asarray(np.round(filt[:, (-lo * up) % down :: down], 3), dtype=np.float64)
-
     def _emit(self, grid: F64, out_t: list[I64], out_c: list[F64]) -> None:
-        if grid.shape[1] == 0:
-            return
-        x30 = self._to_30hz(grid)
-        if x30.shape[1] == 0:
-            return
-        if self._bpf_zi is None:
-            self._bpf_zi = signal.lfilter_zi(_BPF_B, _BPF_A)[None, :] * x30[:, :1]
-        bpf, self._bpf_zi = signal.lfilter(_BPF_B, _BPF_A, x30, zi=self._bpf_zi, axis=1)
-        mag = np.abs(_GAIN * bpf)
-        mag[mag < 4] = 0
-        mag = np.concatenate((self._mag, np.floor(np.minimum(mag, 128))), axis=1)
-        n_sec = mag.shape[1] // 30
-        self._mag = mag[:, n_sec * 30 :]
+        c = self._counter.seconds(grid)
+        n_sec = c.shape[0]
         if n_sec == 0:
             return
-        tenth = np.floor(mag[:, : n_sec * 30].reshape(3, n_sec * 10, 3).sum(axis=2) / 3)
-        c = tenth.reshape(3, n_sec, 10).sum(axis=2).T.astype(np.int64)
         out_t.append(self._t0 + (self._sec + np.arange(n_sec, dtype=np.int64)) * 1_000_000_000)
         out_c.append(np.sqrt((c.astype(np.float64) ** 2).sum(axis=1)))
         self._sec += n_sec
