@@ -91,6 +91,16 @@ def _per_second(grid: EpochGrid, t_ns: I64, values: F64, bin_s: float) -> F64:
     return np.where(seen > 0, out, np.nan)
 
 
+def clean_acc(t_ns: npt.NDArray[np.int64], acc_g: F64) -> tuple[npt.NDArray[np.int64], F64, int]:
+    """Acceleration fit to count: ``epochs.clean_series`` (sorted, unique, finite) and no
+    axis beyond :data:`ACC_MAX_G`; returns times, samples and how many were left out."""
+    t, a, dropped = clean_series(t_ns, np.asarray(acc_g, dtype=np.float64))
+    in_range = np.abs(a).max(axis=1) <= ACC_MAX_G if len(a) else np.zeros(0, dtype=bool)
+    if not in_range.all():
+        t, a = t[in_range], a[in_range]
+    return t, a, dropped + int(in_range.size - np.count_nonzero(in_range))
+
+
 def score_night(
     streams: NightStreams, *, tz: str, model: StagerModel | None = None
 ) -> NightResult:
@@ -160,10 +170,8 @@ def score_night(
             raise StagingError(
                 f"acc_g must have shape ({len(streams.acc)}, 3) (x, y, z in g), got {acc.shape}"
             )
-        t, a, dropped = clean_series(streams.acc.t_ns, acc)
-        in_range = np.abs(a).max(axis=1) <= ACC_MAX_G if len(a) else np.zeros(0, dtype=bool)
-        ok = in_range & _clip(grid, t)
-        quality["acc_dropped"] = dropped + int(in_range.size - np.count_nonzero(in_range))
+        t, a, quality["acc_dropped"] = clean_acc(streams.acc.t_ns, acc)
+        ok = _clip(grid, t)
         if not ok.all():  # copy only when something is dropped
             t, a = t[ok], a[ok]
         counts = motion.counts_from_stream(AccStream(t, a))

@@ -22,8 +22,7 @@ import dataclasses
 import numpy as np
 
 from sensord.model import AccStream, CountStream, NightStreams
-from sensord.staging.core import ACC_MAX_G, NightResult, score_night
-from sensord.staging.epochs import clean_series
+from sensord.staging.core import NightResult, clean_acc, score_night
 from sensord.staging.motion import CountStreamer, nominal_rate
 
 
@@ -52,12 +51,12 @@ class LiveStager:
         if source != self.source:
             self.source, self.streamer = source, None
             self.counts = CountStream(np.zeros(0, dtype=np.int64), np.zeros(0), 1.0)
-        t, a, dropped = clean_series(acc.t_ns, np.asarray(acc.acc_g, dtype=np.float64))
-        ok = np.abs(a).max(axis=1) <= ACC_MAX_G if len(a) else np.zeros(0, dtype=bool)
+        t, a, dropped = clean_acc(acc.t_ns, acc.acc_g)
         if self.streamer is not None and self.streamer.last_t_ns is not None:
-            ok &= t > self.streamer.last_t_ns
-        self.dropped += dropped + int(ok.size - np.count_nonzero(ok))
-        t, a = t[ok], a[ok]
+            newer = t > self.streamer.last_t_ns
+            dropped += int(newer.size - np.count_nonzero(newer))
+            t, a = t[newer], a[newer]
+        self.dropped += dropped
         if self.streamer is None:
             fs = nominal_rate(t)
             if fs <= 0:
