@@ -828,6 +828,12 @@ class Daemon:
                 self._scorer = _InlineExecutor()
         return self._scorer
 
+    def _forget_scorer(self) -> None:
+        """A dead worker: the next job starts a new one, which has no motion counts yet,
+        so all buffered acceleration is sent again."""
+        self._scorer = None
+        self._acc_sent_ns.clear()
+
     def provisional_stage(self, now_wall_ns: int) -> None:
         """Stage the newest complete epochs from the rolling buffers; queue their stages and
         features (final=False).
@@ -867,8 +873,7 @@ class Daemon:
                                 self.tz, self.participant, lo, end)
         except concurrent.futures.BrokenExecutor as exc:  # the worker died: a new one
             self.problems.add("host", "scoring worker restarted", repr(exc))
-            self._scorer = None
-            self._acc_sent_ns.clear()
+            self._forget_scorer()
             return
         if acc_new is not None:
             self._acc_sent_ns[acc_source] = int(acc_new.t_ns[-1])
@@ -881,8 +886,7 @@ class Daemon:
             except Exception as exc:  # a scoring failure must not touch recording
                 self.problems.add("host", "provisional scoring failed", repr(exc))
                 if isinstance(exc, concurrent.futures.BrokenExecutor):
-                    self._scorer = None
-                    self._acc_sent_ns.clear()
+                    self._forget_scorer()
                 return
             if n_new:
                 outbox.add_body(body, source="daemon provisional")
