@@ -889,7 +889,8 @@ class Daemon:
                     self._forget_scorer()
                 return
             if n_new:
-                outbox.add_body(body, source="daemon provisional")
+                # provisional stages are re-derived in the morning: no fsync for them
+                outbox.add_body(body, source="daemon provisional", durable=False)
                 self.provisional_cursor_ns = max(self.provisional_cursor_ns, cursor)
                 self.provisional_epochs += n_new
                 self.provisional_batches += 1

@@ -140,8 +140,9 @@ def test_migrates_old_store_and_refuses_newer(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with LocalStore(path) as store:
-        assert store.schema_version == local.SCHEMA_VERSION == 2
+        assert store.schema_version == local.SCHEMA_VERSION == 3
         assert store.stats().pending_lines == 1  # data of version 1 kept
+        assert store.stats().pending_bytes == 8  # running totals start from what was there
         assert store.list_annotations() == []  # version-2 table exists
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version=99")
@@ -149,6 +150,69 @@ def test_migrates_old_store_and_refuses_newer(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer sensord"):
         LocalStore(path)
+
+
+def scanned_totals(path: Path) -> tuple[int, int, int]:
+    """Chunks, lines and bytes counted from the outbox rows themselves (an independent
+    count, not the trigger-kept totals)."""
+    conn = sqlite3.connect(path)
+    try:
+        n_lines = n_bytes = 0
+        rows = conn.execute("SELECT body, ends FROM outbox").fetchall()
+        for body, ends in rows:
+            n_lines += len(ends) // 4
+            n_bytes += len(body)
+        return len(rows), n_lines, n_bytes
+    finally:
+        conn.close()
+
+
+def test_stats_totals_follow_every_change_from_any_connection(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with LocalStore(path) as store, LocalStore(path) as other:
+
+        def check() -> None:
+            s = store.stats()
+            assert (s.pending_chunks, s.pending_lines, s.pending_bytes) == scanned_totals(path)
+
+        check()
+        store.add_lines(lines(2300))
+        check()
+        other.add_body("".join(s + "\n" for s in lines(500, start=9000)).encode())
+        check()
+        big = b"m s=" + b"x" * (local.CHUNK_BYTES - 10) + b" 1\n"
+        store.add_body(big + big + big)  # one chunk per line
+        check()
+        b = store.batch(700, 10**9)  # head of the first chunk only: an UPDATE of its row
+        assert b is not None and b.partial is not None
+        store.accept(b)
+        check()
+        b = other.batch(1000, 10**9)
+        assert b is not None
+        other.reject(b, "down")
+        check()
+        b = store.batch(1000, 10**9)
+        assert b is not None
+        store.settle(b, refused=[(b.lines()[0], "bad field", 400)])  # delete + quarantine
+        check()
+        assert store.stats().quarantined == 1
+        store.retry_quarantine()
+        check()
+        drain(other, 10**6)
+        check()
+        assert store.stats().pending_lines == 0 and store.stats().oldest_ns is None
+
+
+def test_sql_statements_keeps_trigger_bodies_whole() -> None:
+    script = ("CREATE TABLE t (a); CREATE TRIGGER tr AFTER INSERT ON t BEGIN "
+              "UPDATE t SET a = 1; DELETE FROM t WHERE a = 2; END;\n  ")
+    assert local.sql_statements(script) == [
+        "CREATE TABLE t (a);",
+        "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = 1; DELETE FROM t WHERE "
+        "a = 2; END;",
+    ]
+    with pytest.raises(ValueError, match="incomplete"):
+        local.sql_statements("CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = 1;")
 
 
 def test_annotations_local_api(tmp_path: Path) -> None:

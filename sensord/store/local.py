@@ -96,8 +96,49 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (participant, night, scorer)
     );
     """,
+    # 3: running outbox totals kept by triggers (``stats`` every 30 s must not scan the
+    # whole queue, which holds every blob during an outage), index for the oldest chunk
+    """
+    CREATE TABLE outbox_totals (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        n_chunks INTEGER NOT NULL,
+        n_lines INTEGER NOT NULL,
+        n_bytes INTEGER NOT NULL
+    );
+    INSERT INTO outbox_totals (id, n_chunks, n_lines, n_bytes)
+        SELECT 0, COUNT(*), COALESCE(SUM(n_lines), 0), COALESCE(SUM(n_bytes), 0) FROM outbox;
+    CREATE TRIGGER outbox_totals_insert AFTER INSERT ON outbox BEGIN
+        UPDATE outbox_totals SET n_chunks = n_chunks + 1, n_lines = n_lines + NEW.n_lines,
+            n_bytes = n_bytes + NEW.n_bytes;
+    END;
+    CREATE TRIGGER outbox_totals_delete AFTER DELETE ON outbox BEGIN
+        UPDATE outbox_totals SET n_chunks = n_chunks - 1, n_lines = n_lines - OLD.n_lines,
+            n_bytes = n_bytes - OLD.n_bytes;
+    END;
+    CREATE TRIGGER outbox_totals_update AFTER UPDATE OF n_lines, n_bytes ON outbox BEGIN
+        UPDATE outbox_totals SET n_lines = n_lines - OLD.n_lines + NEW.n_lines,
+            n_bytes = n_bytes - OLD.n_bytes + NEW.n_bytes;
+    END;
+    CREATE INDEX outbox_by_created ON outbox (created_ns);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def sql_statements(script: str) -> list[str]:
+    """Split an SQL script at the semicolons that end statements (not those inside a
+    trigger's ``BEGIN ... END``)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
+    return statements
 
 
 def split_lines(body: bytes) -> list[bytes]:
@@ -312,9 +353,8 @@ class LocalStore:
         try:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target - 1].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
+                for statement in sql_statements(MIGRATIONS[target - 1]):
+                    self._conn.execute(statement)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -346,16 +386,24 @@ class LocalStore:
         data, ends = join_lines(lines)
         return self.add_ends(data, ends, source=source)
 
-    def add_body(self, body: bytes, *, source: str = "") -> int:
+    def add_body(self, body: bytes, *, source: str = "", durable: bool = True) -> int:
         """Queue newline-terminated line protocol whose string fields hold no raw newline
-        (the columnar output): lines are split at every newline."""
+        (the columnar output): lines are split at every newline. ``durable=False``: see
+        :meth:`add_ends`."""
         if body and not body.endswith(b"\n"):
             body += b"\n"
-        return self.add_ends(body, newline_ends(body), source=source)
+        return self.add_ends(body, newline_ends(body), source=source, durable=durable)
 
-    def add_ends(self, data: bytes, ends: Sequence[int], *, source: str = "") -> int:
+    def add_ends(
+        self, data: bytes, ends: Sequence[int], *, source: str = "", durable: bool = True
+    ) -> int:
         """Queue ``data`` whose lines end at the byte offsets ``ends`` (each line's end,
-        newline included). Chunked without a Python step per line."""
+        newline included). Chunked without a Python step per line.
+
+        ``durable=False`` commits without waiting for the disk: a power cut may then lose
+        this call (whole, never part of it) -- for what is derived again anyway, such as
+        provisional stages that the final ones replace. The next durable commit makes it
+        durable too (one write-ahead log, in order)."""
         import numpy as np
 
         e = np.asarray(ends, dtype=np.int64)
@@ -383,11 +431,13 @@ class LocalStore:
                 )
             )
             start_line = stop
-        self._insert_chunks(rows, n, source)
+        self._insert_chunks(rows, n, source, durable=durable)
         return n
 
-    def _insert_chunks(self, rows: list[tuple[Any, ...]], n_lines: int, source: str) -> None:
-        with self._tx("cannot queue lines", f"{n_lines} lines from {source or '?'}") as c:
+    def _insert_chunks(self, rows: list[tuple[Any, ...]], n_lines: int, source: str, *,
+                       durable: bool = True) -> None:
+        with self._tx("cannot queue lines", f"{n_lines} lines from {source or '?'}",
+                      durable=durable) as c:
             c.executemany(
                 "INSERT INTO outbox (created_ns, n_lines, n_bytes, body, ends, source) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -575,10 +625,10 @@ class LocalStore:
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            lines, size, chunks, oldest = self._read(
-                "SELECT COALESCE(SUM(n_lines),0), COALESCE(SUM(n_bytes),0), COUNT(*), "
-                "MIN(created_ns) FROM outbox"
+            lines, size, chunks = self._read(
+                "SELECT n_lines, n_bytes, n_chunks FROM outbox_totals"
             )[0]
+            oldest = self._read("SELECT MIN(created_ns) FROM outbox")[0][0]
             quarantined = self._read("SELECT COUNT(*) FROM quarantine")[0][0]
             meta = dict(self._read("SELECT key, value FROM meta"))
         return OutboxStats(
