@@ -275,3 +275,19 @@ def test_beat_times_never_after_reception_and_skip_empty_notifications() -> None
     assert t.size == 2
     assert t[0] <= recv[0] and t[1] <= recv[2]
     assert (t[1] - t[0]) / 1e6 == pytest.approx(1229 * 1000 / 1024, abs=1e-3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=300),
+    st.integers(1, 400),
+)
+def test_forward_min_equals_scipy_forward_minimum_filter(values: list[float], window: int) -> None:
+    # scipy.ndimage's minimum filter, shifted to look forward, is the independent reference
+    from scipy.ndimage import minimum_filter1d
+
+    x = np.asarray(values)
+    want = minimum_filter1d(x, size=window, mode="nearest", origin=-(window // 2))
+    np.testing.assert_array_equal(hrs.forward_min(x, window), want)
+    brute = [min(values[i:i + window]) for i in range(len(values))]
+    np.testing.assert_array_equal(hrs.forward_min(x, window), brute)

@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import minimum_filter1d
 
 from sensord.devices._common import DecodeResult, Ragged, decode_error, group_index
 from sensord.errors import DecodeError
@@ -282,7 +281,7 @@ def reconstruct_beat_times(
     w = max(1, min(window, m))
     pos = np.arange(m)
     if not cut.any():  # one run (the usual case)
-        fwd = minimum_filter1d(delay, size=w, mode="nearest", origin=-(w // 2))
+        fwd = forward_min(delay, w)
         start = np.minimum(pos, m - w)
     else:
         # minimum over a window of ``window`` notifications inside each run: forward from
@@ -291,7 +290,7 @@ def reconstruct_beat_times(
         run = np.concatenate(([0], np.cumsum(cut)))
         span = float(np.ptp(delay)) + 1e12
         keyed = delay + run * span
-        fwd = minimum_filter1d(keyed, size=w, mode="nearest", origin=-(w // 2)) - run * span
+        fwd = forward_min(keyed, w) - run * span
         first = np.flatnonzero(np.concatenate(([True], cut)))
         last = np.concatenate((first[1:] - 1, [m - 1]))
         start = np.maximum(first[run], np.minimum(pos, last[run] - w + 1))
@@ -302,6 +301,24 @@ def reconstruct_beat_times(
     steps = np.arange(total, dtype=np.int64)
     return np.maximum.accumulate(t - steps) + steps
 
+
+def forward_min(x: npt.NDArray[np.float64], window: int) -> npt.NDArray[np.float64]:
+    """``out[i] = min(x[i : i + window])``, the last value repeated past the end.
+
+    Exact (a minimum does not round) in ``log2(window)`` vectorised steps, each the
+    minimum of two shifted copies: the running window doubles until it spans ``window``.
+    Numpy only, so decoding needs no scipy (the recording process stays small).
+    """
+    n = x.size
+    if n == 0 or window <= 1:
+        return x.copy()
+    out = np.concatenate((x, np.full(window - 1, x[-1])))
+    span = 1
+    while span < window:
+        step = min(span, window - span)
+        out[:-step] = np.minimum(out[:-step], out[step:])
+        span += step
+    return out[:n]
 
 # --------------------------------------------------------------------------------------------
 # Body Sensor Location, Battery Level, Device Information
