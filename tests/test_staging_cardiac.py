@@ -6,9 +6,12 @@ import gzip
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import signal
 
 from sensord.model import BeatStream
+from sensord.staging import cardiac
 from sensord.staging.cardiac import (
     RR_DROPOUT,
     RR_ECTOPIC,
@@ -98,3 +101,18 @@ def test_real_mmash_beats_with_the_27_8_s_dropout() -> None:
     rm = hrv["rmssd_ms"][np.isfinite(hrv["rmssd_ms"])]
     assert rm.size > 0.5 * grid.n
     assert 5 < np.median(rm) < 200  # physiological RMSSD, not artefact-inflated
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(200, 2000, allow_nan=False), st.just(math.nan)),
+                max_size=80))
+def test_running_nanmedian_equals_the_median_of_each_window(values: list[float]) -> None:
+    import statistics
+
+    got = cardiac._nanmedian_filter(np.asarray(values, dtype=np.float64), 11)
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - 5): i + 6] if not math.isnan(v)]
+        if window:
+            assert math.isclose(got[i], statistics.median(window), rel_tol=1e-12)
+        else:
+            assert math.isnan(got[i])

@@ -32,7 +32,7 @@ otherwise all HRV values of that epoch are ``NaN``.
 
 from __future__ import annotations
 
-import warnings
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,15 +115,19 @@ def correct_rr(beats: BeatStream) -> NNSeries:
 
 
 def _nanmedian_filter(x: F64, size: int) -> F64:
-    """Centred running median ignoring NaN (windows of all-NaN give NaN)."""
+    """Centred running median ignoring NaN (windows of all-NaN give NaN); the values of
+    ``np.nanmedian`` over each window, from one sort of all windows (NaN sorts last)
+    instead of its masked-array path (about ten times slower)."""
     if x.size == 0:
         return x.copy()
     pad = size // 2
     xp = np.pad(x, pad, constant_values=np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(xp, size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
-        return np.asarray(np.nanmedian(win, axis=1), dtype=np.float64)
+    win = np.sort(np.lib.stride_tricks.sliding_window_view(xp, size), axis=1)
+    valid = size - np.count_nonzero(np.isnan(win), axis=1)
+    rows = np.arange(x.size)
+    lo = win[rows, np.maximum(valid - 1, 0) // 2]
+    hi = win[rows, valid // 2 - (valid == 0)]
+    return np.where(valid > 0, (lo + hi) / 2.0, np.nan)
 
 
 def flags_per_epoch(grid: EpochGrid, nn: NNSeries) -> I64:
@@ -223,6 +227,14 @@ def _band_powers(grid: EpochGrid, nn: NNSeries, mid_ns: I64) -> tuple[F64, F64]:
     return pxx[:, lf_sel].sum(axis=1) * df, pxx[:, hf_sel].sum(axis=1) * df
 
 
+@functools.lru_cache(maxsize=4)
+def _hann(n: int) -> F64:
+    """The periodic Hann window of ``scipy.signal.periodogram`` (made once per length)."""
+    win = np.asarray(signal.get_window("hann", n), dtype=np.float64)
+    win.setflags(write=False)
+    return win
+
+
 def _periodogram(segs: F64) -> tuple[F64, F64]:
     """One-sided Hann-windowed periodogram (density, ms^2/Hz) of each linearly detrended
     row, at ``HRV_FS_HZ``; equal to ``scipy.signal.periodogram(segs, fs, window="hann",
@@ -231,7 +243,7 @@ def _periodogram(segs: F64) -> tuple[F64, F64]:
     t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
     slope = (segs @ t) / (t @ t)
     resid = segs - segs.mean(axis=1, keepdims=True) - slope[:, None] * t[None, :]
-    win = signal.get_window("hann", n)
+    win = _hann(n)
     spec = np.abs(np.fft.rfft(resid * win, axis=1)) ** 2 / (HRV_FS_HZ * (win * win).sum())
     if n % 2 == 0:
         spec[:, 1:-1] *= 2.0

@@ -1,0 +1,85 @@
+"""Feature building blocks against independent references: brute-force window sums and
+means written out per epoch, ``scipy.stats.rankdata`` and ``scipy.signal.fftconvolve``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sensord.staging import features
+
+finite_or_nan = st.one_of(st.floats(-50, 50, allow_nan=False), st.just(math.nan))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-5, 5), min_size=1, max_size=60))
+def test_average_ranks_equal_scipy_rankdata(values: list[int]) -> None:
+    from scipy.stats import rankdata
+
+    x = np.asarray(values, dtype=np.float64)  # few distinct values: many ties
+    np.testing.assert_array_equal(features.average_ranks(x), rankdata(x))
+
+
+def brute_window_mean(x: list[float], w: int) -> list[float]:
+    """Centred mean over w epochs of the finite values, the ends repeated outward."""
+    h = w // 2
+    out = []
+    for i in range(len(x)):
+        window = [x[min(max(j, 0), len(x) - 1)] for j in range(i - h, i + h + 1)]
+        finite = [v for v in window if not math.isnan(v)]
+        out.append(sum(finite) / len(finite) if finite else math.nan)
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(finite_or_nan, min_size=1, max_size=120), st.sampled_from([5, 11, 21, 41]))
+def test_window_means_of_stacked_series_equal_the_brute_force(values: list[float], w: int) -> None:
+    x = np.asarray(values)
+    other = np.where(np.isnan(x), 1.0, np.nan)  # NaN exactly where x is finite
+    means = features._WindowMeans([x, other], (w,))
+    np.testing.assert_allclose(means.mean(0, w), brute_window_mean(values, w), rtol=1e-9,
+                               atol=1e-9)
+    np.testing.assert_allclose(means.mean(1, w), brute_window_mean(list(other), w),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_context_std_and_shifts_by_hand() -> None:
+    x = np.arange(100, dtype=np.float64)
+    x[40:45] = np.nan
+    cols = features.context_columns(x)
+    assert len(cols) == 1 + 5 + 2 + 6 + 1
+    m21 = np.asarray(brute_window_mean(list(x), 21))
+    i = 70  # window 60..80, no gap: std of 21 consecutive integers
+    assert cols[3][i] == m21[i] == 70.0
+    assert math.isclose(cols[6][i], float(np.std(np.arange(65, 76))))  # 11-epoch std
+    assert cols[8][i] == m21[i - 10] and cols[9][i] == m21[i + 10]  # 10 epochs past/future
+    assert cols[14][i] == 80.0  # 21-epoch maximum
+    assert math.isnan(cols[0][42]) and math.isfinite(cols[1][42])  # own value stays missing
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1000, allow_nan=False), st.just(math.nan)),
+                min_size=1, max_size=1500), st.integers(1, 60))
+def test_weighted_sums_at_epoch_middles_equal_direct_sums(values: list[float],
+                                                          n_epochs: int) -> None:
+    from scipy.signal import fftconvolve
+
+    x = np.asarray(values)
+    kernel = features._window_kernel(features.COUNT_SIGMA_S)
+    num, den = features._weighted_at_centres(x, kernel, n_epochs)
+    half = kernel.size // 2
+    for k in range(n_epochs):
+        c = min(15 + 30 * k, x.size - 1)
+        want_num = want_den = 0.0
+        for j in range(max(0, c - half), min(x.size, c + half + 1)):
+            if not math.isnan(values[j]):
+                want_num += values[j] * kernel[j - c + half]
+                want_den += kernel[j - c + half]
+        assert math.isclose(num[k], want_num, rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(den[k], want_den, rel_tol=1e-9, abs_tol=1e-9)
+    full = fftconvolve(np.nan_to_num(x), kernel, mode="same")  # the textbook convolution
+    centres = np.minimum(15 + 30 * np.arange(n_epochs), x.size - 1)
+    np.testing.assert_allclose(num, full[centres], rtol=1e-9, atol=1e-6)
