@@ -163,6 +163,9 @@ class _WindowMeans:
                    for w in windows}
         self._n = {w: ndimage.uniform_filter1d(okf, w, axis=0, mode="nearest")
                    for w in windows}
+        finite = ok.sum(axis=0)
+        self.night_mean = np.where(finite > 0, xv.sum(axis=0) / np.maximum(finite, 1), np.nan)
+        """Each series' mean over the night's finite values (``NaN`` if none)."""
 
     def mean(self, j: int, w: int) -> F64:
         """Window means of series ``j`` (``NaN`` where the window holds no finite value).
@@ -173,10 +176,6 @@ class _WindowMeans:
         s, n = self._s[w][:, j], self._n[w][:, j]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0.5 / w, s / n, np.nan)
-
-
-def _night_mean(x: F64) -> float:
-    return float(np.nanmean(x)) if np.isfinite(x).any() else np.nan
 
 
 def _context(x: F64, means: _WindowMeans, j: int, j_sq: int) -> list[F64]:
@@ -197,7 +196,7 @@ def _context(x: F64, means: _WindowMeans, j: int, j_sq: int) -> list[F64]:
     cols.append(np.where(np.isfinite(mx), mx, np.nan))
     # context that reaches only missing epochs (next to a gap) takes the night's mean of
     # the feature, a neutral value; the epoch's own value stays NaN when it is missing
-    fill = _night_mean(x)
+    fill = means.night_mean[j]
     return [cols[0], *(np.where(np.isfinite(c), c, fill) for c in cols[1:])]
 
 
@@ -262,24 +261,23 @@ def design_matrix(count_n: F64 | None, hr_n: F64 | None, n_epochs: int) -> F64:
         series = [np.zeros(n_epochs)]
     means = _WindowMeans(series, _DESIGN_LENGTHS)
 
-    def filled_mean(x: F64, j: int, w: int) -> F64:
+    def filled_mean(j: int, w: int) -> F64:
         m = means.mean(j, w)
-        return np.where(np.isfinite(m), m, _night_mean(x))
+        return np.where(np.isfinite(m), m, means.night_mean[j])
 
     cols: list[F64] = []
     j_hr = 0
     if count_n is not None:
         cols.extend(_context(count_n, means, 0, 1))
-        cols.append(filled_mean(count_n, 0, LONG_WINDOW))
+        cols.append(filled_mean(0, LONG_WINDOW))
         j_hr = 2
     if hr_n is not None:
         cols.extend(_context(hr_n, means, j_hr, j_hr + 1))
-        cols.append(filled_mean(hr_n, j_hr, LONG_WINDOW))
-        cols.append(filled_mean(rank, j_hr + 2, LONG_WINDOW))
-        cols.extend(filled_mean(rank, j_hr + 2, w) for w in CONTEXT_WINDOWS)
+        cols.append(filled_mean(j_hr, LONG_WINDOW))
+        cols.append(filled_mean(j_hr + 2, LONG_WINDOW))
+        cols.extend(filled_mean(j_hr + 2, w) for w in CONTEXT_WINDOWS)
     if count_n is not None and hr_n is not None:
-        cols.extend(filled_mean(count_n, 0, w) * filled_mean(hr_n, j_hr, w)
-                    for w in PRODUCT_WINDOWS)
+        cols.extend(filled_mean(0, w) * filled_mean(j_hr, w) for w in PRODUCT_WINDOWS)
     time_h, cosine = time_features(n_epochs)
     tt = time_h / 8.0
     if n_epochs == 0:
