@@ -8,7 +8,7 @@ time), without the radio:
 
 * the supervisor's admission (flood limit, status counters) and ``Daemon.record``: the
   clock-step tracker, then the pipeline: a new session log written and fsync'd as the
-  daemon does (``sensord.daemon_ops.LOG_SYNC_S``), then batch decoding (up to ``LIVE_BATCH``
+  daemon does (``sensord.daemon_ops.live_log_writer``), then batch decoding (up to ``LIVE_BATCH``
   notifications per batch, and what is buffered at every epoch tick, as live);
 * every 5 s of data the clock check, every 30 s the status file and an epoch tick (export
   of new samples to a real SQLite outbox, rolling-buffer trim) and, at the daemon's default
@@ -54,9 +54,9 @@ class Spec:
 
 def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> dict[str, float]:
     """Child process: the measured part."""
-    from sensord.blelog import BlelogWriter, iter_events
+    from sensord.blelog import iter_events
     from sensord.daemon import Daemon, DaemonOptions
-    from sensord.daemon_ops import LIVE_BATCH, LOG_SYNC_S, LOG_ZLIB_LEVEL
+    from sensord.daemon_ops import LIVE_BATCH, live_log_writer
     from sensord.model import DeviceEvent, RawNotification
     from sensord.pipeline import Pipeline
     from sensord.store.local import LocalStore
@@ -75,9 +75,8 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
     first = next(events)
     clock.wall, clock.mono = first.wall_ns, first.mono_ns
     out_log = work / "replayed.blelog"
-    writer = BlelogWriter(out_log, participant="bench", tz="Europe/Zurich", host="bench",
-                          wall_ns=clock.wall, mono_ns=clock.mono, fsync=True,
-                          sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
+    writer = live_log_writer(out_log, participant="bench", tz="Europe/Zurich",
+                             wall_ns=clock.wall, mono_ns=clock.mono)
     store = LocalStore(work / "outbox.sqlite")
     options = DaemonOptions(status_path=work / "status.json")
     if provisional_every_s is not None:

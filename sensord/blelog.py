@@ -209,8 +209,12 @@ class BlelogWriter:
     wall_ns, mono_ns
         Clock readings for the header record (the caller owns the clock).
     sync_interval_s
-        Sync-flush (and, with ``fsync``, fsync) when an event is this much event time
-        (monotonic) after the last flush: bounds what a power cut can lose.
+        Sync-flush into the file when an event is this much event time (monotonic) after
+        the last flush: bounds what a crash of the process (SIGKILL) can lose.
+    fsync_interval_s
+        With ``fsync``: fsync at a sync flush only when this much event time has passed
+        since the last fsync (``None``: at every sync flush); bounds what a power cut can
+        lose. Device and clock events are always flushed and fsync'd at once.
     full_flush_interval_s
         Full flush (deflate dictionary reset: a resync point for readers) interval.
     fsync
@@ -229,6 +233,7 @@ class BlelogWriter:
         wall_ns: int,
         mono_ns: int,
         sync_interval_s: float = 1.0,
+        fsync_interval_s: float | None = None,
         full_flush_interval_s: float = 300.0,
         fsync: bool = True,
         level: int = 6,
@@ -244,6 +249,8 @@ class BlelogWriter:
         self._size = 0
         self._fsync = fsync
         self._sync_ns = int(sync_interval_s * 1e9)
+        self._fsync_ns = self._sync_ns if fsync_interval_s is None else int(fsync_interval_s * 1e9)
+        self._last_fsync = mono_ns
         self._full_ns = int(full_flush_interval_s * 1e9)
         self._last_sync = mono_ns
         self._last_full = mono_ns
@@ -308,10 +315,13 @@ class BlelogWriter:
         if mono_ns - self._last_full >= self._full_ns:
             self._redeclare(wall_ns, mono_ns)
             self._flush(zlib.Z_FULL_FLUSH)
-            self._last_full = self._last_sync = mono_ns
+            self._last_full = self._last_sync = self._last_fsync = mono_ns
         elif force_sync or mono_ns - self._last_sync >= self._sync_ns:
-            self._flush(zlib.Z_SYNC_FLUSH)
+            sync_disk = force_sync or mono_ns - self._last_fsync >= self._fsync_ns
+            self._flush(zlib.Z_SYNC_FLUSH, sync_disk=sync_disk)
             self._last_sync = mono_ns
+            if sync_disk:
+                self._last_fsync = mono_ns
 
     def flush(self) -> None:
         """Make everything written so far decodable from disk (sync flush + fsync)."""
@@ -391,13 +401,13 @@ class BlelogWriter:
         if out:
             self._fh.write(out)
 
-    def _flush(self, mode: int) -> None:
+    def _flush(self, mode: int, *, sync_disk: bool = True) -> None:
         if self._fh is None:
             return
         self._compress_pending()
         self._fh.write(self._z.flush(mode))
         self._fh.flush()
-        if self._fsync:
+        if self._fsync and sync_disk:
             os.fsync(self._fh.fileno())
 
 

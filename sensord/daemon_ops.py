@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Advertisement, Transport
@@ -31,17 +31,35 @@ from sensord.devices import PROFILES, profile_for_services
 from sensord.errors import ConfigError, SensordError
 from sensord.timesource import Clock, ScaledClock, SystemClock, system_clock_synced
 
+if TYPE_CHECKING:
+    from sensord.blelog import BlelogWriter
+
 log = logging.getLogger("sensord.daemon")
 
 LOG_SYNC_S = 5.0
-"""The session log is flushed and fsync'd every this many seconds: a power cut loses at most
-this much. Every second costs about 0.3 CPU-s per hour more on the bench (fsync) and wears an
-SD card faster."""
+"""The session log is flushed into the file every this many seconds: a crash of the daemon
+(even SIGKILL) loses at most this much, since what the file holds survives the process."""
+
+LOG_FSYNC_S = 30.0
+"""...and fsync'd every this many seconds: a power cut loses at most this much. An fsync
+per 5 s cost about 0.2 CPU-s per hour of system time on the bench (bench/daemon.py) and
+wears an SD card six times as fast."""
 
 LOG_ZLIB_LEVEL = 1
 """Deflate level of the live session log. Level 1 costs about a third of level 6's CPU on
 a night of 50-Hz motion (bench/daemon.py) for a slightly larger file; old logs are
 xz-compressed after ``daemon.compress_after_days`` anyway."""
+
+
+def live_log_writer(path: Path, *, participant: str, tz: str, wall_ns: int,
+                    mono_ns: int) -> BlelogWriter:
+    """The daemon's session log writer (flush, fsync and deflate settings above)."""
+    from sensord.blelog import BlelogWriter
+
+    return BlelogWriter(path, participant=participant, tz=tz, host=socket.gethostname(),
+                        wall_ns=wall_ns, mono_ns=mono_ns, fsync=True,
+                        sync_interval_s=LOG_SYNC_S, fsync_interval_s=LOG_FSYNC_S,
+                        level=LOG_ZLIB_LEVEL)
 
 LIVE_BATCH = 64
 """Notifications per channel decoded together live, at most; the daemon also decodes what
@@ -160,7 +178,6 @@ def daemon_options(cfg: Config) -> DaemonOptions:
 
 async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     """``sensord run``: record every configured device until SIGTERM/SIGINT."""
-    from sensord.blelog import BlelogWriter
     from sensord.pipeline import Pipeline
     from sensord.store.service import make_sender, open_store
     from sensord.store.sinks import make_sink
@@ -173,9 +190,8 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
     path = session_log_path(cfg, clock.wall_ns())
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     wall0, mono0 = clock.read()
-    writer = BlelogWriter(path, participant=cfg.participant_id, tz=cfg.timezone,
-                          host=socket.gethostname(), wall_ns=wall0, mono_ns=mono0,
-                          sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
+    writer = live_log_writer(path, participant=cfg.participant_id, tz=cfg.timezone,
+                             wall_ns=wall0, mono_ns=mono0)
     pipeline = Pipeline(writer=writer, batch_size=LIVE_BATCH)
     store = open_store(cfg)
     sink = make_sink(cfg.sink)
@@ -196,9 +212,8 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
         except (SensordError, OSError) as exc:
             log.warning("log upkeep failed: %s", exc)
         wall, mono = clock.read()
-        return BlelogWriter(session_log_path(cfg, now_ns), participant=cfg.participant_id,
-                            tz=cfg.timezone, host=socket.gethostname(), wall_ns=wall,
-                            mono_ns=mono, sync_interval_s=LOG_SYNC_S, level=LOG_ZLIB_LEVEL)
+        return live_log_writer(session_log_path(cfg, now_ns), participant=cfg.participant_id,
+                               tz=cfg.timezone, wall_ns=wall, mono_ns=mono)
 
     daemon = Daemon(list(cfg.devices), transport, pipeline, clock=clock,
                     options=daemon_options(cfg), outbox=store, sender=sender,

@@ -258,3 +258,38 @@ def test_pipeline_logs_before_it_judges(tmp_path: Path) -> None:
     logged = list(blelog.iter_events(path))
     assert logged[0] == odd and logged[2].payload == b"\x16"  # type: ignore[union-attr]
     assert {p.kind for p in pipe.problems} == {"unknown-device", "decode-error"}
+
+
+def test_flushes_every_sync_interval_and_fsyncs_every_fsync_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a killed process leaves (the file) is at most 5 s behind; what a power cut
+    leaves (fsync'd) at most 30 s; device events are fsync'd at once."""
+    synced: list[int] = []
+    real_fsync = blelog.os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(len(events_written))
+        real_fsync(fd)
+
+    monkeypatch.setattr(blelog.os, "fsync", counting_fsync)
+    path = tmp_path / "f.blelog"
+    events_written: list[RawNotification | DeviceEvent] = []
+    w = blelog.BlelogWriter(path, participant="p", tz="UTC", host="h", wall_ns=T0, mono_ns=10,
+                            fsync=True, sync_interval_s=5, fsync_interval_s=30,
+                            full_flush_interval_s=3600)
+    assert synced == [0]  # the header
+    behind_s = []
+    for i in range(120):  # one notification a second for two minutes
+        ev = _note(i)
+        w.write(ev)
+        events_written.append(ev)
+        on_disk = list(blelog.iter_events(path, blelog.Problems()))  # what a SIGKILL leaves
+        behind_s.append(len(events_written) - len(on_disk))
+    assert max(behind_s) <= 5
+    # fsyncs in the writes of notifications 30, 60 and 90 (30 s of monotonic time apart)
+    assert synced == [0, 30, 60, 90]
+    ev = DeviceEvent("strap", "disconnected", T0 + 200 * 10**9, 10 + 200 * 10**9, "")
+    events_written.append(ev)
+    w.write(ev)
+    assert synced[4:] == [len(events_written)]  # one fsync, within the write of the event
+    w.close()
