@@ -34,7 +34,7 @@ import numpy as np
 
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Connection, Transport
-from sensord.clock import STEP_THRESHOLD_NS, repair_wall_ns
+from sensord.clock import STEP_THRESHOLD_NS
 from sensord.devices import PROFILES, Profile, SetupStep, decode_one
 from sensord.errors import ConfigError, SensordError, TransportError
 from sensord.model import (
@@ -657,33 +657,20 @@ def rescore_logs(
 ) -> tuple[bytes, list[str], dict[str, Any] | None, dict[str, list[Any]]]:
     """The night's final result, from its session log(s) alone (the source of truth).
 
-    Every record is re-timed with :func:`sensord.clock.repair_wall_ns` (clock steps
-    repaired from the monotonic record), fed through the same :class:`Pipeline` as live
-    and replay, scored with :func:`sensord.staging.core.score_night`, and turned into the
-    store's points by :func:`sensord.store.backfill.night_points` (samples, device events,
-    coverage, final epochs, features, night summary). Idempotent: the same log gives the
-    same points, which overwrite the live ones.
+    The logs are loaded and decoded by :func:`sensord.pipeline.load_session` (vectorised;
+    the same streams as the live :class:`Pipeline`), every record re-timed first with
+    :func:`sensord.clock.repair_wall_ns` (clock steps repaired from the monotonic record,
+    as :class:`ClockWatch` does live), scored with
+    :func:`sensord.staging.core.score_night`, and turned into the store's points by
+    :func:`sensord.store.backfill.night_points` (samples, device events, coverage, final
+    epochs, features, night summary). Idempotent: the same log gives the same points,
+    which overwrite the live ones; ``sensord backfill`` of the log gives them too.
     """
-    from sensord.blelog import iter_events
-    from sensord.pipeline import Session
+    from sensord.pipeline import load_session
     from sensord.staging.core import score_night
     from sensord.store.backfill import night_points
 
-    # Two passes over the log(s) rather than a list of every event: the times first (for
-    # the repair), then the events streamed through the pipeline (a night's events as
-    # Python objects would cost the worker ~100 MB).
-    times = np.array([(ev.wall_ns, ev.mono_ns) for path in paths for ev in iter_events(path)],
-                     dtype=np.int64).reshape(-1, 2)
-    fixed = repair_wall_ns(times[:, 0], times[:, 1])
-    shift = (fixed - times[:, 0]).tolist()
-    del times, fixed
-    pipe = Pipeline(writer=None)
-    events = (ev for path in paths for ev in iter_events(path))
-    for ev, d in zip(events, shift, strict=True):
-        pipe.feed(dataclasses.replace(ev, wall_ns=ev.wall_ns + d) if d else ev)
-    pipe.end_session()
-    session = Session(night=pipe.night(), report=pipe.report([str(p) for p in paths]))
-    return night_points(session, participant=participant, tz=tz, roles=roles,
+    return night_points(load_session(paths), participant=participant, tz=tz, roles=roles,
                         score=score_night)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from sensord import blelog, devices
 from sensord.blelog import BlelogWriter, Problems
+from sensord.clock import repair_wall_ns
 from sensord.devices import DecodeContext
 from sensord.devices.polar_pmd import PMD_CONTROL_POINT
 from sensord.errors import ControlPointError
@@ -572,17 +573,69 @@ def _chunks(lines: np.ndarray, cuts: np.ndarray, batch: int) -> list[np.ndarray]
     return out
 
 
+def retime_logs(logs: Sequence[blelog.LogContents]) -> None:
+    """Repair host clock steps in loaded logs, in place: every record's wall time becomes
+    :func:`sensord.clock.repair_wall_ns` of all records of all logs in order (each log's
+    records by line, the logs one after the other), as the daemon's live clock tracking
+    does. A log without steps is left as it is."""
+    lines, walls, monos = [], [], []
+    for c in logs:
+        lines.append(np.array([ln for ln, _ in c.device_events] +
+                              [ln for ln, _ in c.clock_events], dtype=np.int64))
+        walls.append(np.array([ev.wall_ns for _, ev in c.device_events] +
+                              [ev.wall_ns for _, ev in c.clock_events], dtype=np.int64))
+        monos.append(np.array([ev.mono_ns for _, ev in c.device_events] +
+                              [ev.mono_ns for _, ev in c.clock_events], dtype=np.int64))
+        for ch in c.channels.values():
+            lines.append(ch.line)
+            walls.append(ch.wall_ns)
+            monos.append(ch.mono_ns)
+    sizes = [a.size for a in lines]
+    if not sum(sizes):
+        return
+    # arrival order: the log, then the line within it
+    log_of = np.repeat(np.arange(len(sizes)), sizes)
+    per_log = np.cumsum([0] + [1 + len(c.channels) for c in logs])
+    log_index = np.searchsorted(per_log, log_of, side="right") - 1
+    line = np.concatenate(lines)
+    wall = np.concatenate(walls)
+    order = np.lexsort((line, log_index))
+    fixed = repair_wall_ns(wall[order], np.concatenate(monos)[order])
+    shift = np.empty_like(wall)
+    shift[order] = fixed - wall[order]
+    if not shift.any():
+        return
+    pos = 0
+    for c in logs:
+        n_events = len(c.device_events) + len(c.clock_events)
+        d = shift[pos : pos + n_events].tolist()
+        pos += n_events
+        n_dev = len(c.device_events)
+        c.device_events = [(ln, dataclasses.replace(ev, wall_ns=ev.wall_ns + dt))
+                           for (ln, ev), dt in zip(c.device_events, d[:n_dev], strict=True)]
+        c.clock_events = [(ln, dataclasses.replace(ev, wall_ns=ev.wall_ns + dt))
+                          for (ln, ev), dt in zip(c.clock_events, d[n_dev:], strict=True)]
+        for ch in c.channels.values():
+            ch.wall_ns = ch.wall_ns + shift[pos : pos + len(ch)]
+            pos += len(ch)
+
+
 def load_session(
     paths: Iterable[str | os.PathLike[str]],
     *,
     batch_size: int = DEFAULT_BATCH,
     problems: Problems | None = None,
+    repair_clock: bool = True,
 ) -> Session:
     """Load and decode session logs into per-device streams and a night (the fast path).
 
     Gives the same streams and problems as replaying each log through a
     :class:`Pipeline` with the same ``batch_size`` (ending the session after each log),
-    but reads each log with the vectorised :func:`sensord.blelog.load`.
+    but reads each log with the vectorised :func:`sensord.blelog.load`; with
+    ``repair_clock`` (the default) the records are first re-timed by :func:`retime_logs`
+    (host clock steps, e.g. a Raspberry Pi's NTP step after boot, repaired from the
+    monotonic record), so that the CLI, the backfill and the daemon's end-of-night score
+    give a log the same times.
 
     Parameters
     ----------
@@ -608,8 +661,10 @@ def load_session(
     lo: int | None = None
     hi: int | None = None
     never = np.iinfo(np.int64).max
-    for path in sources:
-        contents = blelog.load(path, probs)
+    loaded = [blelog.load(path, probs) for path in sources]
+    if repair_clock:
+        retime_logs(loaded)
+    for path, contents in zip(sources, loaded, strict=True):
         headers.extend(contents.headers)
         first_event_line: dict[str, int] = {}
         cuts: dict[str, list[int]] = {}
@@ -682,7 +737,9 @@ def load_streams(
     *,
     batch_size: int = DEFAULT_BATCH,
     problems: Problems | None = None,
+    repair_clock: bool = True,
 ) -> tuple[NightStreams, LoadReport]:
     """``(NightStreams, LoadReport)`` of session logs; see :func:`load_session`."""
-    s = load_session(paths, batch_size=batch_size, problems=problems)
+    s = load_session(paths, batch_size=batch_size, problems=problems,
+                     repair_clock=repair_clock)
     return s.night, s.report
