@@ -305,7 +305,8 @@ def simulate(
     acc_rate_hz: float = typer.Option(50.0, help="Polar PMD accelerometer rate (25/50/100/200)."),
     dropouts_per_h: float = typer.Option(0.0, help="Mean radio dropouts per hour."),
     disconnects: float = typer.Option(0.0, help="Mean disconnects per night."),
-    clock_step_s: float = typer.Option(0.0, help="Host clock steps by this 30 min in."),
+    clock_step_s: float = typer.Option(
+        0.0, help="Host clock is off by minus this until NTP steps it right 30 min in."),
     hr_offset_bpm: float = typer.Option(0.0, help="Added to the heart-rate baseline."),
     rr_file: Path | None = typer.Option(None, help="MMASH RR.csv.gz: use these real beats."),
     rem_scale: float = typer.Option(1.0, help="Multiply REM period lengths."),

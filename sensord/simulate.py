@@ -113,9 +113,9 @@ class SimConfig:
         Mean number of disconnects (30-300 s, logged as device events).
     clock_step_s
         The host's wall clock steps by this much 30 min into the first night (a
-        Raspberry Pi without RTC whose NTP sync comes late): later events carry the
-        stepped wall time, a :class:`~sensord.model.ClockEvent` records the step, the
-        monotonic clock and the ground truth stay true.
+        Raspberry Pi without RTC whose NTP sync comes late): until then it is off by
+        ``-clock_step_s``, the step (a :class:`~sensord.model.ClockEvent`, synchronised)
+        sets it right; the monotonic clock and the ground truth stay true.
     rr_file
         MMASH ``RR.csv.gz``: drive heart rate and RR from these real beats instead.
     participant, device
@@ -823,15 +823,16 @@ def write_night_log(
     extra = {"simulated": True, "seed": cfg.seed, "profile": cfg.profile, "night": night.index}
     step_ns = round(cfg.clock_step_s * 1e9) if night.index == 0 else 0
     step_at = night.start_ns + 1800 * _NS if step_ns else None
-    offset = 0  # host wall clock minus true time
+    offset = -step_ns  # host wall clock minus true time: wrong until the NTP step sets it
     w = BlelogWriter(path, participant=cfg.participant, tz=cfg.tz, host=host,
-                     wall_ns=first, mono_ns=first - boot_wall_ns, fsync=False, extra=extra)
+                     wall_ns=first + offset, mono_ns=first - boot_wall_ns, fsync=False,
+                     extra=extra)
     try:
         for true_ns, item in zip(walls.tolist(), items, strict=True):
             mono = true_ns - boot_wall_ns
             if step_at is not None and true_ns >= step_at:
-                offset = step_ns
-                w.write(ClockEvent(step_at + offset, step_at - boot_wall_ns, step_ns, True))
+                offset = 0
+                w.write(ClockEvent(step_at, step_at - boot_wall_ns, step_ns, True))
                 step_at = None
             wall = true_ns + offset
             if isinstance(item, DeviceEvent):

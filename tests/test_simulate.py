@@ -219,7 +219,7 @@ def test_bad_config_is_a_clear_error() -> None:
         sim.simulate(sim.SimConfig(nights=2, effects=(sim.NightEffects(),)))
 
 
-def test_clock_step_is_logged_and_shifts_later_wall_times(tmp_path: Path) -> None:
+def test_clock_step_is_logged_and_sets_the_wall_clock_right(tmp_path: Path) -> None:
     from sensord import blelog
     from sensord.model import ClockEvent, RawNotification
 
@@ -235,3 +235,6 @@ def test_clock_step_is_logged_and_shifts_later_wall_times(tmp_path: Path) -> Non
     assert len(set(before)) == 1 and len(set(after)) == 1
     assert after[0] - before[0] == -7_500_000_000
     assert result.nights[0].start_ns % (30 * 10**9) == 0  # the truth stays in true UTC
+    # the step (NTP) sets the clock right: from it on, wall times are true UTC
+    first_after = min(e.wall_ns for e in notes if e.mono_ns >= step_mono)
+    assert 0 <= first_after - (result.nights[0].start_ns + 1800 * 10**9) < 5 * 10**9
