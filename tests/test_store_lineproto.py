@@ -134,8 +134,8 @@ def test_columns_skip_rows_without_fields_and_validate_shapes() -> None:
         encode_columns("m", {}, [1, 2], {"x": [1.0]})
     with pytest.raises(SchemaError, match="NUL byte"):
         encode_columns("m", {"p": "a\x00"}, [1], {"x": [1.0]})
-    for n in (1, 40):  # a few points (point by point) and many (byte matrices)
-        with pytest.raises(SchemaError, match="NUL byte in a string"):
+    for n in (1, lineproto.SMALL_BATCH + 1):  # point by point, byte matrices
+        with pytest.raises(SchemaError, match=r"m\.s: NUL byte in a string"):
             strings = np.array(["ok"] * (n - 1) + ["a\x00b"], dtype=object)
             encode_columns("m", {}, np.arange(n), {"s": strings})
     with pytest.raises(SchemaError, match=r"m\.s: columnar fields must be"):

@@ -244,8 +244,6 @@ def _field_blocks(
         present = np.array([v is not None for v in values.tolist()], dtype=bool)
         labels, codes = np.unique(np.where(present, values, "").astype(str), return_inverse=True)
         quoted = np.array([f'"{escape_string(str(v))}"'.encode() for v in labels.tolist()])
-        if any(b"\x00" in q for q in quoted.tolist()):
-            raise SchemaError("NUL byte in a string value", measurement="?", key=key)
         blocks = [_matrix(quoted[codes.ravel()])]
     else:
         present = np.ones(n, dtype=bool)
@@ -315,7 +313,10 @@ def encode_columns(
                 measurement=measurement,
                 key=key,
             )
-        columns.append((key, values, _kind_of(values, key, measurement)))
+        kind = _kind_of(values, key, measurement)
+        if kind == "s" and any(v is not None and "\x00" in str(v) for v in values.tolist()):
+            raise SchemaError("NUL byte in a string value", measurement=measurement, key=key)
+        columns.append((key, values, kind))
     if n <= SMALL_BATCH:
         return _encode_rows(measurement, tags, t, columns)
     blocks: list[npt.NDArray[np.uint8]] = [_constant(head, n)]
@@ -361,10 +362,7 @@ def _encode_rows(
         elif kind == "b":
             as_python.append((key, values.astype(bool).tolist()))
         else:
-            texts = [None if v is None else str(v) for v in values.tolist()]
-            if any(v is not None and "\x00" in v for v in texts):
-                raise SchemaError("NUL byte in a string value", measurement="?", key=key)
-            as_python.append((key, texts))
+            as_python.append((key, [None if v is None else str(v) for v in values.tolist()]))
     lines = []
     for i, t in enumerate(t_ns.tolist()):
         line = encode_line(measurement, tags, {key: col[i] for key, col in as_python}, t)
