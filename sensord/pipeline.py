@@ -578,39 +578,30 @@ def retime_logs(logs: Sequence[blelog.LogContents]) -> None:
     :func:`sensord.clock.repair_wall_ns` of all records of all logs in order (each log's
     records by line, the logs one after the other), as the daemon's live clock tracking
     does. A log without steps is left as it is."""
-    lines, walls, monos = [], [], []
-    for c in logs:
-        lines.append(np.array([ln for ln, _ in c.device_events] +
-                              [ln for ln, _ in c.clock_events], dtype=np.int64))
-        walls.append(np.array([ev.wall_ns for _, ev in c.device_events] +
-                              [ev.wall_ns for _, ev in c.clock_events], dtype=np.int64))
-        monos.append(np.array([ev.mono_ns for _, ev in c.device_events] +
-                              [ev.mono_ns for _, ev in c.clock_events], dtype=np.int64))
-        for ch in c.channels.values():
-            lines.append(ch.line)
-            walls.append(ch.wall_ns)
-            monos.append(ch.mono_ns)
-    sizes = [a.size for a in lines]
-    if not sum(sizes):
+    parts = []  # (log, line, wall, mono) per block of records, in a fixed order
+    for k, c in enumerate(logs):
+        events: list[tuple[int, DeviceEvent | ClockEvent]] = [*c.device_events, *c.clock_events]
+        parts.append((np.full(len(events), k), np.array([ln for ln, _ in events]),
+                      np.array([e.wall_ns for _, e in events]),
+                      np.array([e.mono_ns for _, e in events])))
+        parts += [(np.full(len(ch), k), ch.line, ch.wall_ns, ch.mono_ns)
+                  for ch in c.channels.values()]
+    if not parts:
         return
-    # arrival order: the log, then the line within it
-    log_of = np.repeat(np.arange(len(sizes)), sizes)
-    per_log = np.cumsum([0] + [1 + len(c.channels) for c in logs])
-    log_index = np.searchsorted(per_log, log_of, side="right") - 1
-    line = np.concatenate(lines)
-    wall = np.concatenate(walls)
-    order = np.lexsort((line, log_index))
-    fixed = repair_wall_ns(wall[order], np.concatenate(monos)[order])
+    log_k, line, wall, mono = (np.concatenate([p[i] for p in parts]).astype(np.int64)
+                               for i in range(4))
+    if not wall.size:
+        return
+    order = np.lexsort((line, log_k))  # arrival order: the log, then the line within it
     shift = np.empty_like(wall)
-    shift[order] = fixed - wall[order]
+    shift[order] = repair_wall_ns(wall[order], mono[order]) - wall[order]
     if not shift.any():
         return
     pos = 0
     for c in logs:
-        n_events = len(c.device_events) + len(c.clock_events)
-        d = shift[pos : pos + n_events].tolist()
-        pos += n_events
-        n_dev = len(c.device_events)
+        n_dev, n_clk = len(c.device_events), len(c.clock_events)
+        d = shift[pos : pos + n_dev + n_clk].tolist()
+        pos += n_dev + n_clk
         c.device_events = [(ln, dataclasses.replace(ev, wall_ns=ev.wall_ns + dt))
                            for (ln, ev), dt in zip(c.device_events, d[:n_dev], strict=True)]
         c.clock_events = [(ln, dataclasses.replace(ev, wall_ns=ev.wall_ns + dt))
