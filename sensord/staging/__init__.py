@@ -1,6 +1,7 @@
 """Sleep-staging core: epochs, motion and cardiac features, scorers, hypnogram, metrics.
 
-Pure numpy/scipy: arrays in, values out, no I/O except reading the shipped model file.
+Pure numpy (scipy only in training and two offline scorers): arrays in, values out, no I/O
+except reading the shipped model file.
 The entry point is :func:`score_night`.
 """
 

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
 from sensord.model import EPOCH_NS, BeatStream
+from sensord.staging import filters
 from sensord.staging.epochs import EpochGrid, epoch_index
 
 F64 = npt.NDArray[np.float64]
@@ -230,7 +230,7 @@ def _band_powers(grid: EpochGrid, nn: NNSeries, mid_ns: I64) -> tuple[F64, F64]:
 @functools.lru_cache(maxsize=4)
 def _hann(n: int) -> F64:
     """The periodic Hann window of ``scipy.signal.periodogram`` (made once per length)."""
-    win = np.asarray(signal.get_window("hann", n), dtype=np.float64)
+    win = filters.periodic_hann(n)
     win.setflags(write=False)
     return win
 

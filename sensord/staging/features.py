@@ -35,9 +35,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import ndimage
 
 from sensord.model import EPOCH_S
+from sensord.staging import filters
 
 F64 = npt.NDArray[np.float64]
 
@@ -148,7 +148,8 @@ class _WindowMeans:
     """Centred means over ``w`` epochs of several series at once, missing epochs left out,
     the edges padded with the first / last value.
 
-    One ``uniform_filter1d`` over the stacked series per window length (and one over
+    One running mean (``filters.running_mean_nearest``, as ``ndimage.uniform_filter1d``)
+    over the stacked series per window length (and one over
     their masks), instead of one per series and length: the design matrix of a 20-epoch
     window needs 12 filter calls, not about a hundred (the live daemon scores one every
     30 s). Each column is filtered exactly as on its own.
@@ -159,10 +160,8 @@ class _WindowMeans:
         ok = np.isfinite(x)
         xv = np.where(ok, x, 0.0)
         okf = ok.astype(np.float64)
-        self._s = {w: ndimage.uniform_filter1d(xv, w, axis=0, mode="nearest")
-                   for w in windows}
-        self._n = {w: ndimage.uniform_filter1d(okf, w, axis=0, mode="nearest")
-                   for w in windows}
+        self._s = {w: filters.running_mean_nearest(xv, w) for w in windows}
+        self._n = {w: filters.running_mean_nearest(okf, w) for w in windows}
         finite = ok.sum(axis=0)
         self.night_mean = np.where(finite > 0, xv.sum(axis=0) / np.maximum(finite, 1), np.nan)
         """Each series' mean over the night's finite values (``NaN`` if none)."""
@@ -192,7 +191,7 @@ def _context(x: F64, means: _WindowMeans, j: int, j_sq: int) -> list[F64]:
         fut = np.concatenate((m21[sh:], np.full(sh, m21[-1] if m21.size else np.nan)))[: x.size]
         cols.extend((past, fut))
     filled = np.where(np.isfinite(x), x, -np.inf)
-    mx = ndimage.maximum_filter1d(filled, 21, mode="nearest") if x.size else x
+    mx = filters.running_max_nearest(filled, 21) if x.size else x
     cols.append(np.where(np.isfinite(mx), mx, np.nan))
     # context that reaches only missing epochs (next to a gap) takes the night's mean of
     # the feature, a neutral value; the epoch's own value stays NaN when it is missing

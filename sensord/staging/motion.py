@@ -14,13 +14,14 @@ raw signal (van Hees et al. 2015, PLoS ONE 10:e0142533).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage, signal
 
 from sensord.errors import StagingError
 from sensord.model import AccStream, CountStream
+from sensord.staging import filters
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -62,19 +63,35 @@ _CHUNK = 1 << 16
 intermediates would cost the scoring worker some 150 MB; chunks give the same counts."""
 
 
+def _decaying_sum(u: F64, q: float, before: F64) -> F64:
+    """``e[m] = q * e[m-1] + u[m]`` along axis 1 for ``|q| < 0.1``, ``e[-1] = before``.
+
+    Summed as ``sum_k q**k u[m-k]`` over the terms that still count: with the rate
+    converter's ``q = 0.0305`` the twelfth is below 2**-60 of the first, under a double's
+    rounding, so the sum agrees with the recursion to rounding (checked in the tests)."""
+    n = u.shape[1]
+    terms = min(n, math.ceil(-60 * math.log(2) / math.log(abs(q))))
+    kernel = q ** np.arange(terms)
+    e = np.stack([np.convolve(row, kernel)[:n] for row in u])
+    # the state before the piece fades as fast (later terms would only be denormals)
+    e[:, :terms] += q ** np.arange(1, terms + 1) * before[:, None]
+    return e
+
+
 class _GridCounter:
     """ActiGraph counts of uniformly sampled acceleration fed in pieces of any length.
 
     Holds the state that makes pieces give the counts of the whole: the rate converter's
     phase and low-pass state, the band-pass filter state and the unfinished second. Both
-    filters are linear recursions run sample by sample, so a piece started from the state
-    the previous one left computes the same floating-point values as one call over all.
+    filters are linear recursions; a piece started from the state the previous one left
+    gives the values of one call over all up to rounding (about 1e-12 of the signal for
+    the band-pass, :func:`sensord.staging.filters.iir_filter`), far from moving a count.
     """
 
     def __init__(self, fs: int) -> None:
         self.fs = fs
         self._in = 0  # grid samples given to the rate conversion so far
-        self._rs_zi = np.zeros((3, 1))
+        self._block_end = np.zeros(3)  # low-pass output at the end of the last input block
         self._bpf_zi: F64 | None = None
         self._mag = np.zeros((3, 0))  # rectified 30-Hz samples of the unfinished second
 
@@ -87,18 +104,24 @@ class _GridCounter:
             return np.round(x, 3)
         if self.fs in (60, 90):  # integer decimation, no filter
             return np.asarray(np.round(x[:, (-lo) % down :: down], 3), dtype=np.float64)
-        # zero-stuff by ``up`` and low-pass with y[i] = a*up*(u[i] + u[i-1]) - b*y[i-1]; the
-        # stuffed signal u is zero except at multiples of ``up``, so the drive term is a*up*x
-        # at offsets 0 and 1 of every block
+        # Zero-stuff by ``up`` (3) and low-pass with y[i] = a*up*(u[i] + u[i-1]) + p*y[i-1],
+        # p = -b. The stuffed signal u is x[m] at offset 0 of block m and zero elsewhere, so
+        # the drive is c = a*up*x[m] at offsets 0 and 1 and, with E[m] the output at the
+        # block's last offset, offset r of block m is y = p^(r+1) E[m-1] + c*g_r with
+        # g_0 = 1, g_r = p^r + p^(r-1): E itself is a first-order recursion at the input
+        # rate, E[m] = p^up E[m-1] + c*g_(up-1). Only every ``down``-th stuffed sample is
+        # kept (counted from the first piece), so only those are formed.
         a_fp = np.pi / (np.pi + 2 * up)
-        b_fp = (np.pi - 2 * up) / (np.pi + 2 * up)
-        drive = np.zeros((3, x.shape[1] * up))
-        scaled = (a_fp * up) * x
-        drive[:, ::up] = scaled
-        drive[:, 1::up] = scaled
-        filt, self._rs_zi = signal.lfilter([1.0], [1.0, b_fp], drive, axis=1, zi=self._rs_zi)
-        # keep every ``down``-th sample of the stuffed stream, counted from the first piece
-        return np.asarray(np.round(filt[:, (-lo * up) % down :: down], 3), dtype=np.float64)
+        p = -(np.pi - 2 * up) / (np.pi + 2 * up)
+        gain = np.array([1.0] + [p**r + p ** (r - 1) for r in range(1, up)])
+        drive = (a_fp * up) * x
+        ends = _decaying_sum(gain[-1] * drive, p**up, self._block_end)
+        prev = np.concatenate((self._block_end[:, None], ends[:, :-1]), axis=1)
+        self._block_end = ends[:, -1].copy()
+        kept = np.arange((-lo * up) % down, x.shape[1] * up, down)
+        block, offset = kept // up, kept % up
+        filt = (p ** np.arange(1, up + 1))[offset] * prev[:, block] + gain[offset] * drive[:, block]
+        return np.asarray(np.round(filt, 3), dtype=np.float64)
 
     def seconds(self, grid: F64) -> I64:
         """Per-axis counts ``(n_sec, 3)`` of the 1-s bins that ``grid`` (``(3, m)`` samples
@@ -109,8 +132,8 @@ class _GridCounter:
         if x30.shape[1] == 0:
             return np.zeros((0, 3), dtype=np.int64)
         if self._bpf_zi is None:  # the filter starts at rest on the first sample
-            self._bpf_zi = signal.lfilter_zi(_BPF_B, _BPF_A)[None, :] * x30[:, :1]
-        bpf, self._bpf_zi = signal.lfilter(_BPF_B, _BPF_A, x30, zi=self._bpf_zi, axis=1)
+            self._bpf_zi = filters.iir_steady_state(_BPF_B, _BPF_A)[None, :] * x30[:, :1]
+        bpf, self._bpf_zi = filters.iir_filter(_BPF_B, _BPF_A, x30, self._bpf_zi)
         mag = np.abs(_GAIN * bpf)
         mag[mag < 4] = 0
         mag = np.concatenate((self._mag, np.floor(np.minimum(mag, 128))), axis=1)
@@ -335,6 +358,8 @@ def angle_deg(acc_g: F64, fs_hz: float) -> F64:
     """van Hees (2015) angle per sample: ``atan(z / sqrt(x^2 + y^2))`` in degrees, on the
     5-s rolling median of each axis."""
     a = np.asarray(acc_g, dtype=np.float64)
+    from scipy import ndimage  # only here: the daemon's scoring never needs it
+
     w = max(1, round(5 * fs_hz))
     med = ndimage.median_filter(a, size=(w, 1), mode="nearest")
     return np.degrees(np.arctan2(med[:, 2], np.hypot(med[:, 0], med[:, 1])))
