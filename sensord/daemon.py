@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -704,6 +705,10 @@ class DaemonOptions:
     """Score in a separate worker process (keeps the recording process small)."""
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Environment variables that set numpy's BLAS thread count (OpenBLAS, OpenMP, MKL builds)."""
+
+
 class Daemon:
     """All supervisors, the pipeline (log first), the clock watch, export, status, systemd."""
 
@@ -763,7 +768,9 @@ class Daemon:
         self._ticks = 0
         self._trim = _malloc_trim()
         self._scorer: concurrent.futures.Executor | None = None
-        self._provisional: concurrent.futures.Future[tuple[bytes, int, int]] | None = None
+        # set once the running provisional job's result is queued (its done callback ran:
+        # a future counts as done before its callbacks have run)
+        self._provisional_queued: threading.Event | None = None
         self._live_token = f"{os.getpid()}-{id(self)}-{time.monotonic_ns()}"
         self._acc_sent_ns: dict[str, int] = {}  # newest acceleration sent per device
 
@@ -812,6 +819,11 @@ class Daemon:
         night's arrays never enter the recording process), or this thread if disabled."""
         if self._scorer is None:
             if self.options.score_in_subprocess:
+                # The worker's matrix products are small: a second BLAS thread only spins
+                # (on 2 cores it doubled the worker's CPU time). The worker inherits this;
+                # numpy here is loaded already, and a value set by the user wins.
+                for var in BLAS_THREAD_VARIABLES:
+                    os.environ.setdefault(var, "1")
                 self._scorer = concurrent.futures.ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             else:
@@ -835,7 +847,7 @@ class Daemon:
         """
         if self.outbox is None or not self.clock_watch.synced:
             return
-        if self._provisional is not None and not self._provisional.done():
+        if self._provisional_queued is not None and not self._provisional_queued.is_set():
             return
         end = int(self.clock_watch.correct(np.array([now_wall_ns]))[0]) // EPOCH_NS * EPOCH_NS
         start = end - int(self.options.provisional_window_s * 1e9) // EPOCH_NS * EPOCH_NS
@@ -867,7 +879,7 @@ class Daemon:
             return
         if acc_new is not None:
             self._acc_sent_ns[acc_source] = int(acc_new.t_ns[-1])
-        self._provisional = fut
+        queued = self._provisional_queued = threading.Event()
         outbox = self.outbox
 
         def done(f: concurrent.futures.Future[tuple[bytes, int, int]]) -> None:
@@ -877,21 +889,24 @@ class Daemon:
                 self.problems.add("host", "provisional scoring failed", repr(exc))
                 if isinstance(exc, concurrent.futures.BrokenExecutor):
                     self._forget_scorer()
+                queued.set()
                 return
-            if n_new:
-                # provisional stages are re-derived in the morning: no fsync for them
-                outbox.add_body(body, source="daemon provisional", durable=False)
-                self.provisional_cursor_ns = max(self.provisional_cursor_ns, cursor)
-                self.provisional_epochs += n_new
-                self.provisional_batches += 1
+            try:
+                if n_new:
+                    # provisional stages are re-derived in the morning: no fsync for them
+                    outbox.add_body(body, source="daemon provisional", durable=False)
+                    self.provisional_cursor_ns = max(self.provisional_cursor_ns, cursor)
+                    self.provisional_epochs += n_new
+                    self.provisional_batches += 1
+            finally:
+                queued.set()
 
         fut.add_done_callback(done)
 
     def wait_scoring(self) -> None:
         """Block until the running provisional job (if any) has been queued."""
-        if self._provisional is not None:
-            with contextlib.suppress(Exception):
-                self._provisional.result()
+        if self._provisional_queued is not None:
+            self._provisional_queued.wait()
 
     def rescore(self, paths: list[Path]) -> dict[str, Any] | None:
         """Final stages and summary of the night in ``paths`` into the outbox (blocking)."""
