@@ -11,8 +11,12 @@ the counts of the same samples taken at once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,3 +119,49 @@ def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
           f"{both.sum()} epochs scored by both")
     assert both.sum() > 0.9 * live_codes.size
     assert kappa > 0.1  # better than chance; provisional stages see ten minutes, not the night
+
+
+class _LateCallbacks(concurrent.futures.Executor):
+    """Runs each job in a thread whose future has a slow first callback: the result is
+    visible (``done()``, ``result()``) 0.3 s before later callbacks run, as a process
+    pool's management thread can leave it."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        fut.add_done_callback(lambda _f: time.sleep(0.3))
+
+        def work() -> None:
+            result = fn(*args, **kwargs)
+            time.sleep(0.05)  # the daemon has added its callback by now
+            fut.set_result(result)
+
+        threading.Thread(target=work, daemon=True).start()
+        return fut
+
+
+def test_waiting_for_a_provisional_job_waits_until_its_stages_are_queued(tmp_path: Path) -> None:
+    cfg = SimConfig(seed=4, nights=1, duration_h=0.5, profile="polar_h10", acc_rate_hz=50.0,
+                    participant="p1")
+    _sim, logs = simulate_to_files(cfg, tmp_path / "sim")
+    events = list(iter_events(logs[0]))
+    clock = RecordClock()
+    clock.wall, clock.mono = events[0].wall_ns, events[0].mono_ns
+    store = LocalStore(tmp_path / "outbox.sqlite")
+    daemon = Daemon([Spec()], transport=None,  # type: ignore[arg-type]  # no radio
+                    pipeline=Pipeline(writer=None), clock=clock,
+                    options=DaemonOptions(score_in_subprocess=False), outbox=store,
+                    participant="p1", tz="Europe/Zurich")
+    daemon._scorer = _LateCallbacks()
+    for ev in events:
+        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
+        daemon.supervisors[0].on_event(ev)
+    daemon.pipeline.decode_pending()
+    daemon.provisional_stage(clock.wall_ns())
+    daemon.wait_scoring()
+    # queued and the cursor moved: a tick now cannot stage the same epochs again
+    assert daemon.provisional_epochs > 0 and daemon.provisional_cursor_ns > 0
+    cursor = daemon.provisional_cursor_ns
+    daemon.provisional_stage(clock.wall_ns())
+    daemon.wait_scoring()
+    assert daemon.provisional_cursor_ns == cursor
+    store.close()
