@@ -504,7 +504,7 @@ def provisional_job(token: str, night: NightStreams, acc_source: str, acc_new: A
     stager = _LIVE_STAGERS.setdefault(token, LiveStager())
     if acc_new is not None and len(acc_new):
         stager.add_acc(acc_source, acc_new)
-    result = stager.score(night, tz=tz)
+    result = stager.score(night, tz=tz, hrv_from_ns=lo_ns)
     t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
     new = (t_ep >= lo_ns) & (t_ep + EPOCH_NS <= end_ns)
     if not new.any():

@@ -59,3 +59,31 @@ def test_a_new_source_restarts_the_counts() -> None:
     assert stager.source == "chest"
     whole = counts_from_stream(chest)
     np.testing.assert_array_equal(stager.counts.t_ns, whole.t_ns[:len(stager.counts)])
+
+
+def test_hrv_from_a_time_equals_the_whole_window_there_and_changes_nothing_else() -> None:
+    from sensord.model import EPOCH_NS, BeatStream, NightStreams
+    from sensord.simulate import SimConfig, simulate_night
+    from sensord.staging.core import score_night
+
+    sn = simulate_night(SimConfig(seed=5, duration_h=0.5), 0)
+    start = int(sn.start_ns)
+    end = start + 10 * 60 * 10**9
+    keep = (sn.beat_t_ns >= start) & (sn.beat_t_ns < end)
+    night = NightStreams(start, end, beats=BeatStream(sn.beat_t_ns[keep], sn.rr_ms[keep]))
+    whole = score_night(night, tz="UTC")
+    t_ep = whole.features["t_ns"]
+    # from the middle of an epoch: that epoch starts before it, so it has no HRV
+    from_ns = int(t_ep[8]) + EPOCH_NS // 2
+    part = score_night(night, tz="UTC", hrv_from_ns=from_ns)
+    later = t_ep >= from_ns
+    assert later.sum() == 11
+    for key in ("rmssd_ms", "sdnn_ms", "pnn50_pct", "lf_ms2", "hf_ms2", "lf_hf", "hrv_cover"):
+        assert np.array_equal(part.features[key][later], whole.features[key][later],
+                              equal_nan=True), key
+        empty = 0.0 if key == "hrv_cover" else np.nan
+        assert np.array_equal(part.features[key][~later], np.full((~later).sum(), empty),
+                              equal_nan=True), key
+    assert np.isfinite(whole.features["rmssd_ms"][later]).sum() >= 4  # something to equal
+    assert np.array_equal(part.hypnogram.stages, whole.hypnogram.stages)
+    assert np.array_equal(part.hypnogram.probabilities, whole.hypnogram.probabilities)

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from sensord import clock
 from sensord.errors import StagingError
-from sensord.model import EPOCH_S, AccStream, BeatStream, CountStream, NightStreams
+from sensord.model import EPOCH_NS, EPOCH_S, AccStream, BeatStream, CountStream, NightStreams
 from sensord.staging import cardiac, features, motion
 from sensord.staging.epochs import (
     EpochGrid,
@@ -101,8 +101,28 @@ def clean_acc(t_ns: npt.NDArray[np.int64], acc_g: F64) -> tuple[npt.NDArray[np.i
     return t, a, dropped + int(in_range.size - np.count_nonzero(in_range))
 
 
+def _hrv_from(grid: EpochGrid, nn: cardiac.NNSeries, from_ns: int | None) -> dict[str, F64]:
+    """``cardiac.hrv_per_epoch`` of the epochs from ``from_ns`` on (all if ``None``).
+
+    Each epoch's HRV depends only on the beats of its own window (and the 4-Hz lattice
+    of the band powers is fixed in absolute time), so the epochs of a later sub-grid get
+    the values they get on the whole grid."""
+    skip = 0 if from_ns is None else min(grid.n, max(0, -(-(from_ns - grid.start_ns)
+                                                         // EPOCH_NS)))
+    if skip == 0:
+        return cardiac.hrv_per_epoch(grid, nn)
+    part = cardiac.hrv_per_epoch(EpochGrid(grid.start_ns + skip * EPOCH_NS, grid.n - skip), nn)
+    out: dict[str, F64] = {}
+    for key, values in part.items():
+        full = np.full(grid.n, 0.0 if key == "hrv_cover" else np.nan)
+        full[skip:] = values
+        out[key] = full
+    return out
+
+
 def score_night(
-    streams: NightStreams, *, tz: str, model: StagerModel | None = None
+    streams: NightStreams, *, tz: str, model: StagerModel | None = None,
+    hrv_from_ns: int | None = None,
 ) -> NightResult:
     """Score one night (see module docstring).
 
@@ -114,6 +134,10 @@ def score_night(
         The participant's IANA time zone (night label and local times only).
     model
         Stager model; the shipped one if ``None``.
+    hrv_from_ns
+        Compute the HRV features only for epochs starting at or after this time (``NaN``,
+        cover 0, before it; the values of the others are the same as without it). The
+        live scorer reports only its newest epochs; stages never use HRV.
     """
     zone_check = clock.zone(tz)  # fail early, naming the zone
     del zone_check
@@ -151,10 +175,10 @@ def score_night(
         hr_cover = np.zeros(n)
         hr_src_t, hr_src_v = hr_t, hr_v
     if nn is not None:
-        hrv = cardiac.hrv_per_epoch(grid, nn)
+        hrv = _hrv_from(grid, nn, hrv_from_ns)
         rr_flags = cardiac.flags_per_epoch(grid, nn)
     else:
-        hrv = cardiac.hrv_per_epoch(grid, cardiac.correct_rr(BeatStream(hr_t[:0], hr_v[:0])))
+        hrv = _hrv_from(grid, cardiac.correct_rr(BeatStream(hr_t[:0], hr_v[:0])), hrv_from_ns)
         rr_flags = np.zeros(n, dtype=np.int64)
 
     # --- motion ------------------------------------------------------------------------

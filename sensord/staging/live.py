@@ -71,9 +71,11 @@ class LiveStager:
                 np.concatenate((self.counts.counts[old], new.counts)), 1.0)
         return len(new)
 
-    def score(self, night: NightStreams, *, tz: str) -> NightResult:
+    def score(self, night: NightStreams, *, tz: str,
+              hrv_from_ns: int | None = None) -> NightResult:
         """Score ``night`` (heart rate, beats, off-body; its window) with the rolling
-        counts in place of raw acceleration."""
+        counts in place of raw acceleration; HRV only from ``hrv_from_ns`` on (the epochs
+        the caller reports; see ``score_night``)."""
         window = dataclasses.replace(night, acc=None, counts=self.counts if len(self.counts)
                                      else None)
-        return score_night(window, tz=tz)
+        return score_night(window, tz=tz, hrv_from_ns=hrv_from_ns)
