@@ -14,7 +14,6 @@ raw signal (van Hees et al. 2015, PLoS ONE 10:e0142533).
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import numpy.typing as npt
@@ -63,21 +62,6 @@ _CHUNK = 1 << 16
 intermediates would cost the scoring worker some 150 MB; chunks give the same counts."""
 
 
-def _decaying_sum(u: F64, q: float, before: F64) -> F64:
-    """``e[m] = q * e[m-1] + u[m]`` along axis 1 for ``|q| < 0.1``, ``e[-1] = before``.
-
-    Summed as ``sum_k q**k u[m-k]`` over the terms that still count: with the rate
-    converter's ``q = 0.0305`` the twelfth is below 2**-60 of the first, under a double's
-    rounding, so the sum agrees with the recursion to rounding (checked in the tests)."""
-    n = u.shape[1]
-    terms = min(n, math.ceil(-60 * math.log(2) / math.log(abs(q))))
-    kernel = q ** np.arange(terms)
-    e = np.stack([np.convolve(row, kernel)[:n] for row in u])
-    # the state before the piece fades as fast (later terms would only be denormals)
-    e[:, :terms] += q ** np.arange(1, terms + 1) * before[:, None]
-    return e
-
-
 class _GridCounter:
     """ActiGraph counts of uniformly sampled acceleration fed in pieces of any length.
 
@@ -115,7 +99,9 @@ class _GridCounter:
         p = -(np.pi - 2 * up) / (np.pi + 2 * up)
         gain = np.array([1.0] + [p**r + p ** (r - 1) for r in range(1, up)])
         drive = (a_fp * up) * x
-        ends = _decaying_sum(gain[-1] * drive, p**up, self._block_end)
+        q = p**up
+        ends, _ = filters.iir_filter([1.0], [1.0, -q], gain[-1] * drive,
+                                     q * self._block_end[:, None])
         prev = np.concatenate((self._block_end[:, None], ends[:, :-1]), axis=1)
         self._block_end = ends[:, -1].copy()
         kept = np.arange((-lo * up) % down, x.shape[1] * up, down)
