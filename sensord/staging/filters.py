@@ -199,13 +199,13 @@ def iir_steady_state(b: npt.ArrayLike, a: npt.ArrayLike) -> F64:
     return np.asarray(np.linalg.solve(np.eye(trans.shape[0]) - trans, inp), dtype=np.float64)
 
 
-def _extended(x: F64, w: int) -> tuple[F64, int]:
+def _extended(x: F64, w: int) -> F64:
     """``x`` (along axis 0) extended by ``w // 2`` copies of its first row and
     ``w - w // 2 - 1`` of its last (the centred window of ``ndimage``)."""
     before = w // 2
     after = w - before - 1
     return np.concatenate((np.repeat(x[:1], before, axis=0), x,
-                           np.repeat(x[-1:], after, axis=0)), axis=0), before
+                           np.repeat(x[-1:], after, axis=0)), axis=0)
 
 
 def running_mean_nearest(x: F64, w: int) -> F64:
@@ -220,7 +220,7 @@ def running_mean_nearest(x: F64, w: int) -> F64:
         raise StagingError(f"running mean needs a window of at least 1, got {w}")
     if xx.shape[0] == 0:
         return xx.copy()
-    ext, _ = _extended(xx, w)
+    ext = _extended(xx, w)
     steps = np.empty_like(xx)
     steps[0] = np.cumsum(ext[:w], axis=0)[-1]
     np.subtract(ext[w:], ext[: xx.shape[0] - 1], out=steps[1:])
@@ -233,7 +233,7 @@ def running_max_nearest(x: F64, w: int) -> F64:
     xx = np.asarray(x, dtype=np.float64)
     if xx.size == 0:
         return xx.copy()
-    ext, _ = _extended(xx, w)
+    ext = _extended(xx, w)
     return np.asarray(np.lib.stride_tricks.sliding_window_view(ext, w).max(axis=1),
                       dtype=np.float64)
 
