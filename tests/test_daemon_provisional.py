@@ -41,9 +41,12 @@ def _field(line: str, key: str) -> str:
     return m.group(1)
 
 
-def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
-    cfg = SimConfig(seed=3, nights=1, duration_h=1.0, profile="polar_h10", acc_rate_hz=50.0,
-                    participant="p1")
+def _live_daemon(tmp_path: Path, seed: int, hours: float, **options: Any
+                 ) -> tuple[list[Any], RecordClock, LocalStore, Daemon]:
+    """A simulated H10 recording's events and an in-process daemon (no radio) driven by
+    their clock, with a real SQLite outbox."""
+    cfg = SimConfig(seed=seed, nights=1, duration_h=hours, profile="polar_h10",
+                    acc_rate_hz=50.0, participant="p1")
     _sim, logs = simulate_to_files(cfg, tmp_path / "sim")
     events = list(iter_events(logs[0]))
     clock = RecordClock()
@@ -51,8 +54,13 @@ def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "outbox.sqlite")
     daemon = Daemon([Spec()], transport=None,  # type: ignore[arg-type]  # no radio
                     pipeline=Pipeline(writer=None), clock=clock,
-                    options=DaemonOptions(score_in_subprocess=False, keep_s=7200.0), outbox=store,
+                    options=DaemonOptions(score_in_subprocess=False, **options), outbox=store,
                     participant="p1", tz="Europe/Zurich")
+    return events, clock, store, daemon
+
+
+def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
+    events, clock, store, daemon = _live_daemon(tmp_path, 3, 1.0, keep_s=7200.0)
     sup = daemon.supervisors[0]
     tick_epochs: list[int] = []  # provisional epochs queued by each tick
     next_tick = events[0].mono_ns + 30 * 10**9
@@ -140,17 +148,7 @@ class _LateCallbacks(concurrent.futures.Executor):
 
 
 def test_waiting_for_a_provisional_job_waits_until_its_stages_are_queued(tmp_path: Path) -> None:
-    cfg = SimConfig(seed=4, nights=1, duration_h=0.5, profile="polar_h10", acc_rate_hz=50.0,
-                    participant="p1")
-    _sim, logs = simulate_to_files(cfg, tmp_path / "sim")
-    events = list(iter_events(logs[0]))
-    clock = RecordClock()
-    clock.wall, clock.mono = events[0].wall_ns, events[0].mono_ns
-    store = LocalStore(tmp_path / "outbox.sqlite")
-    daemon = Daemon([Spec()], transport=None,  # type: ignore[arg-type]  # no radio
-                    pipeline=Pipeline(writer=None), clock=clock,
-                    options=DaemonOptions(score_in_subprocess=False), outbox=store,
-                    participant="p1", tz="Europe/Zurich")
+    events, clock, store, daemon = _live_daemon(tmp_path, 4, 0.5)
     daemon._scorer = _LateCallbacks()
     for ev in events:
         clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
