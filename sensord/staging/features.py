@@ -160,8 +160,12 @@ class _WindowMeans:
         ok = np.isfinite(x)
         xv = np.where(ok, x, 0.0)
         okf = ok.astype(np.float64)
-        self._s = {w: filters.running_mean_nearest(xv, w) for w in windows}
-        self._n = {w: filters.running_mean_nearest(okf, w) for w in windows}
+        self._means: dict[int, F64] = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for w in windows:  # every series' means at once (see mean)
+                s = filters.running_mean_nearest(xv, w)
+                n = filters.running_mean_nearest(okf, w)
+                self._means[w] = np.where(n > 0.5 / w, s / n, np.nan)
         finite = ok.sum(axis=0)
         self.night_mean = np.where(finite > 0, xv.sum(axis=0) / np.maximum(finite, 1), np.nan)
         """Each series' mean over the night's finite values (``NaN`` if none)."""
@@ -172,9 +176,7 @@ class _WindowMeans:
         The filter's running sums leave rounding residue (about 1e-16) where the true
         share of finite values is 0, so a window counts as empty below half an epoch's
         share (``0.5 / w``) rather than at exactly 0."""
-        s, n = self._s[w][:, j], self._n[w][:, j]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(n > 0.5 / w, s / n, np.nan)
+        return self._means[w][:, j]
 
 
 def _context(x: F64, means: _WindowMeans, j: int, j_sq: int) -> list[F64]:
@@ -195,8 +197,9 @@ def _context(x: F64, means: _WindowMeans, j: int, j_sq: int) -> list[F64]:
     cols.append(np.where(np.isfinite(mx), mx, np.nan))
     # context that reaches only missing epochs (next to a gap) takes the night's mean of
     # the feature, a neutral value; the epoch's own value stays NaN when it is missing
+    context = np.column_stack(cols[1:])
     fill = means.night_mean[j]
-    return [cols[0], *(np.where(np.isfinite(c), c, fill) for c in cols[1:])]
+    return [cols[0], *np.where(np.isfinite(context), context, fill).T]
 
 
 def context_columns(base: F64) -> list[F64]:

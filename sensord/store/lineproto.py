@@ -256,13 +256,14 @@ def _field_blocks(
 
 
 def _kind_of(values: npt.NDArray[Any], key: str, measurement: str) -> str:
-    if values.dtype == np.bool_:
+    kind = values.dtype.kind  # the dtype's kind code, not np.issubdtype (a dearer call)
+    if kind == "b":
         return "b"
-    if np.issubdtype(values.dtype, np.integer):
+    if kind in "iu":
         return "i"
-    if np.issubdtype(values.dtype, np.floating):
+    if kind == "f":
         return "f"
-    if values.dtype.kind in "UO":
+    if kind in "UO":
         return "s"
     raise SchemaError(
         f"columnar fields must be float, integer, bool or string arrays, got {values.dtype}",
