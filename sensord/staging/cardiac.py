@@ -191,10 +191,7 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
         rmssd = np.sqrt((c_d2[hi] - c_d2[lo1]) / npair)
         pnn50 = 100.0 * (c_50[hi] - c_50[lo1]) / npair
     valid = cover >= HRV_MIN_COVER
-    # band powers only where they are reported (each window's spectrum is its own)
-    lf, hf = np.full(n_ep, np.nan), np.full(n_ep, np.nan)
-    if valid.any():
-        lf[valid], hf[valid] = _band_powers(grid, nn, mid[valid])
+    lf, hf = _band_powers(grid, nn, mid)
     with np.errstate(invalid="ignore", divide="ignore"):
         lf_hf = lf / hf
     return {
@@ -209,12 +206,11 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
 
 
 def _band_powers(grid: EpochGrid, nn: NNSeries, mid_ns: I64) -> tuple[F64, F64]:
-    """LF and HF power of the windows centred on ``mid_ns`` by the pinned method (module
-    docstring); the 4-Hz lattice is fixed by the grid."""
+    """LF and HF power per epoch window by the pinned method (module docstring)."""
     ok = nn.ok
     tb = nn.t_ns[ok]
     if tb.size < 3:
-        nan = np.full(mid_ns.size, np.nan)
+        nan = np.full(grid.n, np.nan)
         return nan, nan.copy()
     step_ns = int(1e9 / HRV_FS_HZ)
     t0 = grid.start_ns - HRV_WINDOW_S * 500_000_000

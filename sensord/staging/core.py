@@ -106,8 +106,7 @@ def _hrv_from(grid: EpochGrid, nn: cardiac.NNSeries, from_ns: int | None) -> dic
 
     Each epoch's HRV depends only on the beats of its own window (and the 4-Hz lattice
     of the band powers is fixed in absolute time), so the epochs of a later sub-grid get
-    the values they get on the whole grid (LF and HF to the last bit or so: numpy's FFT
-    takes the windows in SIMD groups of rows)."""
+    the values they get on the whole grid."""
     skip = 0 if from_ns is None else min(grid.n, max(0, -(-(from_ns - grid.start_ns)
                                                          // EPOCH_NS)))
     if skip == 0:
