@@ -191,7 +191,10 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
         rmssd = np.sqrt((c_d2[hi] - c_d2[lo1]) / npair)
         pnn50 = 100.0 * (c_50[hi] - c_50[lo1]) / npair
     valid = cover >= HRV_MIN_COVER
-    lf, hf = _band_powers(grid, nn, mid)
+    if valid.any():
+        lf, hf = _band_powers(grid, nn, mid)
+    else:  # no window is reported: skip the spectra (the live scorer's newest epochs)
+        lf, hf = nan.copy(), nan.copy()
     with np.errstate(invalid="ignore", divide="ignore"):
         lf_hf = lf / hf
     return {
