@@ -796,7 +796,11 @@ class Daemon:
             self.pipeline.decode_pending()
             self.exporter.export(self.pipeline.devices, synced=self.clock_watch.synced)
             mono = self.clock.mono_ns()
-            if mono - self._last_provisional_mono >= self.options.provisional_every_s * 1e9:
+            # ticks come every epoch_s, give or take the scheduler: due half a tick early,
+            # so that a late previous tick does not skip this one (at the default, every
+            # tick stages the epoch that has just ended)
+            due_s = self.options.provisional_every_s - self.options.epoch_s / 2
+            if mono - self._last_provisional_mono >= due_s * 1e9:
                 self._last_provisional_mono = mono
                 self.provisional_stage(now)
             if self._ticks % TRIM_EVERY_TICKS == 0:  # copies every buffer: not every epoch
