@@ -13,16 +13,18 @@ time), without the radio:
 * every 5 s of data the clock check, every 30 s the status file and an epoch tick (export
   of new samples to a real SQLite outbox, rolling-buffer trim) and, at the daemon's default
   cadence (``DaemonOptions.provisional_every_s``, 30 s), provisional stages and epoch
-  features for the epochs completed since, in the scoring worker process (heart rate and
-  beats of the last 10 minutes; the accelerometer samples that arrived since the previous
-  tick, whose activity counts the worker keeps, ``sensord.staging.live``). Each tick waits
+  features for the epochs completed since, in the daemon's provisional thread (heart rate
+  and beats of the last 10 minutes; the accelerometer samples that arrived since the
+  previous tick, whose activity counts are kept, ``sensord.staging.live``). Each tick waits
   for the previous job first, so none is skipped although the bench runs far faster than
   real time;
-* at the end, the final re-score of the whole night from the new log (scoring worker).
+* at the end, the final re-score of the whole night from the new log in the scoring worker
+  process, which exits after it (a fresh one is started for the next night, as live).
 
-CPU time is the recording process plus the scoring worker (joined, so its time counts). It
-includes the bench reading its input log record by record, which live is the radio's
-work (BlueZ, bleak) instead; that part is timed alone first and printed too.
+CPU time is the recording process (with its provisional thread) plus the scoring worker
+processes (joined, so their time counts). It includes the bench reading its input log
+record by record, which live is the radio's work (BlueZ, bleak) instead; that part is timed
+alone first and printed too.
 
 Printed from one run: CPU seconds (user+system) per hour of data (budget <= 1.0), peak RSS
 (budget <= 100 MB), and the ratio of data time to wall time.
@@ -35,7 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -54,6 +55,7 @@ class Spec:
 
 def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> dict[str, float]:
     """Child process: the measured part."""
+    import sensord.daemon
     from sensord.blelog import iter_events
     from sensord.daemon import Daemon, DaemonOptions
     from sensord.daemon_ops import LIVE_BATCH, live_log_writer
@@ -62,6 +64,17 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
     from sensord.store.local import LocalStore
     from sensord.timesource import RecordClock
 
+    provisional_cpu_s = [0.0]
+    job = sensord.daemon.provisional_job
+
+    def timed_job(*args: Any) -> Any:  # the CPU time of each job in its thread
+        t = time.thread_time()
+        try:
+            return job(*args)
+        finally:
+            provisional_cpu_s[0] += time.thread_time() - t
+
+    sensord.daemon.provisional_job = timed_job  # type: ignore[assignment]
     # what reading the input costs the bench (not the daemon: live, the radio delivers)
     t_read = time.process_time()
     for _ev in iter_events(log):
@@ -92,7 +105,6 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
     start_wall = first.wall_ns
     next_check = next_status = next_epoch = first.mono_ns
     n = 0
-    worker_start_s = worker_provisional_s = 0.0
     for ev in [first]:
         sup.on_event(ev)
     for ev in events:
@@ -109,8 +121,6 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
             # in real time the previous provisional job ends long before the next tick; wait
             # for it so that none is skipped (the bench runs thousands of times faster)
             daemon.wait_scoring()
-            if not worker_start_s and daemon.provisional_batches:
-                worker_start_s = worker_cpu_s(daemon)  # spawn, imports and the first job
             daemon.epoch_tick()
             next_epoch += 30 * 10**9
     end_wall = clock.wall
@@ -119,10 +129,8 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
     daemon.wait_scoring()
     daemon.pipeline.close()
     peak_daemon_mb = vm_hwm_mb()
-    worker_provisional_s = worker_cpu_s(daemon) - worker_start_s
     summary = daemon.rescore([out_log])
-    worker_final_s = worker_cpu_s(daemon) - worker_start_s - worker_provisional_s
-    daemon.close_scoring()  # joins the worker: its CPU time is in RUSAGE_CHILDREN now
+    daemon.close_scoring()  # joins the workers: their CPU time is in RUSAGE_CHILDREN now
     store.close()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -139,9 +147,7 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
         "cpu_daemon_s": cpu_daemon,
         "cpu_scoring_s": cpu_scoring,
         "cpu_input_s": cpu_input_s,
-        "cpu_worker_start_s": worker_start_s,
-        "cpu_worker_provisional_s": worker_provisional_s,
-        "cpu_worker_final_s": worker_final_s,
+        "cpu_provisional_s": provisional_cpu_s[0],
         "peak_rss_mb": peak_daemon_mb,
         "peak_rss_scoring_mb": c1.ru_maxrss / 1024,
         "wall_s": wall_s,
@@ -152,17 +158,6 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
         "outbox_lines": store_lines(work / "outbox.sqlite"),
         "provisional_every_s": provisional_every_s,
     }
-
-
-def worker_cpu_s(daemon: Any) -> float:
-    """CPU seconds (user+system) the scoring worker has used so far, from /proc (its
-    rusage reaches the parent only when it exits)."""
-    procs = getattr(daemon._scorer, "_processes", None) or {}
-    total = 0.0
-    for pid in procs:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def vm_hwm_mb() -> float:
@@ -215,17 +210,16 @@ def main() -> None:
     print(f"cpu_per_hour_of_data = {r['cpu_s_per_h']:.3f} CPU-s/h   (budget <= 1.0; "
           f"{r['cpu_s']:.1f} CPU-s in all: recording process {r['cpu_daemon_s']:.1f}, "
           f"scoring worker {r['cpu_scoring_s']:.1f})")
-    print(f"  scoring worker: start (spawn, imports, first job) {r['cpu_worker_start_s']:.1f}, "
-          f"provisional jobs {r['cpu_worker_provisional_s']:.1f} "
-          f"({r['provisional_batches']} jobs), final re-score "
-          f"{r['cpu_worker_final_s']:.1f} CPU-s; the start is paid once per daemon start, not "
-          "per night")
+    print(f"  recording process: provisional jobs {r['cpu_provisional_s']:.1f} CPU-s "
+          f"({r['provisional_batches']} jobs, in its provisional thread); scoring worker: the "
+          "final re-score with the worker's start (spawn, imports) and the start of the "
+          "next night's worker")
     print(f"  of which the bench reading its input log {r['cpu_input_s']:.1f} CPU-s (timed alone "
           "in the same run); without it "
           f"{(r['cpu_s'] - r['cpu_input_s']) / r['hours']:.3f} CPU-s/h")
     print(f"peak_rss = {r['peak_rss_mb']:.1f} MB   (budget <= 100; the recording process)")
-    print(f"peak_rss_scoring_worker = {r['peak_rss_scoring_mb']:.1f} MB   (provisional + "
-          "final score_night, separate process)")
+    print(f"peak_rss_scoring_worker = {r['peak_rss_scoring_mb']:.1f} MB   (the final "
+          "re-score, separate process)")
     print(f"ratio_to_real_time = {r['realtime_ratio']:.0f}x   "
           f"({r['wall_s']:.1f} s wall for the night)")
     print(f"provisional staging every {r['provisional_every_s']:.0f} s: "

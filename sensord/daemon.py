@@ -487,16 +487,16 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
 
 
 _LIVE_STAGERS: dict[str, Any] = {}
-"""The scoring worker's :class:`sensord.staging.live.LiveStager` per daemon (its token)."""
+"""The :class:`sensord.staging.live.LiveStager` of each daemon (its token) in this process."""
 
 
 def provisional_job(token: str, night: NightStreams, acc_source: str, acc_new: AccStream | None,
                     tz: str, participant: str, lo_ns: int, end_ns: int) -> tuple[bytes, int, int]:
-    """Scoring worker: stage a window; epoch and epoch-feature lines (provisional) for the
-    epochs in [lo, end).
+    """Stage a window; epoch and epoch-feature lines (provisional) for the epochs in
+    [lo, end).
 
     ``acc_new`` is the acceleration that arrived since the previous call of this daemon
-    (``token``); the worker keeps its counts (:class:`sensord.staging.live.LiveStager`).
+    (``token``), whose counts are kept (:class:`sensord.staging.live.LiveStager`).
     """
     from sensord.staging.live import LiveStager
     from sensord.store.points import epoch_feature_lines, epoch_lines
@@ -519,7 +519,7 @@ def provisional_job(token: str, night: NightStreams, acc_source: str, acc_new: A
 
 
 def drop_provisional_state(token: str) -> None:
-    """Scoring worker: forget a daemon's live counts."""
+    """Forget a daemon's live counts."""
     _LIVE_STAGERS.pop(token, None)
 
 
@@ -702,7 +702,9 @@ class DaemonOptions:
     (clock time) while the ``morning`` predicate holds (the night window is ending), the
     night so far is re-scored from its log, as at the night boundary and on stop."""
     score_in_subprocess: bool = True
-    """Score in a separate worker process (keeps the recording process small)."""
+    """Re-score whole nights in a separate worker process (a night's arrays never enter the
+    recording process), and stage provisional windows in a thread of this process; with
+    ``False`` both run at once in the calling thread (tests)."""
 
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -767,7 +769,8 @@ class Daemon:
         self._last_provisional_mono = 0
         self._ticks = 0
         self._trim = _malloc_trim()
-        self._scorer: concurrent.futures.Executor | None = None
+        self._scorer: concurrent.futures.Executor | None = None  # final re-scores
+        self._live: concurrent.futures.Executor | None = None  # provisional jobs
         # set once the running provisional job's result is queued (its done callback ran:
         # a future counts as done before its callbacks have run)
         self._provisional_queued: threading.Event | None = None
@@ -819,8 +822,9 @@ class Daemon:
             self.problems.add("host", type(exc).__name__, str(exc))
 
     def _scoring(self) -> concurrent.futures.Executor:
-        """The scoring worker: one separate process (staging's scipy stack and a whole
-        night's arrays never enter the recording process), or this thread if disabled."""
+        """The worker that re-scores whole nights: a separate process (a night's arrays,
+        some 170 MB at its peak, never enter the recording process) that exits after each
+        night and so hands that memory back; or this thread if disabled."""
         if self._scorer is None:
             if self.options.score_in_subprocess:
                 # The worker's matrix products are small: a second BLAS thread only spins
@@ -829,25 +833,43 @@ class Daemon:
                 for var in BLAS_THREAD_VARIABLES:
                     os.environ.setdefault(var, "1")
                 self._scorer = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                    max_tasks_per_child=1)
             else:
                 self._scorer = _InlineExecutor()
         return self._scorer
 
-    def _forget_scorer(self) -> None:
-        """A dead worker: the next job starts a new one, which has no motion counts yet,
-        so all buffered acceleration is sent again."""
-        self._scorer = None
+    def _live_scoring(self) -> concurrent.futures.Executor:
+        """Where provisional jobs run: one thread of this process, or the calling thread
+        if disabled. A job is a few ms of numpy on ten minutes of data every 30 s; in a
+        worker process, sending it the window and the results back cost about a third
+        as much again (bench/daemon.py)."""
+        if self._live is None:
+            if self.options.score_in_subprocess:
+                self._live = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="sensord-provisional")
+            else:
+                self._live = _InlineExecutor()
+        return self._live
+
+    def _forget_live(self) -> None:
+        """A broken provisional executor: the next job starts a new one with no motion
+        counts, so all buffered acceleration is sent again."""
+        self._live = None
+        drop_provisional_state(self._live_token)
         self._acc_sent_ns.clear()
 
     def provisional_stage(self, now_wall_ns: int) -> None:
         """Stage the newest complete epochs from the rolling buffers; queue their stages and
         features (final=False).
 
-        The scoring worker gets the last ``provisional_window_s`` of heart rate and beats
-        and only the acceleration that arrived since the previous call (repaired times); it
-        keeps the motion counts itself (:mod:`sensord.staging.live`). The final stages come
-        from the whole night's log at the end. Skipped while the previous job still runs.
+        The job (in the provisional thread) gets the buffered heart rate and beats and only
+        the acceleration that arrived since the previous call (repaired times), whose
+        motion counts it keeps (:mod:`sensord.staging.live`); it scores the last
+        ``provisional_window_s``. The buffers' arrays are never written in place (new data,
+        trims and clock repairs make new arrays), so the thread reads them as they were.
+        The final stages come from the whole night's log at the end. Skipped while the
+        previous job still runs.
         """
         if self.outbox is None or not self.clock_watch.synced:
             return
@@ -873,13 +895,13 @@ class Daemon:
         # Newest complete epochs not queued yet, none before the first data of the window
         # (the final grid starts at the night's first data too).
         lo = max(self.provisional_cursor_ns, start, first // EPOCH_NS * EPOCH_NS)
-        scorer = self._scoring()
+        scorer = self._live_scoring()
         try:
             fut = scorer.submit(provisional_job, self._live_token, night, acc_source, acc_new,
                                 self.tz, self.participant, lo, end)
-        except concurrent.futures.BrokenExecutor as exc:  # the worker died: a new one
-            self.problems.add("host", "scoring worker restarted", repr(exc))
-            self._forget_scorer()
+        except concurrent.futures.BrokenExecutor as exc:  # a new executor next time
+            self.problems.add("host", "provisional scorer restarted", repr(exc))
+            self._forget_live()
             return
         if acc_new is not None:
             self._acc_sent_ns[acc_source] = int(acc_new.t_ns[-1])
@@ -892,7 +914,7 @@ class Daemon:
             except Exception as exc:  # a scoring failure must not touch recording
                 self.problems.add("host", "provisional scoring failed", repr(exc))
                 if isinstance(exc, concurrent.futures.BrokenExecutor):
-                    self._forget_scorer()
+                    self._forget_live()
                 queued.set()
                 return
             try:
@@ -940,12 +962,13 @@ class Daemon:
         return summary
 
     def close_scoring(self) -> None:
-        """Stop the scoring worker (waits for it, so its CPU time is accounted)."""
-        if self._scorer is not None:
-            if isinstance(self._scorer, _InlineExecutor):
-                drop_provisional_state(self._live_token)
-            self._scorer.shutdown(wait=True)
-            self._scorer = None
+        """Stop the provisional thread and the scoring worker (waits for both, so their CPU
+        time is accounted) and forget the live counts."""
+        for executor in (self._live, self._scorer):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._live = self._scorer = None
+        drop_provisional_state(self._live_token)
         self._acc_sent_ns.clear()
 
     def _rotate_if_new_night(self) -> None:
