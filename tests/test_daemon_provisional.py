@@ -186,3 +186,54 @@ def test_a_longer_cadence_stages_every_nth_tick_whatever_the_tick_jitter(tmp_pat
     assert len(jobs) >= 15, per_tick
     assert set(np.diff(jobs).tolist()) == {4}, per_tick
     assert set(per_tick[j] for j in jobs[1:]) == {4}, per_tick
+
+
+def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_here(
+        tmp_path: Path) -> None:
+    """Default options: provisional jobs run in this process (a thread), each night's
+    re-score in a worker process that exits afterwards (its memory handed back), the next
+    night's in a new one."""
+    events, clock, store, daemon = _live_daemon(tmp_path, 6, 0.5)
+    daemon.options = DaemonOptions()  # score_in_subprocess=True
+    next_tick = events[0].mono_ns + 30 * 10**9
+    for ev in events:
+        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
+        daemon.supervisors[0].on_event(ev)
+        if ev.mono_ns >= next_tick:
+            daemon.wait_scoring()
+            daemon.epoch_tick()
+            next_tick += 30 * 10**9
+    daemon.wait_scoring()
+    assert daemon.provisional_epochs >= 50
+    assert daemon._scorer is None  # no worker process was needed for them
+    log = next((tmp_path / "sim").glob("*.blelog"))
+    seen: list[int] = []  # worker pids, in the order they appeared
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            pool = daemon._scorer
+            if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+                seen.extend(p for p in list(pool._processes)
+                            if p not in seen)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _night in range(2):
+            summary = daemon.rescore([log])
+            assert summary is not None and summary["epochs"] >= 50
+        time.sleep(1.0)  # the pool starts the next idle worker
+    finally:
+        done.set()
+        watcher.join()
+    # night 1 in one worker, night 2 in the next, a third one idle; the first two exited
+    assert len(seen) == 3, seen
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in seen[:2]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in seen[:2])
+    assert Path(f"/proc/{seen[2]}").exists()
+    daemon.close_scoring()
+    store.close()
