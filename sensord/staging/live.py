@@ -28,7 +28,7 @@ from sensord.staging.motion import CountStreamer, nominal_rate
 
 @dataclasses.dataclass
 class LiveStager:
-    """Rolling 1-s motion counts and the window scorer (one per daemon and scoring worker).
+    """Rolling 1-s motion counts and the window scorer (one per daemon, in its provisional thread).
 
     Parameters
     ----------
