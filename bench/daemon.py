@@ -16,8 +16,8 @@ time), without the radio:
   features for the epochs completed since, in the daemon's provisional thread (heart rate
   and beats of the last 10 minutes; the accelerometer samples that arrived since the
   previous tick, whose activity counts are kept, ``sensord.staging.live``). Each tick waits
-  for the previous job first, so none is skipped although the bench runs far faster than
-  real time;
+  for its job, as live the job is over before the next notification arrives (none is
+  skipped although the bench runs thousands of times faster than real time);
 * at the end, the final re-score of the whole night from the new log in the scoring worker
   process, which exits after it (a fresh one is started for the next night, as live).
 
@@ -118,10 +118,12 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
             daemon.write_status()
             next_status += 30 * 10**9
         if ev.mono_ns >= next_epoch:
-            # in real time the previous provisional job ends long before the next tick; wait
-            # for it so that none is skipped (the bench runs thousands of times faster)
-            daemon.wait_scoring()
             daemon.epoch_tick()
+            # Live, the provisional job (a few ms) is over long before the next notification
+            # (about 0.4 s later): it runs while the recording thread waits for the radio.
+            # Wait for it here too, rather than let it compete for the GIL with records that
+            # the bench replays thousands of times faster than they arrive.
+            daemon.wait_scoring()
             next_epoch += 30 * 10**9
     end_wall = clock.wall
     daemon.pipeline.end_session()
