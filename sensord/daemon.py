@@ -26,7 +26,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -622,17 +622,22 @@ TRIM_EVERY_TICKS = 10
 ``keep_s`` and ``keep_s`` + 5 min of data at the default 30-s tick)."""
 
 
-def trim_streams(devices: dict[str, Any], keep_from_ns: int) -> None:
-    """Drop decoded samples older than ``keep_from_ns`` (rolling buffers, bounded memory).
+def trim_streams(devices: dict[str, Any], keep_from_ns: int,
+                 acc_keep_from_ns: Mapping[str, int] | None = None) -> None:
+    """Drop decoded samples older than ``keep_from_ns`` (rolling buffers, bounded memory);
+    a device's acceleration older than ``acc_keep_from_ns[device]`` too, where given.
 
     The session log keeps everything; the end-of-night score is computed from the log.
     """
-    for ds in devices.values():
+    for device, ds in devices.items():
         for name in ds.names():
+            keep_from = keep_from_ns
+            if name == "acc" and acc_keep_from_ns and device in acc_keep_from_ns:
+                keep_from = max(keep_from_ns, acc_keep_from_ns[device])
             stream = ds.get(name)
-            if stream is None or len(stream) == 0 or int(stream.t_ns[0]) >= keep_from_ns:
+            if stream is None or len(stream) == 0 or int(stream.t_ns[0]) >= keep_from:
                 continue
-            keep = stream.t_ns >= keep_from_ns
+            keep = stream.t_ns >= keep_from
             values = {}
             for f in dataclasses.fields(stream):
                 v = getattr(stream, f.name)
@@ -688,6 +693,11 @@ class DaemonOptions:
     """How often (clock time) decoded data is exported and the downstream hook runs."""
     keep_s: float = 900.0
     """Decoded samples kept in memory (rolling buffers) for live epochs."""
+    keep_acc_s: float = 60.0
+    """Decoded acceleration kept once the provisional stager has counted it (it keeps the
+    1-s counts itself, so older samples are never read again); what it has not counted
+    yet is kept up to ``keep_s``. Each epoch tick copies the acceleration buffer to hand
+    the new samples over: 1-6 minutes of it instead of 15-20."""
     push_every_s: float = 60.0
     """How often (clock time) the outbox is pushed to the sink, when there is one."""
     provisional_every_s: float = 30.0
@@ -776,6 +786,7 @@ class Daemon:
         self._provisional_queued: threading.Event | None = None
         self._live_token = f"{os.getpid()}-{id(self)}-{time.monotonic_ns()}"
         self._acc_sent_ns: dict[str, int] = {}  # newest acceleration sent per device
+        self._acc_sent_raw_ns: dict[str, int] = {}  # the same sample's unrepaired time
 
     def record(self, event: SessionEvent) -> None:
         """The pipeline logs first, then decodes; a decode failure never loses the record."""
@@ -807,7 +818,11 @@ class Daemon:
                 self._last_provisional_mono = mono
                 self.provisional_stage(now)
             if self._ticks % TRIM_EVERY_TICKS == 0:  # copies every buffer: not every epoch
-                trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9))
+                # counted acceleration: a minute; not yet counted: up to keep_s
+                keep_acc = now - int(self.options.keep_acc_s * 1e9)
+                trim_streams(self.pipeline.devices, now - int(self.options.keep_s * 1e9),
+                             {device: min(keep_acc, sent_raw_ns) for device, sent_raw_ns
+                              in self._acc_sent_raw_ns.items()})
             self._ticks += 1
             if self._ticks % 20 == 0:  # every 10 minutes at the default epoch tick
                 self._trim()
@@ -858,6 +873,7 @@ class Daemon:
         self._live = None
         drop_provisional_state(self._live_token)
         self._acc_sent_ns.clear()
+        self._acc_sent_raw_ns.clear()
 
     def provisional_stage(self, now_wall_ns: int) -> None:
         """Stage the newest complete epochs from the rolling buffers; queue their stages and
@@ -883,11 +899,13 @@ class Daemon:
                            if acc is not None and ds.get("acc") is acc), "")
         shift_streams(night, self.clock_watch.correct)
         acc_new = None
+        acc_new_raw_ns = 0
         if acc is not None and len(acc):
             t = self.clock_watch.correct(acc.t_ns)
             fresh = t > self._acc_sent_ns.get(acc_source, -1)
             if fresh.any():
                 acc_new = AccStream(t[fresh], acc.acc_g[fresh])
+                acc_new_raw_ns = int(acc.t_ns[fresh][-1])
         present = [st for st in (night.hr, night.beats, acc) if st is not None and len(st)]
         if not present:
             return
@@ -905,6 +923,7 @@ class Daemon:
             return
         if acc_new is not None:
             self._acc_sent_ns[acc_source] = int(acc_new.t_ns[-1])
+            self._acc_sent_raw_ns[acc_source] = acc_new_raw_ns
         queued = self._provisional_queued = threading.Event()
         outbox = self.outbox
 
@@ -970,6 +989,7 @@ class Daemon:
         self._live = self._scorer = None
         drop_provisional_state(self._live_token)
         self._acc_sent_ns.clear()
+        self._acc_sent_raw_ns.clear()
 
     def _rotate_if_new_night(self) -> None:
         """At the night boundary: close this night's log, open the next, score the last."""

@@ -60,7 +60,8 @@ def _live_daemon(tmp_path: Path, seed: int, hours: float, **options: Any
 
 
 def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
-    events, clock, store, daemon = _live_daemon(tmp_path, 3, 1.0, keep_s=7200.0)
+    events, clock, store, daemon = _live_daemon(tmp_path, 3, 1.0, keep_s=7200.0,
+                                                keep_acc_s=7200.0)
     sup = daemon.supervisors[0]
     tick_epochs: list[int] = []  # provisional epochs queued by each tick
     next_tick = events[0].mono_ns + 30 * 10**9
@@ -237,3 +238,33 @@ def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_her
     assert Path(f"/proc/{seen[2]}").exists()
     daemon.close_scoring()
     store.close()
+
+
+def test_counted_acceleration_leaves_memory_and_the_provisional_lines_stay_the_same(
+        tmp_path: Path) -> None:
+    """The default ``keep_acc_s`` (a minute once counted) against keeping the acceleration
+    as long as the rest (15 min): the same provisional lines, byte for byte, while the
+    buffer holds a few minutes instead of 15-20."""
+    lines = {}
+    longest_acc_s = {}
+    for keep_acc_s in (60.0, 900.0):
+        events, clock, store, daemon = _live_daemon(tmp_path / str(keep_acc_s), 7, 1.0,
+                                                    keep_acc_s=keep_acc_s)
+        longest = 0.0
+        next_tick = events[0].mono_ns + 30 * 10**9
+        for ev in events:
+            clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
+            daemon.supervisors[0].on_event(ev)
+            if ev.mono_ns >= next_tick:
+                daemon.epoch_tick()
+                acc = daemon.pipeline.devices["polar_h10"].get("acc")
+                longest = max(longest, (int(acc.t_ns[-1]) - int(acc.t_ns[0])) / 1e9)
+                next_tick += 30 * 10**9
+        batch = store.batch(10**7, 10**12)
+        assert batch is not None
+        lines[keep_acc_s] = [b for b in batch.lines() if b.startswith(b"epoch")]
+        longest_acc_s[keep_acc_s] = longest
+        assert daemon.provisional_epochs >= 110
+        store.close()
+    assert lines[60.0] == lines[900.0] and len(lines[60.0]) >= 220
+    assert longest_acc_s[60.0] < 7 * 60 < 15 * 60 < longest_acc_s[900.0], longest_acc_s
