@@ -15,6 +15,7 @@ import concurrent.futures
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,22 +60,35 @@ def _live_daemon(tmp_path: Path, seed: int, hours: float, **options: Any
     return events, clock, store, daemon
 
 
+def _replay(events: list[Any], clock: RecordClock, daemon: Daemon,
+            after_tick: Callable[[Any], None] | None = None) -> None:
+    """Feed ``events`` to the supervisor on their own clock with an epoch tick at the first
+    record past every 30 s (as bench/daemon.py and, a few ms late, the daemon's scheduler
+    do), waiting for each tick's provisional job; ``after_tick(event)`` after each tick."""
+    next_tick = events[0].mono_ns + 30 * 10**9
+    for ev in events:
+        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
+        daemon.supervisors[0].on_event(ev)
+        if ev.mono_ns >= next_tick:
+            daemon.epoch_tick()
+            daemon.wait_scoring()
+            if after_tick is not None:
+                after_tick(ev)
+            next_tick += 30 * 10**9
+
+
 def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
     events, clock, store, daemon = _live_daemon(tmp_path, 3, 1.0, keep_s=7200.0,
                                                 keep_acc_s=7200.0)
-    sup = daemon.supervisors[0]
     tick_epochs: list[int] = []  # provisional epochs queued by each tick
-    next_tick = events[0].mono_ns + 30 * 10**9
     last_tick_ns = 0
-    for ev in events:
-        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
-        sup.on_event(ev)
-        if ev.mono_ns >= next_tick:
-            before = daemon.provisional_epochs
-            daemon.epoch_tick()
-            tick_epochs.append(daemon.provisional_epochs - before)
-            last_tick_ns = ev.wall_ns // EPOCH_NS * EPOCH_NS
-            next_tick += 30 * 10**9
+
+    def after_tick(ev: Any) -> None:
+        nonlocal last_tick_ns
+        tick_epochs.append(daemon.provisional_epochs - sum(tick_epochs))
+        last_tick_ns = ev.wall_ns // EPOCH_NS * EPOCH_NS
+
+    _replay(events, clock, daemon, after_tick)
     batch = store.batch(10**7, 10**12)
     assert batch is not None
     lines = [b.decode() for b in batch.lines()]
@@ -173,15 +187,8 @@ def test_a_longer_cadence_stages_every_nth_tick_whatever_the_tick_jitter(tmp_pat
     come up to a record's spacing early or late."""
     events, clock, store, daemon = _live_daemon(tmp_path, 5, 0.75, provisional_every_s=120.0)
     per_tick: list[int] = []
-    next_tick = events[0].mono_ns + 30 * 10**9
-    for ev in events:
-        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
-        daemon.supervisors[0].on_event(ev)
-        if ev.mono_ns >= next_tick:
-            before = daemon.provisional_epochs
-            daemon.epoch_tick()
-            per_tick.append(daemon.provisional_epochs - before)
-            next_tick += 30 * 10**9
+    _replay(events, clock, daemon,
+            lambda _ev: per_tick.append(daemon.provisional_epochs - sum(per_tick)))
     store.close()
     jobs = [i for i, n in enumerate(per_tick) if n]
     assert len(jobs) >= 15, per_tick
@@ -196,15 +203,7 @@ def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_her
     night's in a new one."""
     events, clock, store, daemon = _live_daemon(tmp_path, 6, 0.5)
     daemon.options = DaemonOptions()  # score_in_subprocess=True
-    next_tick = events[0].mono_ns + 30 * 10**9
-    for ev in events:
-        clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
-        daemon.supervisors[0].on_event(ev)
-        if ev.mono_ns >= next_tick:
-            daemon.wait_scoring()
-            daemon.epoch_tick()
-            next_tick += 30 * 10**9
-    daemon.wait_scoring()
+    _replay(events, clock, daemon)
     assert daemon.provisional_epochs >= 50
     assert daemon._scorer is None  # no worker process was needed for them
     log = next((tmp_path / "sim").glob("*.blelog"))
@@ -250,16 +249,14 @@ def test_counted_acceleration_leaves_memory_and_the_provisional_lines_stay_the_s
     for keep_acc_s in (60.0, 900.0):
         events, clock, store, daemon = _live_daemon(tmp_path / str(keep_acc_s), 7, 1.0,
                                                     keep_acc_s=keep_acc_s)
-        longest = 0.0
-        next_tick = events[0].mono_ns + 30 * 10**9
-        for ev in events:
-            clock.wall, clock.mono = ev.wall_ns, ev.mono_ns
-            daemon.supervisors[0].on_event(ev)
-            if ev.mono_ns >= next_tick:
-                daemon.epoch_tick()
-                acc = daemon.pipeline.devices["polar_h10"].get("acc")
-                longest = max(longest, (int(acc.t_ns[-1]) - int(acc.t_ns[0])) / 1e9)
-                next_tick += 30 * 10**9
+        spans: list[float] = []  # seconds of acceleration buffered after each tick
+
+        def buffered(_ev: Any, daemon: Daemon = daemon, spans: list[float] = spans) -> None:
+            acc = daemon.pipeline.devices["polar_h10"].get("acc")
+            spans.append((int(acc.t_ns[-1]) - int(acc.t_ns[0])) / 1e9)
+
+        _replay(events, clock, daemon, buffered)
+        longest = max(spans)
         batch = store.batch(10**7, 10**12)
         assert batch is not None
         lines[keep_acc_s] = [b for b in batch.lines() if b.startswith(b"epoch")]
