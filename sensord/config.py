@@ -134,6 +134,7 @@ class DaemonConfig:
     adapter: str = ""
     connect_timeout_s: float = 20.0
     compress_after_days: int = 7
+    provisional_every_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -465,6 +466,9 @@ def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
         raise ConfigError("must be positive", key="daemon.connect_timeout_s", source=src)
     if cfg.daemon.compress_after_days < 0:
         raise ConfigError("must be >= 0", key="daemon.compress_after_days", source=src)
+    if not 30 <= cfg.daemon.provisional_every_s <= 3600:
+        raise ConfigError("must be 30-3600 s (the epoch tick is 30 s)",
+                          key="daemon.provisional_every_s", source=src)
     if cfg.daemon.log_retention_days < 0:
         raise ConfigError(
             "must be >= 0 (0 keeps logs forever)", key="daemon.log_retention_days", source=src

@@ -170,6 +170,7 @@ def daemon_options(cfg: Config) -> DaemonOptions:
         ),
         status_path=status_path(cfg),
         push_every_s=cfg.sink.flush_interval_s,
+        provisional_every_s=d.provisional_every_s,
     )
 
 

@@ -19,6 +19,7 @@ from sensord.config import load_config
 from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions, sd_notify, watchdog_interval_s
 from sensord.daemon_ops import (
     JournalFormatter,
+    daemon_options,
     in_morning,
     maintain_logs,
     night_label,
@@ -91,6 +92,18 @@ def test_night_label_follows_the_configured_night_end(tmp_path: Path) -> None:
     assert not in_morning(ns("2026-03-29T11:59"), day)  # day sleep: second half 12-16 h
     assert in_morning(ns("2026-03-29T12:00"), day)
     assert not in_morning(ns("2026-03-29T16:00"), day)
+
+
+def test_the_provisional_cadence_is_a_daemon_setting(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'data_dir = "{tmp_path}"\n')
+    assert daemon_options(load_config(cfg_path)).provisional_every_s == 30.0
+    cfg_path.write_text(f'data_dir = "{tmp_path}"\n[daemon]\nprovisional_every_s = 300\n')
+    assert daemon_options(load_config(cfg_path)).provisional_every_s == 300.0
+    for bad in ("10", "0", "86400"):
+        cfg_path.write_text(f'data_dir = "{tmp_path}"\n[daemon]\nprovisional_every_s = {bad}\n')
+        with pytest.raises(ConfigError, match=r"daemon\.provisional_every_s"):
+            load_config(cfg_path)
 
 
 def test_old_logs_are_compressed_and_deleted_only_once_pushed(tmp_path: Path) -> None:
