@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from sensord.blelog import iter_events
-from sensord.daemon import Daemon, DaemonOptions
+from sensord.daemon import Daemon, DaemonOptions, blas_threads, set_blas_threads
 from sensord.model import EPOCH_NS
 from sensord.pipeline import Pipeline, build_night
 from sensord.simulate import SimConfig, simulate_to_files
@@ -265,3 +266,22 @@ def test_counted_acceleration_leaves_memory_and_the_provisional_lines_stay_the_s
         store.close()
     assert lines[60.0] == lines[900.0] and len(lines[60.0]) >= 220
     assert longest_acc_s[60.0] < 7 * 60 < 15 * 60 < longest_acc_s[900.0], longest_acc_s
+
+
+def test_the_provisional_thread_runs_blas_on_one_thread(tmp_path: Path) -> None:
+    """numpy's OpenBLAS starts a thread per core at import; the daemon limits it to one
+    when it starts its provisional thread (see ``daemon.set_blas_threads``)."""
+    before = blas_threads()
+    if before is None:
+        pytest.skip("numpy is not linked against OpenBLAS here")
+    try:
+        set_blas_threads(2)
+        assert blas_threads() == 2
+        daemon = Daemon([Spec()], transport=None,  # type: ignore[arg-type]  # no radio
+                        pipeline=Pipeline(writer=None), clock=RecordClock(),
+                        options=DaemonOptions(), participant="p1", tz="UTC")
+        daemon._live_scoring()
+        assert blas_threads() == 1
+        daemon.close_scoring()
+    finally:
+        set_blas_threads(before)
