@@ -832,6 +832,9 @@ class Daemon:
         self._ticks = 0
         self._trim = _malloc_trim()
         self._scorer: concurrent.futures.Executor | None = None  # final re-scores
+        # workers let go with their night still running: joined by close_scoring
+        self._retired: list[tuple[concurrent.futures.Executor,
+                                  concurrent.futures.Future[Any]]] = []
         self._live: concurrent.futures.Executor | None = None  # provisional jobs
         # set once the running provisional job's result is queued (its done callback ran:
         # a future counts as done before its callbacks have run)
@@ -890,8 +893,8 @@ class Daemon:
 
     def _scoring(self) -> concurrent.futures.Executor:
         """The worker that re-scores whole nights: a separate process (a night's arrays,
-        some 170 MB at its peak, never enter the recording process) that exits after each
-        night and so hands that memory back; or this thread if disabled."""
+        some 170 MB at its peak, never enter the recording process), one per night (see
+        :meth:`_final_score`); or this thread if disabled."""
         if self._scorer is None:
             if self.options.score_in_subprocess:
                 # The worker's matrix products are small: a second BLAS thread only spins
@@ -900,8 +903,7 @@ class Daemon:
                 for var in BLAS_THREAD_VARIABLES:
                     os.environ.setdefault(var, "1")
                 self._scorer = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    max_tasks_per_child=1)
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             else:
                 self._scorer = _InlineExecutor()
         return self._scorer
@@ -1006,12 +1008,24 @@ class Daemon:
         if self._provisional_queued is not None:
             self._provisional_queued.wait()
 
+    def _final_score(self, paths: list[Path]) -> concurrent.futures.Future[Any]:
+        """Re-score the night in ``paths`` in the worker, which is let go at once: it exits
+        when the night is scored, handing its memory back, and the next night starts a new
+        one (none waits idle in between)."""
+        pool = self._scoring()
+        fut = pool.submit(rescore_logs, paths, participant=self.participant, tz=self.tz,
+                          roles=self.roles)
+        if not isinstance(pool, _InlineExecutor):
+            self._scorer = None
+            pool.shutdown(wait=False)  # the job still runs; then the worker exits
+            self._retired = [(p, f) for p, f in self._retired if not f.done()]
+            self._retired.append((pool, fut))
+        return fut
+
     def rescore(self, paths: list[Path]) -> dict[str, Any] | None:
         """Final stages and summary of the night in ``paths`` into the outbox (blocking)."""
         self.wait_scoring()
-        body, rows, summary, epochs = self._scoring().submit(
-            rescore_logs, paths, participant=self.participant, tz=self.tz, roles=self.roles
-        ).result()
+        body, rows, summary, epochs = self._final_score(paths).result()
         return self._store_final(paths, body, rows, summary, epochs)
 
     def _store_final(self, paths: list[Path], body: bytes, rows: list[str],
@@ -1036,10 +1050,11 @@ class Daemon:
     def close_scoring(self) -> None:
         """Stop the provisional thread and the scoring worker (waits for both, so their CPU
         time is accounted) and forget the live counts."""
-        for executor in (self._live, self._scorer):
+        for executor in (self._live, self._scorer, *(pool for pool, _ in self._retired)):
             if executor is not None:
                 executor.shutdown(wait=True)
         self._live = self._scorer = None
+        self._retired.clear()
         drop_provisional_state(self._live_token)
         self._acc_sent_ns.clear()
         self._acc_sent_raw_ns.clear()
@@ -1058,8 +1073,7 @@ class Daemon:
         self.pipeline.writer = new_writer
         # Score the finished night in the worker; recording goes on meanwhile.
         paths = [Path(old.path)]
-        fut = self._scoring().submit(rescore_logs, paths, participant=self.participant,
-                                     tz=self.tz, roles=self.roles)
+        fut = self._final_score(paths)
         fut.add_done_callback(lambda f: self._queue_final(paths, f))
 
     def _rescore_if_morning(self) -> None:
@@ -1084,8 +1098,7 @@ class Daemon:
         self.pipeline.writer.flush()  # decodable from disk up to the last record
         paths = [Path(self.pipeline.writer.path)]
         log.info("all devices disconnected in the morning: scoring %s", paths[0].name)
-        fut = self._scoring().submit(rescore_logs, paths, participant=self.participant,
-                                     tz=self.tz, roles=self.roles)
+        fut = self._final_score(paths)
         fut.add_done_callback(lambda f: self._queue_final(paths, f))
 
     def _queue_final(self, paths: list[Path], fut: concurrent.futures.Future[Any]) -> None:

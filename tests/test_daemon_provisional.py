@@ -12,6 +12,7 @@ the counts of the same samples taken at once.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
 import threading
 import time
@@ -197,45 +198,48 @@ def test_a_longer_cadence_stages_every_nth_tick_whatever_the_tick_jitter(tmp_pat
     assert set(per_tick[j] for j in jobs[1:]) == {4}, per_tick
 
 
+def _worker_processes() -> set[int]:
+    """This process's multiprocessing workers (not its resource tracker), from /proc."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            pids.add(int(entry.name))
+    return pids
+
+
 def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_here(
         tmp_path: Path) -> None:
     """Default options: provisional jobs run in this process (a thread), each night's
-    re-score in a worker process that exits afterwards (its memory handed back), the next
-    night's in a new one."""
+    re-score in a worker process of its own that exits afterwards (its memory handed
+    back); no worker waits in between."""
     events, clock, store, daemon = _live_daemon(tmp_path, 6, 0.5)
     daemon.options = DaemonOptions()  # score_in_subprocess=True
     _replay(events, clock, daemon)
     assert daemon.provisional_epochs >= 50
     assert daemon._scorer is None  # no worker process was needed for them
     log = next((tmp_path / "sim").glob("*.blelog"))
-    seen: list[int] = []  # worker pids, in the order they appeared
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            pool = daemon._scorer
-            if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-                seen.extend(p for p in list(pool._processes)
-                            if p not in seen)
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        for _night in range(2):
-            summary = daemon.rescore([log])
-            assert summary is not None and summary["epochs"] >= 50
-        time.sleep(1.0)  # the pool starts the next idle worker
-    finally:
-        done.set()
-        watcher.join()
-    # night 1 in one worker, night 2 in the next, a third one idle; the first two exited
-    assert len(seen) == 3, seen
+    workers: list[int] = []
+    for _night in range(2):
+        fut = daemon._final_score([log])
+        assert daemon._scorer is None  # let go: the next night starts a new worker
+        deadline = time.monotonic() + 30  # its process, while it scores
+        while not (_worker_processes() - set(workers)) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        workers.extend(_worker_processes() - set(workers))
+        _body, _rows, summary, _epochs = fut.result(timeout=120)
+        assert summary is not None and summary["epochs"] >= 50
+    assert len(set(workers)) == 2 and os.getpid() not in workers, workers
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() for pid in seen[:2]) and time.monotonic() < deadline:
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in seen[:2])
-    assert Path(f"/proc/{seen[2]}").exists()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     daemon.close_scoring()
     store.close()
 
