@@ -832,7 +832,7 @@ class Daemon:
         self._ticks = 0
         self._trim = _malloc_trim()
         self._scorer: concurrent.futures.Executor | None = None  # final re-scores
-        # workers let go with their night still running: joined by close_scoring
+        # workers with their night submitted, shut down once it is scored
         self._retired: list[tuple[concurrent.futures.Executor,
                                   concurrent.futures.Future[Any]]] = []
         self._live: concurrent.futures.Executor | None = None  # provisional jobs
@@ -881,6 +881,8 @@ class Daemon:
             self._ticks += 1
             if self._ticks % 20 == 0:  # every 10 minutes at the default epoch tick
                 self._trim()
+            if self._retired:
+                self._release_workers()
             oldest_epoch = (now - 12 * 3600 * 10**9) // EPOCH_NS
             for sup in self.supervisors:
                 sup.status.epochs_with_data = {
@@ -1009,23 +1011,33 @@ class Daemon:
             self._provisional_queued.wait()
 
     def _final_score(self, paths: list[Path]) -> concurrent.futures.Future[Any]:
-        """Re-score the night in ``paths`` in the worker, which is let go at once: it exits
-        when the night is scored, handing its memory back, and the next night starts a new
-        one (none waits idle in between)."""
+        """Re-score the night in ``paths`` in the worker, whose only night it is: once the
+        night is scored the worker is shut down (:meth:`_release_workers`), handing its
+        memory back, and the next night starts a new one (none waits idle in between)."""
         pool = self._scoring()
         fut = pool.submit(rescore_logs, paths, participant=self.participant, tz=self.tz,
                           roles=self.roles)
         if not isinstance(pool, _InlineExecutor):
             self._scorer = None
-            pool.shutdown(wait=False)  # the job still runs; then the worker exits
-            self._retired = [(p, f) for p, f in self._retired if not f.done()]
             self._retired.append((pool, fut))
         return fut
+
+    def _release_workers(self, *, all_of_them: bool = False) -> None:
+        """Shut down the workers whose night is scored (each exits at once, so this takes
+        milliseconds); with ``all_of_them`` also those still scoring, waiting for them."""
+        running = []
+        for pool, fut in self._retired:
+            if all_of_them or fut.done():
+                pool.shutdown(wait=True)
+            else:
+                running.append((pool, fut))
+        self._retired = running
 
     def rescore(self, paths: list[Path]) -> dict[str, Any] | None:
         """Final stages and summary of the night in ``paths`` into the outbox (blocking)."""
         self.wait_scoring()
         body, rows, summary, epochs = self._final_score(paths).result()
+        self._release_workers()
         return self._store_final(paths, body, rows, summary, epochs)
 
     def _store_final(self, paths: list[Path], body: bytes, rows: list[str],
@@ -1050,11 +1062,11 @@ class Daemon:
     def close_scoring(self) -> None:
         """Stop the provisional thread and the scoring worker (waits for both, so their CPU
         time is accounted) and forget the live counts."""
-        for executor in (self._live, self._scorer, *(pool for pool, _ in self._retired)):
+        self._release_workers(all_of_them=True)
+        for executor in (self._live, self._scorer):
             if executor is not None:
                 executor.shutdown(wait=True)
         self._live = self._scorer = None
-        self._retired.clear()
         drop_provisional_state(self._live_token)
         self._acc_sent_ns.clear()
         self._acc_sent_raw_ns.clear()

@@ -217,8 +217,8 @@ def _worker_processes() -> set[int]:
 def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_here(
         tmp_path: Path) -> None:
     """Default options: provisional jobs run in this process (a thread), each night's
-    re-score in a worker process of its own that exits afterwards (its memory handed
-    back); no worker waits in between."""
+    re-score in a worker process of its own that exits afterwards, at the next epoch tick
+    (its memory handed back); no worker waits in between."""
     events, clock, store, daemon = _live_daemon(tmp_path, 6, 0.5)
     daemon.options = DaemonOptions()  # score_in_subprocess=True
     _replay(events, clock, daemon)
@@ -235,6 +235,8 @@ def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_her
         workers.extend(_worker_processes() - set(workers))
         _body, _rows, summary, _epochs = fut.result(timeout=120)
         assert summary is not None and summary["epochs"] >= 50
+        daemon.epoch_tick()  # the next tick lets the worker of a scored night go
+        assert not daemon._retired
     assert len(set(workers)) == 2 and os.getpid() not in workers, workers
     deadline = time.monotonic() + 30
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
