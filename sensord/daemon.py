@@ -771,6 +771,9 @@ class DaemonOptions:
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Environment variables that set numpy's BLAS thread count (OpenBLAS, OpenMP, MKL builds)."""
+_USER_SET_BLAS_THREADS = any(var in os.environ for var in BLAS_THREAD_VARIABLES)
+"""Whether the user chose a BLAS thread count (read before the daemon sets one for its
+worker): then the recording process keeps it too."""
 
 
 class Daemon:
@@ -917,7 +920,8 @@ class Daemon:
         as much again (bench/daemon.py)."""
         if self._live is None:
             if self.options.score_in_subprocess:
-                set_blas_threads(1)
+                if not _USER_SET_BLAS_THREADS:
+                    set_blas_threads(1)
                 self._live = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="sensord-provisional")
             else:

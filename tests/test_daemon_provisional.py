@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import sensord.daemon
 from sensord.blelog import iter_events
 from sensord.daemon import Daemon, DaemonOptions, blas_threads, set_blas_threads
 from sensord.model import EPOCH_NS
@@ -274,12 +275,16 @@ def test_counted_acceleration_leaves_memory_and_the_provisional_lines_stay_the_s
     assert longest_acc_s[60.0] < 7 * 60 < 15 * 60 < longest_acc_s[900.0], longest_acc_s
 
 
-def test_the_provisional_thread_runs_blas_on_one_thread(tmp_path: Path) -> None:
+@pytest.mark.parametrize("user_set", [False, True])
+def test_the_provisional_thread_runs_blas_on_one_thread(
+        user_set: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """numpy's OpenBLAS starts a thread per core at import; the daemon limits it to one
-    when it starts its provisional thread (see ``daemon.set_blas_threads``)."""
+    when it starts its provisional thread (see ``daemon.set_blas_threads``), unless the
+    user chose a thread count (``OPENBLAS_NUM_THREADS`` and the like)."""
     before = blas_threads()
     if before is None:
         pytest.skip("numpy is not linked against OpenBLAS here")
+    monkeypatch.setattr(sensord.daemon, "_USER_SET_BLAS_THREADS", user_set)
     try:
         set_blas_threads(2)
         assert blas_threads() == 2
@@ -287,7 +292,7 @@ def test_the_provisional_thread_runs_blas_on_one_thread(tmp_path: Path) -> None:
                         pipeline=Pipeline(writer=None), clock=RecordClock(),
                         options=DaemonOptions(), participant="p1", tz="UTC")
         daemon._live_scoring()
-        assert blas_threads() == 1
+        assert blas_threads() == (2 if user_set else 1)
         daemon.close_scoring()
     finally:
         set_blas_threads(before)
