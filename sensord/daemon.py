@@ -915,9 +915,9 @@ class Daemon:
 
     def _live_scoring(self) -> concurrent.futures.Executor:
         """Where provisional jobs run: one thread of this process, or the calling thread
-        if disabled. A job is a few ms of numpy on ten minutes of data every 30 s; in a
-        worker process, sending it the window and the results back cost about a third
-        as much again (bench/daemon.py)."""
+        if disabled. A job is a few ms of numpy on ten minutes of data every 30 s; run in
+        the worker process as before, it cost the same CPU time (bench/daemon.py) but kept
+        a worker alive all day, holding the memory of its last night's re-score."""
         if self._live is None:
             if self.options.score_in_subprocess:
                 if not _USER_SET_BLAS_THREADS:
