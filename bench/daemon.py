@@ -18,8 +18,8 @@ time), without the radio:
   previous tick, whose activity counts are kept, ``sensord.staging.live``). Each tick waits
   for its job, as live the job is over before the next notification arrives (none is
   skipped although the bench runs thousands of times faster than real time);
-* at the end, the final re-score of the whole night from the new log in the scoring worker
-  process, which exits after it (a fresh one is started for the next night, as live).
+* at the end, the final re-score of the whole night from the new log in a scoring worker
+  process of its own, shut down once the night is scored (live, each night starts one).
 
 CPU time is the recording process (with its provisional thread) plus the scoring worker
 processes (joined, so their time counts). It includes the bench reading its input log
@@ -214,8 +214,7 @@ def main() -> None:
           f"scoring worker {r['cpu_scoring_s']:.1f})")
     print(f"  recording process: provisional jobs {r['cpu_provisional_s']:.1f} CPU-s "
           f"({r['provisional_batches']} jobs, in its provisional thread); scoring worker: the "
-          "final re-score with the worker's start (spawn, imports) and the start of the "
-          "next night's worker")
+          "final re-score with the worker's start (spawn, imports), once a night")
     print(f"  of which the bench reading its input log {r['cpu_input_s']:.1f} CPU-s (timed alone "
           "in the same run); without it "
           f"{(r['cpu_s'] - r['cpu_input_s']) / r['hours']:.3f} CPU-s/h")
