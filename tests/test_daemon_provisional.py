@@ -11,6 +11,7 @@ the counts of the same samples taken at once.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import re
@@ -33,6 +34,7 @@ from sensord.staging.core import score_night
 from sensord.staging.train import cohen_kappa
 from sensord.store.local import LocalStore
 from sensord.timesource import RecordClock
+from tests.daemon_helpers import wait_until
 
 
 class Spec:
@@ -230,19 +232,16 @@ def test_the_scoring_worker_exits_after_each_night_and_provisional_jobs_stay_her
     for _night in range(2):
         fut = daemon._final_score([log])
         assert daemon._scorer is None  # let go: the next night starts a new worker
-        deadline = time.monotonic() + 30  # its process, while it scores
-        while not (_worker_processes() - set(workers)) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        asyncio.run(wait_until(lambda: bool(_worker_processes() - set(workers)), 30,
+                               "the night's worker process"))
         workers.extend(_worker_processes() - set(workers))
         _body, _rows, summary, _epochs = fut.result(timeout=120)
         assert summary is not None and summary["epochs"] >= 50
         daemon.epoch_tick()  # the next tick lets the worker of a scored night go
         assert not daemon._retired
     assert len(set(workers)) == 2 and os.getpid() not in workers, workers
-    deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    asyncio.run(wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+                           30, "both workers to exit"))
     daemon.close_scoring()
     store.close()
 
