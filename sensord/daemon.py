@@ -966,7 +966,7 @@ class Daemon:
             fresh = t > self._acc_sent_ns.get(acc_source, -1)
             if fresh.any():
                 acc_new = AccStream(t[fresh], acc.acc_g[fresh])
-                acc_new_raw_ns = int(acc.t_ns[fresh][-1])
+                acc_new_raw_ns = int(acc.t_ns[np.flatnonzero(fresh)[-1]])
         present = [st for st in (night.hr, night.beats, acc) if st is not None and len(st)]
         if not present:
             return
