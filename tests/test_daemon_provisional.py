@@ -282,6 +282,9 @@ def test_the_provisional_thread_runs_blas_on_one_thread(
     user chose a thread count (``OPENBLAS_NUM_THREADS`` and the like)."""
     before = blas_threads()
     if before is None:
+        # numpy built against another BLAS (MKL, Accelerate, reference BLAS): there is no
+        # OpenBLAS to limit and set_blas_threads is a no-op. The PyPI wheels .ci/run
+        # installs bundle OpenBLAS, so CI runs this test.
         pytest.skip("numpy is not linked against OpenBLAS here")
     monkeypatch.setattr(sensord.daemon, "_USER_SET_BLAS_THREADS", user_set)
     try:
