@@ -16,6 +16,7 @@ from typing import Any
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection, get_device
 
@@ -29,6 +30,35 @@ log = logging.getLogger(__name__)
 
 def _norm_uuid(uuid: str) -> str:
     return str(uuid).lower()
+
+
+def _bluez_kwargs(adapter: str | None) -> dict[str, Any]:
+    return {"bluez": {"adapter": adapter}} if adapter else {}
+
+
+async def find_device_by_address(
+    address: str, timeout_s: float, *, adapter: str | None = None
+) -> BLEDevice | None:
+    """Scan until ``address`` advertises; ``None`` after ``timeout_s``.
+
+    Unlike ``BleakScanner.find_device_by_address`` (bleak 3.1), the detection callback is
+    registered before discovery starts. bleak's helper subscribes only after
+    ``StartDiscovery`` has returned, so a report that BlueZ sends while discovery starts is
+    lost; a device that is announced once (BlueZ re-announces a device only when its
+    advertisement changes) is then never found.
+    """
+    wanted = address.upper()
+    found: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
+
+    def on_advertisement(ble_device: BLEDevice, _adv: AdvertisementData) -> None:
+        if ble_device.address.upper() == wanted and not found.done():
+            found.set_result(ble_device)
+
+    async with BleakScanner(detection_callback=on_advertisement, **_bluez_kwargs(adapter)):
+        try:
+            return await asyncio.wait_for(found, timeout_s)
+        except TimeoutError:
+            return None
 
 
 class BleakConnection:
@@ -100,14 +130,11 @@ class BleakTransport:
         self.adapter = adapter
         self.max_attempts = max_attempts
 
-    def _bluez_kwargs(self) -> dict[str, Any]:
-        return {"bluez": {"adapter": self.adapter}} if self.adapter else {}
-
     async def scan(
         self, *, timeout_s: float, service_uuids: tuple[str, ...] = ()
     ) -> list[Advertisement]:
         try:
-            kwargs: dict[str, Any] = dict(self._bluez_kwargs())
+            kwargs: dict[str, Any] = _bluez_kwargs(self.adapter)
             if service_uuids:
                 kwargs["service_uuids"] = [_norm_uuid(u) for u in service_uuids]
             found = await BleakScanner.discover(timeout=timeout_s, return_adv=True, **kwargs)
@@ -133,9 +160,7 @@ class BleakTransport:
             known.details.get("path", "") if isinstance(known.details, dict) else ""
         )):
             return known
-        ble_device = await BleakScanner.find_device_by_address(
-            address, timeout=timeout_s, **self._bluez_kwargs()
-        )
+        ble_device = await find_device_by_address(address, timeout_s, adapter=self.adapter)
         if ble_device is None:
             raise TransportError(f"{address}: not found within {timeout_s:.0f} s of scanning")
         return ble_device
