@@ -162,6 +162,16 @@ def activity_counts(acc_g: F64, fs_hz: int, *, epoch_s: int = 1) -> I64:
     return per_s[: n_ep * epoch_s].reshape(n_ep, epoch_s, 3).sum(axis=1)
 
 
+def _near_grid(rel_ns: F64, step_ns: float) -> bool:
+    """Whether sample ``k`` lies within 5 % of a period of ``k * step_ns`` for every ``k``
+    (checked a chunk at a time: no night-long intermediates)."""
+    for lo in range(0, rel_ns.size, _CHUNK):
+        hi = min(rel_ns.size, lo + _CHUNK)
+        if np.max(np.abs(rel_ns[lo:hi] - np.arange(lo, hi) * step_ns)) >= 0.05 * step_ns:
+            return False
+    return True
+
+
 def nominal_rate(t_ns: I64) -> float:
     """Sampling rate (Hz) from the median sample spacing; 0 if it cannot be told."""
     t = np.asarray(t_ns, dtype=np.int64)
@@ -202,7 +212,7 @@ def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream
         n = int(np.floor((seg_t[-1] - seg_t[0]) / step_ns + 0.5)) + 1
         rel = (seg_t - seg_t[0]).astype(np.float64)
         # already on the nominal grid: the device's own samples, else interpolated onto it
-        on_grid = n == seg_t.size and np.max(np.abs(rel - np.arange(n) * step_ns)) < 0.05 * step_ns
+        on_grid = n == seg_t.size and _near_grid(rel, step_ns)
         counter = _GridCounter(fs)
         pieces = []
         for g_lo in range(0, n, _CHUNK):  # bounded intermediates, the same counts
@@ -211,7 +221,13 @@ def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream
                 grid = a[lo + g_lo : lo + g_hi].T
             else:
                 g_rel = np.arange(g_lo, g_hi) * step_ns
-                grid = np.stack([np.interp(g_rel, rel, a[lo:hi, k]) for k in range(3)])
+                # np.interp reads only the two samples around each grid point: the samples
+                # from the last at or before this chunk's first point to the first at or
+                # after its last give the values the whole segment gives
+                s_lo = max(0, int(np.searchsorted(rel, g_rel[0], side="right")) - 1)
+                s_hi = int(np.searchsorted(rel, g_rel[-1], side="left")) + 1
+                xp, fp = rel[s_lo:s_hi], a[lo + s_lo : lo + min(s_hi, rel.size)]
+                grid = np.stack([np.interp(g_rel, xp, fp[:, k]) for k in range(3)])
             pieces.append(counter.seconds(grid))
         c = np.concatenate(pieces)
         if c.shape[0] == 0:
