@@ -6,6 +6,7 @@ import gzip
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
@@ -116,3 +117,27 @@ def test_running_nanmedian_equals_the_median_of_each_window(values: list[float])
             assert math.isclose(got[i], statistics.median(window), rel_tol=1e-12)
         else:
             assert math.isnan(got[i])
+
+
+def test_band_powers_are_the_same_whatever_block_of_epochs_they_are_computed_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spectra are computed a block of epochs at a time (memory): every epoch must get,
+    bit for bit, what it gets when the whole night's spectra are computed at once."""
+    rng = np.random.default_rng(5)
+    n_beats = 9000  # about 2.5 h: more epochs than one block holds
+    t = np.arange(n_beats, dtype=float)
+    rr = 950 + 35 * np.sin(2 * np.pi * 0.25 * t) + 20 * np.sin(2 * np.pi * 0.09 * t) \
+        + rng.normal(0, 8, n_beats)
+    nn = correct_rr(beats_from_rr(rr))
+    grid = epoch_grid(T0, int(nn.t_ns[-1]))
+    assert grid.n > 2 * cardiac._SPECTRA_BLOCK
+    blocked = hrv_per_epoch(grid, nn)
+    for block in (grid.n, 2, 3, 7, 1):
+        monkeypatch.setattr(cardiac, "_SPECTRA_BLOCK", block)
+        other = hrv_per_epoch(grid, nn)
+        for key in ("lf_ms2", "hf_ms2", "lf_hf"):
+            assert blocked[key].tobytes() == other[key].tobytes(), (key, block)
+    hf, lf = blocked["hf_ms2"], blocked["lf_ms2"]
+    assert np.isfinite(hf).sum() > 0.9 * grid.n
+    assert np.nanmedian(hf) > np.nanmedian(lf)  # the 0.25-Hz modulation is the larger

@@ -222,12 +222,29 @@ def _band_powers(grid: EpochGrid, nn: NNSeries, mid_ns: I64) -> tuple[F64, F64]:
     series = np.interp((ts - t0).astype(np.float64), (tb - t0).astype(np.float64), nn.nn_ms[ok])
     win_n = int(HRV_WINDOW_S * HRV_FS_HZ)
     first = ((mid_ns - HRV_WINDOW_S * 500_000_000) - t0) // step_ns
-    segs = np.lib.stride_tricks.sliding_window_view(series, win_n)[first.astype(np.int64)]
-    freqs, pxx = _periodogram(segs)
-    df = freqs[1] - freqs[0]
-    lf_sel = (freqs >= LF_BAND[0]) & (freqs < LF_BAND[1])
-    hf_sel = (freqs >= HF_BAND[0]) & (freqs < HF_BAND[1])
-    return pxx[:, lf_sel].sum(axis=1) * df, pxx[:, hf_sel].sum(axis=1) * df
+    windows = np.lib.stride_tricks.sliding_window_view(series, win_n)
+    first = first.astype(np.int64)
+    lf = np.empty(first.size)
+    hf = np.empty(first.size)
+    # each epoch's spectrum is its own row: a block of epochs at a time gives the same
+    # values and keeps a night's spectra (some 35 MB of intermediates) out of memory
+    for lo in range(0, first.size, _SPECTRA_BLOCK):
+        hi = min(first.size, lo + _SPECTRA_BLOCK)
+        freqs, pxx = _periodogram(windows[first[lo:hi]])
+        df = freqs[1] - freqs[0]
+        lf[lo:hi] = _band_sum(pxx, (freqs >= LF_BAND[0]) & (freqs < LF_BAND[1])) * df
+        hf[lo:hi] = _band_sum(pxx, (freqs >= HF_BAND[0]) & (freqs < HF_BAND[1])) * df
+    return lf, hf
+
+
+def _band_sum(pxx: F64, band: npt.NDArray[np.bool_]) -> F64:
+    """Each row's sum over the band's bins, added in frequency order whatever the number of
+    rows (``.sum(axis=1)`` adds pairwise on one row but in order on several)."""
+    return np.cumsum(pxx[:, band], axis=1)[:, -1]
+
+
+_SPECTRA_BLOCK = 128
+"""Epoch windows whose spectra are computed together (:func:`_band_powers`)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -244,7 +261,9 @@ def _periodogram(segs: F64) -> tuple[F64, F64]:
     detrend="linear", axis=1)`` (checked in the tests) without its per-row least squares."""
     n = segs.shape[1]
     t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    slope = (segs @ t) / (t @ t)
+    # (not ``segs @ t``: BLAS adds up a row in an order that depends on how many rows it
+    # is given, and an epoch's value must not depend on the epochs computed with it)
+    slope = (segs * t).sum(axis=1) / (t @ t)
     resid = segs - segs.mean(axis=1, keepdims=True) - slope[:, None] * t[None, :]
     win = _hann(n)
     spec = np.abs(np.fft.rfft(resid * win, axis=1)) ** 2 / (HRV_FS_HZ * (win * win).sum())
