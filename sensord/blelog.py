@@ -893,10 +893,11 @@ def _load_lines(
     buf = np.frombuffer(text, dtype=np.uint8)
     cols = np.arange(_N_PREFIX, dtype=np.int64)
     pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
-    for a in range(0, n, 65536):  # in blocks: the index matrix stays small
-        idx = starts[a : a + 65536, None] + cols
-        np.take(buf, idx, out=pre[a : a + 65536], mode="clip")
-        pre[a : a + 65536][idx >= ends[a : a + 65536, None]] = 0
+    block = 8192  # lines at a time: the (block, 60) int64 index matrix stays at 4 MB
+    for a in range(0, n, block):
+        idx = starts[a : a + block, None] + cols
+        np.take(buf, idx, out=pre[a : a + block], mode="clip")
+        pre[a : a + block][idx >= ends[a : a + block, None]] = 0
     bodies = map(get, map(slice, (starts + 9).tolist(), ends.tolist()))
     crc_calc = np.fromiter(map(zlib.crc32, bodies), dtype=np.int64, count=n)
     crc_stored, crc_ok = _hex8(pre[:, 0:8])

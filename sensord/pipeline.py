@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from sensord import blelog, devices
 from sensord.blelog import BlelogWriter, Problems
@@ -611,12 +612,88 @@ def retime_logs(logs: Sequence[blelog.LogContents]) -> None:
             pos += len(ch)
 
 
+_KeptChannel = tuple[str, list[bytes], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def _kept_channels(
+    contents: blelog.LogContents, first_event_line: dict[str, int], path: str,
+    probs: Problems,
+) -> tuple[dict[str, list[_KeptChannel]], tuple[int, int] | None]:
+    """The notifications the pipeline would keep, per device in the order it would see
+    them (``(char, payloads, wall_ns, lines)``), and their wall-time span. Empties
+    ``contents.channels``: each channel's payloads are let go once it is decoded."""
+    never = np.iinfo(np.int64).max
+    kept: dict[str, list[_KeptChannel]] = {}
+    lo: int | None = None
+    hi: int | None = None
+    for (dev, char), ch in contents.channels.items():
+        keep = ch.line > first_event_line.get(dev, never)
+        if not keep.all():
+            k = int(np.argmin(keep))
+            probs.add("unknown-device", path, int(ch.line[k]),
+                      f"notification from {dev!r} before any event announcing it; skipped",
+                      key=dev, count=int((~keep).sum()))
+        if not keep.any():
+            continue
+        if not devices.is_known(char):
+            k = int(np.argmax(keep))
+            probs.add("unknown-characteristic", path, int(ch.line[k]),
+                      f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}",
+                      count=int(keep.sum()))
+            continue
+        if keep.all():
+            pays, wall, lines = ch.payloads, ch.wall_ns, ch.line
+        else:
+            idx = np.flatnonzero(keep)
+            pays = [ch.payloads[i] for i in idx.tolist()]
+            wall, lines = ch.wall_ns[idx], ch.line[idx]
+        lo = int(wall.min()) if lo is None else min(lo, int(wall.min()))
+        hi = int(wall.max()) if hi is None else max(hi, int(wall.max()))
+        kept.setdefault(dev, []).append((char, pays, wall, lines))
+    contents.channels.clear()
+    return kept, (lo, hi) if lo is not None and hi is not None else None
+
+
+def _decode_device(
+    out: DeviceStreams, chans: list[_KeptChannel], cuts: list[int], path: str,
+    batch_size: int, probs: Problems,
+) -> None:
+    """Decode one device's kept channels of one log into ``out``, emptying ``chans``."""
+    dev = out.device
+    # context timeline: context characteristics decoded one by one, in log order
+    ctx_lines: list[int] = [0]
+    ctx_values: list[DecodeContext] = [DecodeContext()]
+    ctx_items = sorted(
+        (int(lines[i]), char, pays[i], int(wall[i]))
+        for char, pays, wall, lines in chans if char in CONTEXT_CHARS
+        for i in range(len(pays))
+    )
+    for line, char, pay, w in ctx_items:
+        ctx_values.append(decode_channel(
+            dev, char, [pay], np.array([w], dtype=np.int64), out=out,
+            context=ctx_values[-1], problems=probs,
+            where=_at_lines(path, np.array([line], dtype=np.int64))))
+        ctx_lines.append(line)
+    cut = np.asarray(cuts, dtype=np.int64)
+    while chans:
+        char, pays, wall, lines = chans.pop(0)
+        if char in CONTEXT_CHARS:
+            continue
+        for sel in _chunks(lines, cut, batch_size):
+            last = int(lines[sel[-1]])
+            ctx = ctx_values[bisect.bisect_left(ctx_lines, last) - 1]
+            p_sel = pays if sel.size == len(pays) else pays[int(sel[0]) : int(sel[-1]) + 1]
+            decode_channel(dev, char, p_sel, wall[sel], out=out, context=ctx,
+                           problems=probs, where=_at_lines(path, lines[sel]))
+
+
 def load_session(
     paths: Iterable[str | os.PathLike[str]],
     *,
     batch_size: int = DEFAULT_BATCH,
     problems: Problems | None = None,
     repair_clock: bool = True,
+    after_read: Callable[[], None] | None = None,
 ) -> Session:
     """Load and decode session logs into per-device streams and a night (the fast path).
 
@@ -636,6 +713,9 @@ def load_session(
         As for :class:`Pipeline`.
     problems
         Tally to add skipped input to (a new one by default).
+    after_read
+        Called once the logs are read, before decoding (the scoring worker hands the
+        freed pages of the logs' text back to the OS there).
 
     Returns
     -------
@@ -651,10 +731,11 @@ def load_session(
     headers: list[blelog.LogHeader] = []
     lo: int | None = None
     hi: int | None = None
-    never = np.iinfo(np.int64).max
     loaded = [blelog.load(path, probs) for path in sources]
     if repair_clock:
         retime_logs(loaded)
+    if after_read is not None:
+        after_read()
     for path, contents in zip(sources, loaded, strict=True):
         headers.extend(contents.headers)
         first_event_line: dict[str, int] = {}
@@ -666,58 +747,13 @@ def load_session(
             if ev.kind == "disconnected":
                 cuts.setdefault(ev.device, []).append(line)
         clk_events.extend(ev for _, ev in contents.clock_events)
-        # keep what the pipeline would keep, in the order it would see it
-        kept: dict[str, list[tuple[str, list[bytes], np.ndarray, np.ndarray]]] = {}
-        for (dev, char), ch in contents.channels.items():
-            keep = ch.line > first_event_line.get(dev, never)
-            if not keep.all():
-                k = int(np.argmin(keep))
-                probs.add("unknown-device", path, int(ch.line[k]),
-                          f"notification from {dev!r} before any event announcing it; skipped",
-                          key=dev, count=int((~keep).sum()))
-            if not keep.any():
-                continue
-            if not devices.is_known(char):
-                k = int(np.argmax(keep))
-                probs.add("unknown-characteristic", path, int(ch.line[k]),
-                          f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}",
-                          count=int(keep.sum()))
-                continue
-            if keep.all():
-                pays, wall, lines = ch.payloads, ch.wall_ns, ch.line
-            else:
-                idx = np.flatnonzero(keep)
-                pays = [ch.payloads[i] for i in idx.tolist()]
-                wall, lines = ch.wall_ns[idx], ch.line[idx]
-            lo = int(wall.min()) if lo is None else min(lo, int(wall.min()))
-            hi = int(wall.max()) if hi is None else max(hi, int(wall.max()))
-            kept.setdefault(dev, []).append((char, pays, wall, lines))
+        kept, span = _kept_channels(contents, first_event_line, path, probs)
+        if span is not None:
+            lo = span[0] if lo is None else min(lo, span[0])
+            hi = span[1] if hi is None else max(hi, span[1])
         for dev, chans in kept.items():
-            out = devs[dev]
-            # context timeline: context characteristics decoded one by one, in log order
-            ctx_lines: list[int] = [0]
-            ctx_values: list[DecodeContext] = [DecodeContext()]
-            ctx_items = sorted(
-                (int(lines[i]), char, pays[i], int(wall[i]))
-                for char, pays, wall, lines in chans if char in CONTEXT_CHARS
-                for i in range(len(pays))
-            )
-            for line, char, pay, w in ctx_items:
-                ctx_values.append(decode_channel(
-                    dev, char, [pay], np.array([w], dtype=np.int64), out=out,
-                    context=ctx_values[-1], problems=probs,
-                    where=_at_lines(path, np.array([line], dtype=np.int64))))
-                ctx_lines.append(line)
-            cut = np.asarray(cuts.get(dev, []), dtype=np.int64)
-            for char, pays, wall, lines in chans:
-                if char in CONTEXT_CHARS:
-                    continue
-                for sel in _chunks(lines, cut, batch_size):
-                    last = int(lines[sel[-1]])
-                    ctx = ctx_values[bisect.bisect_left(ctx_lines, last) - 1]
-                    p_sel = pays if sel.size == len(pays) else pays[int(sel[0]) : int(sel[-1]) + 1]
-                    decode_channel(dev, char, p_sel, wall[sel], out=out, context=ctx,
-                                   problems=probs, where=_at_lines(path, lines[sel]))
+            _decode_device(devs[dev], chans, cuts.get(dev, []), path, batch_size, probs)
+        del kept
     span = (lo, hi) if lo is not None and hi is not None else None
     report = _report(sources, devs, probs, dev_events, clk_events, headers, span)
     return Session(build_night(devs, *(span or (0, 0))), report)

@@ -54,6 +54,24 @@ def test_replay_equals_batch_load(sim_logs: dict[str, Path], profile: str) -> No
     assert len(night.hr) == len(pipe.night().hr)  # type: ignore[arg-type]
 
 
+def test_load_session_calls_after_read_once_between_reading_and_decoding(
+    sim_logs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sensord.pipeline as pipeline
+
+    steps: list[str] = []
+    read, decode = pipeline.blelog.load, pipeline.decode_channel
+    monkeypatch.setattr(pipeline.blelog, "load",
+                        lambda *a, **k: (steps.append("read"), read(*a, **k))[1])
+    monkeypatch.setattr(pipeline, "decode_channel",
+                        lambda *a, **k: (steps.append("decode"), decode(*a, **k))[1])
+    logs = [sim_logs["polar_h10"], sim_logs["infinitime"]]
+    session = load_session(logs, after_read=lambda: steps.append("after_read"))
+    assert steps[:3] == ["read", "read", "after_read"]
+    assert steps.count("after_read") == 1 and set(steps[3:]) == {"decode"}
+    _same(session.devices, load_session(logs).devices)
+
+
 def test_replay_is_deterministic_and_pacing_does_not_change_results(
     sim_logs: dict[str, Path], tmp_path: Path
 ) -> None:
