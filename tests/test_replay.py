@@ -157,3 +157,33 @@ def test_live_pipeline_log_replays_to_the_same_streams(sim_logs: dict[str, Path]
     asyncio.run(replay([live_log], again))
     _same(live.devices, again.devices)
     assert live.report().as_dict()["streams"] == again.report().as_dict()["streams"]
+
+
+def test_device_streams_join_batches_as_one_stable_sort_and_let_the_batches_go() -> None:
+    """Decode batches are joined into one stream sorted by time: each batch is sorted,
+    neighbours overlap a little (each maps device time to host time on its own). The
+    reference is numpy's stable sort of the concatenation; the batches are let go as they
+    are copied (the night is never held twice)."""
+    from sensord.model import AccStream
+
+    rng = np.random.default_rng(2)
+    parts, start = [], 0
+    for k in range(12):
+        n = int(rng.integers(1, 400))
+        t = np.sort(start + rng.integers(0, 20 * n, n))
+        start = int(t[-1]) - int(rng.integers(0, 60))  # the next batch overlaps this one
+        acc = rng.normal(size=(n, 3))
+        parts.append(AccStream(t.astype(np.int32 if k % 3 == 0 else np.int64), acc))
+    t_all = np.concatenate([p.t_ns.astype(np.int64) for p in parts])
+    acc_all = np.concatenate([p.acc_g for p in parts])
+    order = np.argsort(t_all, kind="stable")
+    streams = DeviceStreams("chest")
+    for p in parts:
+        streams._add("acc", p)
+    batches = streams._parts["acc"]
+    del parts, p
+    joined = streams.get("acc")
+    assert joined.t_ns.dtype == np.int64 and joined.acc_g.shape == acc_all.shape
+    np.testing.assert_array_equal(joined.t_ns, t_all[order])
+    np.testing.assert_array_equal(joined.acc_g, acc_all[order])
+    assert batches == [None] * 12  # nothing but the joined stream holds the samples
