@@ -137,3 +137,27 @@ def test_backfill_without_scoring_and_queue_only(
     n_hr = len(session.report.devices["polar_h10"].get("hr"))
     assert influxdb.count("heart_rate", "hr_bpm", "participant = 'P-override'") == n_hr
     assert np.isfinite(n_hr) and n_hr > 1000
+
+
+def test_coverage_per_epoch_counts_the_distinct_seconds_holding_samples() -> None:
+    """Against a plain-Python reference, on unsorted times with duplicates, times before
+    the first epoch and after the last, and more samples than one processing block."""
+    from sensord.store import points
+
+    rng = np.random.default_rng(9)
+    s_ns = 1_000_000_000
+    start = 1_800_000_000 * s_ns
+    epochs = start + np.arange(40, dtype=np.int64) * 30 * s_ns
+    t = start + rng.integers(-120 * s_ns, 1300 * s_ns, 80_000)
+    t[1500:] = start + 601 * s_ns + rng.integers(0, s_ns, t.size - 1500)  # one busy second
+    t = t[(t < start + 300 * s_ns) | (t >= start + 420 * s_ns)]  # epochs 10-13: empty
+    seconds: list[set[int]] = [set() for _ in epochs]
+    for v in t.tolist():
+        if v >= start and (v - start) // s_ns < 30 * len(epochs):
+            k = (v - start) // s_ns
+            seconds[k // 30].add(k)
+    expected = [len(s) / 30 for s in seconds]
+    got = points.coverage_per_epoch(t, epochs)
+    assert got.tolist() == expected
+    assert got[10:14].tolist() == [0.0] * 4
+    assert 0 < np.median(got) < 1  # sparse elsewhere: partly covered epochs

@@ -74,6 +74,9 @@ def night_points(
     row lines (device events, the night; their string fields may hold raw newlines),
     the night summary (``None`` without scoring) and the epoch columns for the local
     store."""
+    # scored first: the sample lines need not be held while the night's arrays are at
+    # their peak (they come first in the body all the same)
+    result = score(session.night, tz=tz) if score is not None else None
     body: list[bytes] = []
     report = session.report
     for name, dev in sorted(report.devices.items()):
@@ -118,9 +121,8 @@ def night_points(
             )
         )
 
-    if score is None:
+    if result is None:
         return b"".join(body), events, None, {}
-    result = score(session.night, tz=tz)
     hyp = result.hypnogram
     scorer = hyp.scorer
     t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)

@@ -133,10 +133,14 @@ def coverage_per_epoch(
     if ep.size == 0:
         return np.zeros(0)
     start = int(ep[0])
-    secs = np.unique((t[t >= start] - start) // 1_000_000_000)
-    idx = secs // epoch_s
-    idx = idx[idx < ep.size]
-    return np.bincount(idx, minlength=ep.size)[: ep.size] / float(epoch_s)
+    n_secs = ep.size * epoch_s
+    seen = np.zeros(n_secs, dtype=bool)
+    block = 1 << 16  # samples at a time: no night-long temporaries for 50-Hz streams
+    for lo in range(0, t.size, block):
+        part = t[lo : lo + block]
+        secs = (part[part >= start] - start) // 1_000_000_000
+        seen[secs[secs < n_secs]] = True
+    return seen.reshape(ep.size, epoch_s).sum(axis=1) / float(epoch_s)
 
 
 def coverage_lines(
