@@ -36,6 +36,7 @@ import numpy as np
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Connection, Transport
 from sensord.clock import STEP_THRESHOLD_NS
+from sensord.daemon_rescore import malloc_trim, rescore_logs
 from sensord.devices import PROFILES, Profile, SetupStep, decode_one
 from sensord.errors import ConfigError, SensordError, TransportError
 from sensord.model import (
@@ -575,47 +576,6 @@ def set_blas_threads(n: int) -> bool:
     return found
 
 
-def _malloc_trim() -> Callable[[], None]:
-    """glibc's ``malloc_trim(0)``: hand freed heap pages back to the OS (no-op elsewhere).
-
-    A night of decode batches, pickled scoring jobs and JSON status writes frees memory in
-    several threads' malloc arenas; without trimming, the resident set creeps up by megabytes
-    over a night although the Python heap does not grow.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-
-    def release() -> None:
-        trim(0)
-
-    return release
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
-SCORING_MMAP_THRESHOLD_BYTES = 1 << 20
-"""In the scoring worker, from decoding on, blocks this large or larger are mapped on their
-own (glibc ``M_MMAP_THRESHOLD``): each is handed back to the OS whole when freed."""
-
-
-def _fix_mmap_threshold(size_bytes: int) -> bool:
-    """Fix glibc's mmap threshold at ``size_bytes`` (whether it could be set).
-
-    glibc raises the threshold to the size of every mapped block that is freed: once a
-    log's 22.6 MB of text is freed, every decode batch comes from the heap, and when the
-    batches are joined into the night's arrays the heap keeps their pages although they
-    are free. Fixed at 1 MiB, the batches are mapped and unmapped instead (scoring worker,
-    8-h bench night: peak 149 -> 139 MB at the same CPU time; 128 KiB cost 50 % more CPU
-    in page faults).
-    """
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, size_bytes))
-    except (OSError, AttributeError):
-        return False
-
-
 class _InlineExecutor(concurrent.futures.Executor):
     """Runs jobs at once in the calling thread (``score_in_subprocess=False``)."""
 
@@ -732,45 +692,6 @@ def shift_streams(night: NightStreams, correct: Callable[[np.ndarray], np.ndarra
         night.off_body_t_ns = correct(night.off_body_t_ns)
 
 
-def rescore_logs(
-    paths: list[Path], *, participant: str, tz: str, roles: dict[str, str],
-    own_process: bool = False,
-) -> tuple[bytes, list[str], dict[str, Any] | None, dict[str, list[Any]]]:
-    """The night's final result, from its session log(s) alone (the source of truth).
-
-    The logs are loaded and decoded by :func:`sensord.pipeline.load_session` (vectorised;
-    the same streams as the live :class:`Pipeline`), every record re-timed first with
-    :func:`sensord.clock.repair_wall_ns` (clock steps repaired from the monotonic record,
-    as :class:`ClockWatch` does live), scored with
-    :func:`sensord.staging.core.score_night`, and turned into the store's points by
-    :func:`sensord.store.backfill.night_points` (samples, device events, coverage, final
-    epochs, features, night summary). Idempotent: the same log gives the same points,
-    which overwrite the live ones; ``sensord backfill`` of the log gives them too.
-
-    Freed heap pages go back to the OS (glibc ``malloc_trim``) once the logs are read and
-    once they are decoded: the log's text and the decode temporaries leave holes the
-    allocator keeps otherwise (8-h bench night: peak 161 -> 149 MB, 123 -> 74 MB after
-    decoding). With ``own_process`` (the daemon's scoring worker, which exits after the
-    night) glibc's mmap threshold is also fixed from decoding on
-    (:func:`_fix_mmap_threshold`).
-    """
-    from sensord.pipeline import load_session
-    from sensord.staging.core import score_night
-    from sensord.store.backfill import night_points
-
-    release = _malloc_trim()
-
-    def after_read() -> None:
-        release()
-        if own_process:  # a process-wide setting: only in a worker of its own
-            _fix_mmap_threshold(SCORING_MMAP_THRESHOLD_BYTES)
-
-    session = load_session(paths, after_read=after_read)
-    release()
-    return night_points(session, participant=participant, tz=tz, roles=roles,
-                        score=score_night)
-
-
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -872,7 +793,7 @@ class Daemon:
         self.final_results: list[dict[str, Any]] = []
         self._last_provisional_mono = 0
         self._ticks = 0
-        self._trim = _malloc_trim()
+        self._trim = malloc_trim()
         self._scorer: concurrent.futures.Executor | None = None  # final re-scores
         # workers with their night submitted, shut down once it is scored
         self._retired: list[tuple[concurrent.futures.Executor,

@@ -75,7 +75,7 @@ def test_a_built_wheel_runs_the_demo_outside_the_source_tree(tmp_path: Path) -> 
         assert must in needed and must in names, must
     assert needed <= names, f"not in the wheel: {sorted(needed - names)}"
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "sensord = sensord.cli:main" in (site / entry).read_text()
+    assert "sensord = sensord.__main__:main" in (site / entry).read_text()
 
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()

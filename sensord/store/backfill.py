@@ -12,21 +12,18 @@ to the sink (:meth:`Sender.send_now`); whatever cannot be delivered waits in the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sensord.config import Config
 from sensord.errors import StoreError
-from sensord.store import points
-from sensord.store.lineproto import schema_columns, schema_line
 from sensord.store.local import LocalStore
+from sensord.store.nightpoints import CONNECTED_EVENTS, night_points
 from sensord.store.sender import FlushReport, Sender
 
-CONNECTED_EVENTS = frozenset({"connected", "services", "subscribed", "setup"})
+__all__ = ["CONNECTED_EVENTS", "BackfillReport", "NightBackfill", "backfill", "night_points"]
 
 
 @dataclass
@@ -60,109 +57,6 @@ class BackfillReport:
     @property
     def finished(self) -> bool:
         return all(n.sent is not None and n.sent.finished for n in self.nights)
-
-
-def night_points(
-    session: Any,
-    *,
-    participant: str,
-    tz: str,
-    roles: Mapping[str, str],
-    score: Callable[..., Any] | None = None,
-) -> tuple[bytes, list[str], dict[str, Any] | None, dict[str, list[Any]]]:
-    """All points of one decoded session: the columnar lines (split at newlines), the
-    row lines (device events, the night; their string fields may hold raw newlines),
-    the night summary (``None`` without scoring) and the epoch columns for the local
-    store."""
-    # scored first: the sample lines need not be held while the night's arrays are at
-    # their peak (they come first in the body all the same)
-    result = score(session.night, tz=tz) if score is not None else None
-    body: list[bytes] = []
-    report = session.report
-    for name, dev in sorted(report.devices.items()):
-        role = roles.get(name, "other")
-        tags = {"participant": participant, "device_role": role}
-        hr = dev.get("hr")
-        if hr is not None and len(hr):
-            body.append(points.heart_rate_lines(participant, role, hr))
-        beats = dev.get("beats")
-        if beats is not None and len(beats):
-            body.append(points.beat_lines(participant, role, beats))
-        battery = dev.get("battery")
-        if battery is not None and len(battery):
-            pct = np.asarray(battery.battery_pct, dtype=np.float64)
-            ok = np.isfinite(pct)
-            body.append(
-                schema_columns(
-                    "device_battery",
-                    tags,
-                    battery.t_ns[ok],
-                    {"battery_pct": np.rint(pct[ok]).astype(np.int64)},
-                )
-            )
-    events = []
-    last_t: dict[str, int] = {}
-    for ev in report.device_events:
-        role = roles.get(ev.device, "other")
-        # events of one device in the same nanosecond would overwrite each other: keep them
-        # apart by 1 ns each, in log order (deterministic, so backfills stay idempotent)
-        t = max(int(ev.wall_ns), last_t.get(role, -1) + 1)
-        last_t[role] = t
-        events.append(
-            schema_line(
-                "device_event",
-                {"participant": participant, "device_role": role},
-                {
-                    "event": ev.kind,
-                    "connected": ev.kind in CONNECTED_EVENTS,
-                    "detail": ev.detail or None,
-                },
-                t,
-            )
-        )
-
-    if result is None:
-        return b"".join(body), events, None, {}
-    hyp = result.hypnogram
-    scorer = hyp.scorer
-    t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
-    summary = dict(result.summary)
-    label = summary.get("night") or ""
-    if t_ep.size:
-        body.append(
-            points.epoch_lines(
-                participant, scorer, t_ep, hyp.stages, hyp.probabilities, final=True, night=label
-            )
-        )
-        body.append(points.epoch_feature_lines(participant, scorer, t_ep, result.features))
-        for name, dev in sorted(report.devices.items()):
-            cols = {}
-            for stream, key in (("hr", "hr_coverage_frac"), ("acc", "acc_coverage_frac")):
-                s = dev.get(stream)
-                if s is not None and len(s):
-                    cols[key] = points.coverage_per_epoch(s.t_ns, t_ep)
-            if cols:
-                body.append(
-                    points.coverage_lines(participant, roles.get(name, "other"), t_ep, cols)
-                )
-        summary.update(participant=participant, scorer=scorer, final=True)
-        events.append(points.night_line(participant, scorer, summary))
-    epochs = {
-        "t_ns": t_ep.tolist(),
-        "stage": np.asarray(hyp.stages, dtype=np.int64).tolist(),
-        **{
-            f"p_{name}": [None if np.isnan(v) else float(v) for v in col.tolist()]
-            for name, col in zip(
-                ("wake", "light", "deep", "rem"), np.asarray(hyp.probabilities).T, strict=True
-            )
-        },
-        **{
-            key: [None if (isinstance(v, float) and np.isnan(v)) else v for v in arr.tolist()]
-            for key, arr in result.features.items()
-            if key != "t_ns"
-        },
-    }
-    return b"".join(body), events, summary, epochs
 
 
 def backfill(
