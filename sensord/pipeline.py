@@ -78,8 +78,9 @@ def _concat_streams(parts: list[Any]) -> Any:
     by a few ms (each batch maps device time to host time on its own), so only the
     samples in such an overlap are reordered (stable), in O(n).
 
-    ``parts`` is emptied as it is copied, so that a night of 50-Hz acceleration is held
-    once and one part, not twice.
+    Each entry of ``parts`` is set to ``None`` once copied, so that a night of 50-Hz
+    acceleration is held once and one part, not twice (where the parts are mapped blocks
+    the allocator returns at once; see :func:`sensord.daemon_rescore.fix_mmap_threshold`).
     """
     if len(parts) == 1:
         return parts[0]
