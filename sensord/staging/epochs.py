@@ -98,10 +98,15 @@ def second_coverage(grid: EpochGrid, t_ns: I64) -> F64:
     Works for any stream rate of 1 Hz or more (heart rate, acceleration, 1-s counts);
     for beats it measures how many seconds saw a beat end.
     """
-    sec = np.unique(np.asarray(t_ns, dtype=np.int64) // SECOND_NS)
-    idx = epoch_index(grid, sec * SECOND_NS)
-    counts = np.bincount(idx[idx >= 0], minlength=grid.n)[: grid.n]
-    return counts.astype(np.float64) / EPOCH_S
+    t = np.asarray(t_ns, dtype=np.int64).reshape(-1)
+    n_s = grid.n * EPOCH_S
+    seen = np.zeros(n_s, dtype=bool)  # the grid's seconds that hold a sample
+    block = 1 << 16  # samples at a time: no night-long temporaries for 50-Hz streams
+    for lo in range(0, t.size, block):
+        part = t[lo : lo + block]
+        sec = (part[part >= grid.start_ns] - grid.start_ns) // SECOND_NS
+        seen[sec[sec < n_s]] = True
+    return seen.reshape(grid.n, EPOCH_S).sum(axis=1) / EPOCH_S
 
 
 def interval_coverage(grid: EpochGrid, t_ns: I64, dur_ns: I64) -> F64:

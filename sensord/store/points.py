@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sensord.model import BeatStream, HeartRateStream
+from sensord.staging.epochs import EpochGrid, second_coverage
 from sensord.store import schema
 from sensord.store.lineproto import schema_columns, schema_line
 
@@ -124,23 +125,13 @@ def night_line(participant: str, scorer: str, summary: Mapping[str, Any]) -> str
     )
 
 
-def coverage_per_epoch(
-    t_ns: npt.ArrayLike, epoch_t_ns: npt.ArrayLike, epoch_s: int = 30
-) -> npt.NDArray[np.float64]:
-    """Fraction of each epoch's seconds that hold at least one sample."""
-    t = np.asarray(t_ns, dtype=np.int64)
+def coverage_per_epoch(t_ns: npt.ArrayLike, epoch_t_ns: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Fraction of each epoch's seconds that hold at least one sample; ``epoch_t_ns`` are
+    consecutive 30-s epochs (:func:`sensord.staging.epochs.second_coverage`)."""
     ep = np.asarray(epoch_t_ns, dtype=np.int64)
     if ep.size == 0:
         return np.zeros(0)
-    start = int(ep[0])
-    n_secs = ep.size * epoch_s
-    seen = np.zeros(n_secs, dtype=bool)
-    block = 1 << 16  # samples at a time: no night-long temporaries for 50-Hz streams
-    for lo in range(0, t.size, block):
-        part = t[lo : lo + block]
-        secs = (part[part >= start] - start) // 1_000_000_000
-        seen[secs[secs < n_secs]] = True
-    return seen.reshape(ep.size, epoch_s).sum(axis=1) / float(epoch_s)
+    return second_coverage(EpochGrid(int(ep[0]), int(ep.size)), np.asarray(t_ns))
 
 
 def coverage_lines(
