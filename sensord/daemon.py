@@ -979,9 +979,10 @@ class Daemon:
         night is scored the worker is shut down (:meth:`_release_workers`), handing its
         memory back, and the next night starts a new one (none waits idle in between)."""
         pool = self._scoring()
+        own_process = not isinstance(pool, _InlineExecutor)
         fut = pool.submit(rescore_logs, paths, participant=self.participant, tz=self.tz,
-                          roles=self.roles, own_process=not isinstance(pool, _InlineExecutor))
-        if not isinstance(pool, _InlineExecutor):
+                          roles=self.roles, own_process=own_process)
+        if own_process:
             self._scorer = None
             self._retired.append((pool, fut))
         return fut
