@@ -253,21 +253,16 @@ def test_the_scoring_worker_imports_neither_the_daemon_nor_the_radio_nor_the_sin
     import sys
 
     assert sensord.daemon.rescore_logs.__module__ == "sensord.daemon_rescore"
-    heavy = ("sensord.daemon", "sensord.ble", "bleak", "dbus_fast", "urllib3", "sqlite3",
-             "sensord.store.sender", "sensord.store.local", "typer")
-    probe = ("import sys, sensord.daemon_rescore\n"
-             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "[]", out.stdout
-    # ...nor does the main module a spawned worker re-imports: the console script of
+    heavy = ("sensord.daemon", "sensord.cli", "sensord.ble", "bleak", "dbus_fast", "urllib3",
+             "sqlite3", "sensord.store.sender", "sensord.store.local", "typer")
+    # ...nor the main module a spawned worker re-imports: the console script of
     # `sensord run` imports sensord.__main__, which imports the CLI only when it runs
-    probe = ("import sys, sensord.__main__\n"
-             "print(sorted(m for m in ('sensord.cli', 'sensord.daemon', 'typer') "
-             "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "[]", out.stdout
+    for module in ("sensord.daemon_rescore", "sensord.__main__"):
+        probe = (f"import sys, {module}\n"
+                 f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        assert out.stdout.strip() == "[]", (module, out.stdout)
 
 
 def test_counted_acceleration_leaves_memory_and_the_provisional_lines_stay_the_same(
