@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -77,8 +78,10 @@ def site(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     tz = afternoon_tz()
     db = tmp_path / "sensord.sqlite"
     book = open_book(db)
-    # Yesterday evening's kratom, so the page offers it as a one-tap entry.
-    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    # Yesterday evening's kratom, so the page offers it as a one-tap entry: yesterday in
+    # the participant's zone (the UTC date is a day ahead of it when the suite runs
+    # between 00:00 and about 03:00 UTC, and that evening would then lie in the future)
+    yesterday = dt.datetime.now(ZoneInfo(tz)) - dt.timedelta(days=1)
     now_ns = time.time_ns()
     seed = an.substance(
         "kratom",
