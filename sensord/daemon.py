@@ -492,12 +492,15 @@ _LIVE_STAGERS: dict[str, Any] = {}
 
 
 def provisional_job(token: str, night: NightStreams, acc_source: str, acc_new: AccStream | None,
-                    tz: str, participant: str, lo_ns: int, end_ns: int) -> tuple[bytes, int, int]:
-    """Stage a window; epoch and epoch-feature lines (provisional) for the epochs in
-    [lo, end).
+                    tz: str, participant: str, lo_ns: int, end_ns: int,
+                    night_key: str = "") -> tuple[bytes, int, int]:
+    """Stage the complete epochs in [lo, end) not staged yet; their epoch and
+    epoch-feature lines (provisional).
 
     ``acc_new`` is the acceleration that arrived since the previous call of this daemon
-    (``token``), whose counts are kept (:class:`sensord.staging.live.LiveStager`).
+    (``token``), whose counts are kept, as is the night so far, by the daemon's
+    :class:`sensord.staging.live.LiveStager`; ``night`` holds the last minutes of the
+    other streams; ``night_key`` names the night (its log).
     """
     from sensord.staging.live import LiveStager
     from sensord.store.points import epoch_feature_lines, epoch_lines
@@ -505,18 +508,13 @@ def provisional_job(token: str, night: NightStreams, acc_source: str, acc_new: A
     stager = _LIVE_STAGERS.setdefault(token, LiveStager())
     if acc_new is not None and len(acc_new):
         stager.add_acc(acc_source, acc_new)
-    result = stager.score(night, tz=tz, hrv_from_ns=lo_ns)
-    t_ep = np.asarray(result.features["t_ns"], dtype=np.int64)
-    new = (t_ep >= lo_ns) & (t_ep + EPOCH_NS <= end_ns)
-    if not new.any():
+    staged = stager.stage(night, lo_ns=lo_ns, end_ns=end_ns, night_key=night_key, tz=tz)
+    if not staged.t_ns.size:
         return b"", 0, lo_ns
-    hyp = result.hypnogram
-    label = str(result.summary.get("night") or "")
-    body = epoch_lines(participant, hyp.scorer, t_ep[new], hyp.stages[new],
-                       hyp.probabilities[new], final=False, night=label)
-    body += epoch_feature_lines(participant, hyp.scorer, t_ep[new],
-                                {k: np.asarray(v)[new] for k, v in result.features.items()})
-    return body, int(new.sum()), int(t_ep[new][-1]) + EPOCH_NS
+    body = epoch_lines(participant, staged.scorer, staged.t_ns, staged.stages,
+                       staged.probabilities, final=False, night=staged.night)
+    body += epoch_feature_lines(participant, staged.scorer, staged.t_ns, staged.features)
+    return body, int(staged.t_ns.size), int(staged.t_ns[-1]) + EPOCH_NS
 
 
 def drop_provisional_state(token: str) -> None:
@@ -937,7 +935,8 @@ class Daemon:
         scorer = self._live_scoring()
         try:
             fut = scorer.submit(provisional_job, self._live_token, night, acc_source, acc_new,
-                                self.tz, self.participant, lo, end)
+                                self.tz, self.participant, lo, end,
+                                str(getattr(self.pipeline.writer, "path", "")))
         except concurrent.futures.BrokenExecutor as exc:  # a new executor next time
             self.problems.add("host", "provisional scorer restarted", repr(exc))
             self._forget_live()

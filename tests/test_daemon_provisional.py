@@ -136,7 +136,8 @@ def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
     ref_hr = dict(zip(t_ref.tolist(), np.asarray(whole.features["hr_bpm"]), strict=True))
     np.testing.assert_allclose(live_hr, [ref_hr[t] for t in sorted(feats)], rtol=1e-12)
 
-    # provisional stages (10-min windows) against the whole hour's
+    # provisional stages (causal: the night so far, each epoch's features lacking the
+    # 285 s after it) against the whole hour's
     codes = {int(t): int(c) for t, c in zip(t_ref, whole.hypnogram.stages, strict=True)}
     live_codes = np.array([int(_field(stages[t], "stage_code").rstrip("i"))
                            for t in sorted(stages)])
@@ -147,7 +148,9 @@ def test_every_epoch_staged_live_with_its_features(tmp_path: Path) -> None:
     print(f"provisional vs whole-hour stages: {agreement:.1%} agree, kappa {kappa:.2f}, "
           f"{both.sum()} epochs scored by both")
     assert both.sum() > 0.9 * live_codes.size
-    assert kappa > 0.1  # better than chance; provisional stages see ten minutes, not the night
+    # better than chance, and than the 10-min window scorer before them (38.7 % agreement,
+    # kappa 0.16 here): 59.7 %, kappa 0.40 when written
+    assert kappa > 0.3
 
 
 class _LateCallbacks(concurrent.futures.Executor):

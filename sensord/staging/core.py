@@ -66,7 +66,7 @@ class NightResult:
     summary: dict[str, Any]
 
 
-def _default_model() -> StagerModel:
+def default_model() -> StagerModel:
     if "default" not in _MODEL_CACHE:
         _MODEL_CACHE["default"] = load_model()
     return _MODEL_CACHE["default"]
@@ -122,28 +122,27 @@ def _hrv_from(grid: EpochGrid, nn: cardiac.NNSeries, from_ns: int | None) -> dic
     return out
 
 
-def score_night(
-    streams: NightStreams, *, tz: str, model: StagerModel | None = None,
-    hrv_from_ns: int | None = None,
-) -> NightResult:
-    """Score one night (see module docstring).
+@dataclass(frozen=True, slots=True)
+class EpochInputs:
+    """Per-epoch values of :func:`epoch_inputs`: what the stager's features are made of.
 
-    Parameters
-    ----------
-    streams
-        The night's decoded streams; any may be absent or empty.
-    tz
-        The participant's IANA time zone (night label and local times only).
-    model
-        Stager model; the shipped one if ``None``.
-    hrv_from_ns
-        Compute the HRV features only for epochs starting at or after this time (``NaN``,
-        cover 0, before it; the values of the others are the same as without it). The
-        live scorer reports only its newest epochs; stages never use HRV.
+    ``features`` holds ``t_ns``, ``hr_bpm``, ``counts``, ``hr_cover``, ``motion_cover``,
+    ``off_body``, ``rr_flags``, the Walch ``count_feature``/``hr_feature`` (``NaN`` where
+    the epoch lacks that stream) and the HRV values; ``has_hr``/``has_motion`` the epochs
+    whose heart rate / motion is covered enough to be used (:data:`MIN_COVERAGE`, not off
+    the body); ``quality`` the samples left out per stream.
     """
-    zone_check = clock.zone(tz)  # fail early, naming the zone
-    del zone_check
-    mdl = model if model is not None else _default_model()
+
+    grid: EpochGrid
+    features: dict[str, npt.NDArray[Any]]
+    has_hr: npt.NDArray[np.bool_]
+    has_motion: npt.NDArray[np.bool_]
+    quality: dict[str, int]
+
+
+def epoch_inputs(streams: NightStreams, *, hrv_from_ns: int | None = None) -> EpochInputs:
+    """Clean every stream and compute the per-epoch values of ``streams``' epoch grid
+    (module docstring, up to the features); ``hrv_from_ns`` as in :func:`score_night`."""
     grid = epoch_grid(streams.start_ns, streams.end_ns)
     n = grid.n
     quality: dict[str, int] = {}
@@ -220,7 +219,7 @@ def score_night(
     ob = epoch_index(grid, np.asarray(streams.off_body_t_ns, dtype=np.int64).reshape(-1))
     off_body[ob[ob >= 0]] = True
 
-    # --- features and staging ----------------------------------------------------------
+    # --- features ----------------------------------------------------------------------
     has_motion = (motion_cover >= MIN_COVERAGE) & ~off_body
     has_hr = (hr_cover >= MIN_COVERAGE) & ~off_body
     hr_1hz = cardiac.hr_1hz(hr_src_t, hr_src_v, grid.start_ns, n * EPOCH_S) if n else np.zeros(0)
@@ -228,7 +227,55 @@ def score_night(
     hr_feat = features.hr_feature(hr_1hz, n)
     count_feat = np.where(has_motion, count_feat, np.nan)
     hr_feat = np.where(has_hr, hr_feat, np.nan)
-    count_n, hr_n = features.normalise_night(count_feat, hr_feat)
+    return EpochInputs(
+        grid,
+        {
+            "t_ns": grid.t_ns,
+            "hr_bpm": hr_epoch,
+            "counts": epoch_counts,
+            "hr_cover": hr_cover,
+            "motion_cover": motion_cover,
+            "off_body": off_body,
+            "rr_flags": rr_flags,
+            "count_feature": count_feat,
+            "hr_feature": hr_feat,
+            **hrv,
+        },
+        has_hr,
+        has_motion,
+        quality,
+    )
+
+
+def score_night(
+    streams: NightStreams, *, tz: str, model: StagerModel | None = None,
+    hrv_from_ns: int | None = None,
+) -> NightResult:
+    """Score one night (see module docstring).
+
+    Parameters
+    ----------
+    streams
+        The night's decoded streams; any may be absent or empty.
+    tz
+        The participant's IANA time zone (night label and local times only).
+    model
+        Stager model; the shipped one if ``None``.
+    hrv_from_ns
+        Compute the HRV features only for epochs starting at or after this time (``NaN``,
+        cover 0, before it; the values of the others are the same as without it). The
+        live scorer reports only its newest epochs; stages never use HRV.
+    """
+    zone_check = clock.zone(tz)  # fail early, naming the zone
+    del zone_check
+    mdl = model if model is not None else default_model()
+    inputs = epoch_inputs(streams, hrv_from_ns=hrv_from_ns)
+    grid, n, quality = inputs.grid, inputs.grid.n, inputs.quality
+    has_hr, has_motion = inputs.has_hr, inputs.has_motion
+    hr_cover, motion_cover = inputs.features["hr_cover"], inputs.features["motion_cover"]
+    off_body = inputs.features["off_body"]
+    count_n, hr_n = features.normalise_night(inputs.features["count_feature"],
+                                             inputs.features["hr_feature"])
     # built only for the sets some epoch falls back to (see stage)
     design = {
         "hr+motion": lambda: features.design_matrix(count_n, hr_n, n),
@@ -244,7 +291,8 @@ def score_night(
     hyp = Hypnogram(grid.start_ns, stages, probs, mdl.version)
 
     # --- summary -----------------------------------------------------------------------
-    summary: dict[str, Any] = night_metrics(hyp, hr_bpm=hr_epoch, rmssd_ms=hrv["rmssd_ms"])
+    summary: dict[str, Any] = night_metrics(hyp, hr_bpm=inputs.features["hr_bpm"],
+                                             rmssd_ms=inputs.features["rmssd_ms"])
     onset = summary.get("sol_min")
     ref_ns = grid.start_ns + int((onset or 0) * 60 * S_NS)
     summary.update(
@@ -263,17 +311,16 @@ def score_night(
                       enumerate(FEATURE_SETS, start=1)},
         data_quality=quality,
     )
-    feats: dict[str, npt.NDArray[Any]] = {
-        "t_ns": grid.t_ns,
-        "hr_bpm": hr_epoch,
-        "counts": epoch_counts,
-        "hr_cover": hr_cover,
-        "motion_cover": motion_cover,
-        "off_body": off_body,
-        "rr_flags": rr_flags,
-        "count_feature": count_feat,
-        "hr_feature": hr_feat,
-        "feature_set": set_code,
-        **hrv,
-    }
-    return NightResult(hyp, feats, summary)
+    return NightResult(hyp, with_feature_set(inputs.features, set_code), summary)
+
+
+def with_feature_set(features: dict[str, npt.NDArray[Any]], set_code: npt.NDArray[np.int8]
+                     ) -> dict[str, npt.NDArray[Any]]:
+    """``features`` with the feature set used per epoch, ``feature_set``, after the Walch
+    features (the order of the stored fields)."""
+    out: dict[str, npt.NDArray[Any]] = {}
+    for key, values in features.items():
+        out[key] = values
+        if key == "hr_feature":
+            out["feature_set"] = set_code
+    return out

@@ -285,3 +285,83 @@ def design_matrix(count_n: F64 | None, hr_n: F64 | None, n_epochs: int) -> F64:
     if n_epochs == 0:
         return np.zeros((0, len(cols) + 3))
     return np.column_stack([*cols, tt, tt**2, cosine])
+
+
+def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
+    """The last row of :func:`design_matrix` over the night so far (same columns, same
+    edge rules), from the trailing ``LONG_WINDOW // 2 + 1`` epochs and the night's ranks
+    and means.
+
+    The live stager needs only the newest epoch's row; the whole matrix costs some 300
+    numpy calls whatever the night's length, this some 40. The values equal
+    ``design_matrix(count_n, hr_n, n)[-1]`` up to rounding: a window's sum is taken here
+    as a difference of prefix sums over the trailing epochs, there as a running sum
+    from the night's first epoch.
+    """
+    series: list[F64] = []
+    if count_n is not None:
+        series += [count_n, count_n * count_n]
+    if hr_n is not None:
+        series += [hr_n, hr_n * hr_n, night_rank(hr_n)]
+    if not series:
+        raise ValueError("design_row needs the count or the heart-rate feature")
+    x = np.stack(series, axis=1)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("design_row needs at least one epoch")
+    ok = np.isfinite(x)
+    xv = np.where(ok, x, 0.0)
+    okf = ok.astype(np.float64)
+    finite = ok.sum(axis=0)
+    night_mean = np.where(finite > 0, xv.sum(axis=0) / np.maximum(finite, 1), np.nan)
+    last = n - 1
+    first = max(0, last - LONG_WINDOW // 2)  # the widest window reaches back this far
+    both = np.concatenate((xv[first:], okf[first:]), axis=1)
+    cum = np.concatenate((np.zeros((1, both.shape[1])), np.cumsum(both, axis=0)))
+    # (centre, window) pairs: every length at the last epoch, then the 21-epoch means the
+    # shifted context reads in the past (at the first epoch when the night is shorter)
+    pairs = [(last, w) for w in _DESIGN_LENGTHS]
+    pairs += [(max(last - sh, 0), 21) for sh in CONTEXT_SHIFTS]
+    lo = np.array([c - w // 2 for c, w in pairs])
+    hi = np.array([c + (w - w // 2 - 1) for c, w in pairs])
+    before = np.maximum(-lo, 0)[:, None]  # window samples left of the night: its first value
+    after = np.maximum(hi - last, 0)[:, None]  # right of it: its last value
+    sums = (cum[np.minimum(hi, last) + 1 - first] - cum[np.maximum(lo, 0) - first]
+            + before * np.concatenate((xv[0], okf[0])) + after * np.concatenate((xv[-1],
+                                                                                okf[-1])))
+    k = x.shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(sums[:, k:] > 0.5, sums[:, :k] / sums[:, k:], np.nan)
+    at = {w: means[i] for i, w in enumerate(_DESIGN_LENGTHS)}
+    past21 = means[len(_DESIGN_LENGTHS):]
+
+    def filled(m: F64) -> F64:
+        return np.where(np.isfinite(m), m, night_mean)
+
+    def context(j: int, j_sq: int) -> list[float]:
+        ctx = [at[w][j] for w in CONTEXT_WINDOWS]
+        ctx += [np.sqrt(np.maximum(at[w][j_sq] - at[w][j] ** 2, 0.0))
+                for w in CONTEXT_STD_WINDOWS]
+        for i in range(len(CONTEXT_SHIFTS)):  # the future side is past the last epoch
+            ctx += [past21[i][j], at[21][j]]
+        tail = np.where(ok[max(0, last - 10):, j], x[max(0, last - 10):, j], -np.inf)
+        ctx.append(tail.max() if np.isfinite(tail.max()) else np.nan)
+        ctx_arr = np.array(ctx, dtype=np.float64)
+        return [float(x[last, j]),
+                *np.where(np.isfinite(ctx_arr), ctx_arr, night_mean[j]).tolist()]
+
+    cols: list[float] = []
+    j_hr = 0
+    if count_n is not None:
+        cols += context(0, 1)
+        cols.append(float(filled(at[LONG_WINDOW])[0]))
+        j_hr = 2
+    if hr_n is not None:
+        cols += context(j_hr, j_hr + 1)
+        cols += [float(filled(at[LONG_WINDOW])[j_hr]), float(filled(at[LONG_WINDOW])[j_hr + 2])]
+        cols += [float(filled(at[w])[j_hr + 2]) for w in CONTEXT_WINDOWS]
+    if count_n is not None and hr_n is not None:
+        cols += [float(filled(at[w])[0] * filled(at[w])[j_hr]) for w in PRODUCT_WINDOWS]
+    time_h, cosine = time_features(n)
+    tt = time_h[last] / 8.0
+    return np.array([*cols, tt, tt**2, cosine[last]], dtype=np.float64)

@@ -90,3 +90,17 @@ def viterbi(emission: F64, trans: F64, initial: F64) -> I64:
     else:
         bwd = np.zeros((1, k))
     return np.argmax(fwd + bwd, axis=1).astype(np.int64)
+
+
+def forward_step(alpha: F64 | None, emission: F64, trans: F64, initial: F64) -> F64:
+    """One step of the forward recursion (Rabiner 1989, eq. 19-20), normalised.
+
+    ``alpha`` is the filtered distribution of the previous epoch (``None`` before the
+    first), ``emission`` this epoch's likelihoods ``(K,)`` (any positive scale). The result
+    is ``P(state_t | emissions up to t)``: the posterior :func:`forward_backward` gives
+    the last epoch of the chain that ends here.
+    """
+    e = np.asarray(emission, dtype=np.float64)
+    prior = initial if alpha is None else alpha @ trans
+    a = prior * (e / e.max())
+    return np.asarray(a / a.sum(), dtype=np.float64)

@@ -137,6 +137,36 @@ def load_model(path: str | Path | None = None) -> StagerModel:
     return StagerModel.from_dict(data)
 
 
+def emissions(
+    model: StagerModel,
+    design: Mapping[str, F64 | Callable[[], F64]],
+    usable: dict[str, npt.NDArray[np.bool_]],
+) -> tuple[F64, npt.NDArray[np.int8]]:
+    """Scaled emission likelihoods ``(n, 4)`` (class probabilities over the training prior;
+    ones where unscored) and the feature set used per epoch (1-based index into
+    :data:`FEATURE_SETS`, 0 none): each epoch takes the first set, in order of preference,
+    whose inputs it has and whose design row is finite. Arguments as :func:`stage`."""
+    n = next(iter(usable.values())).shape[0] if usable else 0
+    emission = np.ones((n, 4))
+    set_code = np.zeros(n, dtype=np.int8)
+    for code, name in enumerate(FEATURE_SETS, start=1):
+        clf = model.classifiers.get(name)
+        if clf is None or name not in design:
+            continue
+        left = usable[name] & (set_code == 0)
+        if not left.any():
+            continue
+        built = design[name]
+        x = built() if callable(built) else built
+        sel = left & np.isfinite(x).all(axis=1)
+        if not sel.any():
+            continue
+        p = clf.proba(x[sel])
+        emission[sel] = p / clf.prior
+        set_code[sel] = code
+    return emission, set_code
+
+
 def stage(
     model: StagerModel,
     design: Mapping[str, F64 | Callable[[], F64]],
@@ -162,24 +192,8 @@ def stage(
         ``int8`` stages (-1 unscored), ``(n, 4)`` posteriors (``NaN`` rows unscored) and
         the feature set used per epoch (1-based index into :data:`FEATURE_SETS`, 0 none).
     """
-    n = next(iter(usable.values())).shape[0] if usable else 0
-    emission = np.ones((n, 4))
-    set_code = np.zeros(n, dtype=np.int8)
-    for code, name in enumerate(FEATURE_SETS, start=1):
-        clf = model.classifiers.get(name)
-        if clf is None or name not in design:
-            continue
-        left = usable[name] & (set_code == 0)
-        if not left.any():
-            continue
-        built = design[name]
-        x = built() if callable(built) else built
-        sel = left & np.isfinite(x).all(axis=1)
-        if not sel.any():
-            continue
-        p = clf.proba(x[sel])
-        emission[sel] = p / clf.prior
-        set_code[sel] = code
+    emission, set_code = emissions(model, design, usable)
+    n = emission.shape[0]
     scored = set_code > 0
     if model.smooth and n:
         post = forward_backward(emission, model.transition, model.initial)
