@@ -91,7 +91,8 @@ def correct_rr(beats: BeatStream) -> NNSeries:
     # local median of in-range intervals (NaN elsewhere), 11 intervals wide
     vals = np.where(in_range, rr, np.nan)
     med = _nanmedian_filter(vals, 11)
-    med = np.where(np.isfinite(med), med, np.nanmedian(vals) if in_range.any() else np.nan)
+    if not np.isfinite(med).all():  # windows without an in-range interval: the series'
+        med = np.where(np.isfinite(med), med, np.nanmedian(vals) if in_range.any() else np.nan)
     ratio = rr / med
     k = np.rint(ratio)
     missed = in_range & (k >= 2) & (k <= 3) & (np.abs(ratio - k) <= 0.15 * k)
@@ -170,14 +171,22 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
     def csum(x: F64) -> F64:
         return np.concatenate(([0.0], np.cumsum(x)))
 
-    okf = nn.ok.astype(np.float64)
     x = np.where(nn.ok, nn.nn_ms, 0.0)
-    c_n, c_x, c_x2 = csum(okf), csum(x), csum(x * x)
+    c_x = csum(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cover = (c_x[hi] - c_x[lo]) / (HRV_WINDOW_S * 1000.0)
+    valid = cover >= HRV_MIN_COVER
+    hrv_cover = np.clip(np.nan_to_num(cover), 0.0, 1.0)
+    if not valid.any():  # no window is reported: skip the rest (the live stager's epochs)
+        out = {k: nan.copy() for k in keys}
+        out["hrv_cover"] = hrv_cover
+        return out
+    okf = nn.ok.astype(np.float64)
+    c_n, c_x2 = csum(okf), csum(x * x)
     cnt = c_n[hi] - c_n[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (c_x[hi] - c_x[lo]) / cnt
         var = np.maximum((c_x2[hi] - c_x2[lo]) / cnt - mean**2, 0.0)
-        cover = (c_x[hi] - c_x[lo]) / (HRV_WINDOW_S * 1000.0)
         # successive differences: pair i = (i-1, i), valid if both ok and not a run start
         pair_ok = np.zeros(t.size)
         pair_ok[1:] = (nn.ok[1:] & nn.ok[:-1] & ~nn.starts_run[1:]).astype(np.float64)
@@ -190,11 +199,7 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
         npair = c_p[hi] - c_p[lo1]
         rmssd = np.sqrt((c_d2[hi] - c_d2[lo1]) / npair)
         pnn50 = 100.0 * (c_50[hi] - c_50[lo1]) / npair
-    valid = cover >= HRV_MIN_COVER
-    if valid.any():
-        lf, hf = _band_powers(grid, nn, mid)
-    else:  # no window is reported: skip the spectra (the live scorer's newest epochs)
-        lf, hf = nan.copy(), nan.copy()
+    lf, hf = _band_powers(grid, nn, mid)
     with np.errstate(invalid="ignore", divide="ignore"):
         lf_hf = lf / hf
     return {
@@ -204,7 +209,7 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
         "lf_ms2": np.where(valid, lf, np.nan),
         "hf_ms2": np.where(valid, hf, np.nan),
         "lf_hf": np.where(valid, lf_hf, np.nan),
-        "hrv_cover": np.clip(np.nan_to_num(cover), 0.0, 1.0),
+        "hrv_cover": hrv_cover,
     }
 
 
