@@ -30,7 +30,6 @@ hypnogram always comes from the log.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,7 @@ MAX_GAP_S = 3 * 3600
 """Epochs without data that a night may hold before the stager starts a new night."""
 
 
-@dataclass
+@dataclasses.dataclass
 class NightSoFar:
     """Per-epoch inputs of every epoch staged so far this night, and the HMM's state."""
 
@@ -79,7 +78,7 @@ class NightSoFar:
         self.hr_feature = np.concatenate((self.hr_feature, hr_feature))
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class LiveEpochs:
     """Provisional result of :meth:`LiveStager.stage` for the newly staged epochs."""
 
