@@ -75,7 +75,7 @@ _PREFIX = 51  # "cccccccc T wwwwwwwwwwwwwwwwwww mmmmmmmmmmmmmmmmmmm " up to <res
 _N_PREFIX = 60  # notification: prefix + "hhhhhhhh " then payload hex
 _MAX_NS = 2**63
 _READ_CHUNK = 1 << 16  # compressed bytes per step when streaming
-_BATCH_CHUNK = 1 << 24  # ... when loading whole files
+_BATCH_CHUNK = 1 << 20  # ... when loading whole files (about 3.5 MB of text per piece)
 _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
 
 
@@ -418,7 +418,8 @@ class BlelogWriter:
 class _Member:
     index: int
     offset: int  # byte offset of the member in the file
-    text: bytes  # decompressed text recovered from this member (whole lines and maybe a tail)
+    parts: list[bytes]  # decompressed text recovered from this member, in pieces (whole
+    # lines and maybe a tail; a line may span pieces)
     complete: bool
 
 
@@ -557,7 +558,8 @@ def _report_truncated_member(problems: Problems, path: str, i: int, start: int) 
 
 
 def _members(path: str, problems: Problems) -> Iterator[_Member]:
-    """Decompressed members of a log, each as whole text (used by the batch loader)."""
+    """Decompressed members of a log, each as its text in pieces (used by the batch loader:
+    pieces instead of one string, so the text is never held twice while it is joined)."""
     with _mapped_members(path, problems) as (view, spans):
         for i, start, end in spans:
             parts = []
@@ -569,7 +571,7 @@ def _members(path: str, problems: Problems) -> Iterator[_Member]:
                 complete = complete or last
             if not complete:
                 _report_truncated_member(problems, path, i, start)
-            yield _Member(i, start, b"".join(parts), complete)
+            yield _Member(i, start, [p for p in parts if p], complete)
 
 
 def _parse_rest_json(rest: bytes) -> dict[str, Any]:
@@ -835,16 +837,27 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
     n_members = 0
     for m in _members(p, probs):
         n_members += 1
-        text = m.text
-        nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
-        n = int(nl.size)
-        tail = len(text) - (int(nl[-1]) + 1 if n else 0)
+        n = sum(part.count(b"\n") for part in m.parts)
+        tail = _tail_bytes(m.parts)
         if tail:
             probs.add("truncated-tail", p, line_base + n + 1,
                       f"last record of member {m.index} cut off ({tail} bytes); skipped",
                       key=str(m.index))
-        if n:
-            _load_lines(text, nl, line_base, parser, probs, p, dev_events, clk_events, acc)
+        # a piece at a time (its whole lines; the rest is carried into the next), each piece
+        # let go once parsed: the member's text is never held whole beside its parse
+        carry = b""
+        done = 0
+        while m.parts:
+            text = carry + m.parts.pop(0) if carry else m.parts.pop(0)
+            nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
+            if nl.size:
+                _load_lines(text, nl, line_base + done, parser, probs, p, dev_events,
+                            clk_events, acc)
+                done += int(nl.size)
+                carry = text[int(nl[-1]) + 1 :]
+            else:
+                carry = text
+            del text, nl
         line_base += n + (1 if tail else 0)
         if n_members == 1 and not parser.headers:
             raise LogFormatError("first record is not a valid header", path=p, line=1)
@@ -865,6 +878,17 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
             np.concatenate(lns),
         )
     return LogContents(p, parser.headers, dev_events, clk_events, channels, line_base, n_members)
+
+
+def _tail_bytes(parts: list[bytes]) -> int:
+    """Bytes after the last newline of text given in pieces (the cut-off last record)."""
+    tail = 0
+    for part in reversed(parts):
+        k = part.rfind(b"\n")
+        if k >= 0:
+            return tail + len(part) - k - 1
+        tail += len(part)
+    return tail
 
 
 def _load_lines(
