@@ -88,7 +88,7 @@ def rescore_logs(
         if own_process:  # a process-wide setting: only in a worker of its own
             fix_mmap_threshold(SCORING_MMAP_THRESHOLD_BYTES)
 
-    session = load_session(paths, after_read=after_read)
+    session = load_session(paths, after_read=after_read, count_acc=True)
     release()
     return night_points(session, participant=participant, tz=tz, roles=roles,
                         score=score_night)

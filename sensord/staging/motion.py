@@ -163,6 +163,12 @@ def activity_counts(acc_g: F64, fs_hz: int, *, epoch_s: int = 1) -> I64:
     return per_s[: n_ep * epoch_s].reshape(n_ep, epoch_s, 3).sum(axis=1)
 
 
+def count_rate(fs_hz: float) -> int:
+    """The supported rate counts are computed at for a stream sampled at ``fs_hz``: the
+    nearest of :data:`SUPPORTED_HZ`."""
+    return min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
+
+
 def nominal_rate(t_ns: I64) -> float:
     """Sampling rate (Hz) from the median sample spacing; 0 if it cannot be told."""
     t = np.asarray(t_ns, dtype=np.int64)
@@ -347,7 +353,7 @@ class SegmentCounter:
     def __init__(self, fs_hz: float, *, max_gap_s: float = 1.0) -> None:
         if not fs_hz > 0:
             raise StagingError(f"SegmentCounter needs a positive sampling rate, got {fs_hz}")
-        self.fs = min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
+        self.fs = count_rate(fs_hz)
         self.max_gap_s = max_gap_s
         self._seg: _Segment | None = None
         self._out_t: list[I64] = []
@@ -416,7 +422,7 @@ class CountStreamer:
     def __init__(self, fs_hz: float, *, max_gap_s: float = 1.0) -> None:
         if not fs_hz > 0:
             raise StagingError(f"CountStreamer needs a positive sampling rate, got {fs_hz}")
-        self.fs = min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
+        self.fs = count_rate(fs_hz)
         self.step_ns = 1e9 / self.fs
         self.max_gap_ns = max_gap_s * 1e9
         self.last_t_ns: int | None = None
