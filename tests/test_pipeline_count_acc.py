@@ -21,7 +21,7 @@ from sensord.daemon_rescore import rescore_logs
 from sensord.model import AccStream, AccTimes, RawNotification
 from sensord.pipeline import _concat_streams, _CountedAcc, load_session
 from sensord.simulate import SimConfig, simulate_to_files
-from sensord.staging.core import acc_counts, score_night
+from sensord.staging.core import AccCounter, acc_counts, score_night
 from sensord.staging.epochs import epoch_grid
 from sensord.store.nightpoints import night_points
 
@@ -210,3 +210,11 @@ def test_samples_to_drop_or_clip_are_not_counted_as_decoded() -> None:
     parts[2] = AccStream(parts[2].t_ns, bad)
     got, want = _both(parts)
     assert got is None and want[1] == 1
+
+
+def test_samples_of_the_wrong_shape_are_left_to_the_whole_night_path() -> None:
+    counter = AccCounter()
+    t = T0 + np.arange(500, dtype=np.int64) * 20_000_000
+    counter.feed(t, np.zeros((500, 2)))
+    assert not counter.exact
+    assert counter.result(epoch_grid(T0, int(t[-1]) + 1), t) is None

@@ -144,6 +144,9 @@ class AccCounter:
         """Add one piece of samples (times ``(n,)``, acceleration ``(n, 3)`` in g)."""
         if not self.exact or not len(t_ns):
             return
+        if np.ndim(acc_g) != 2 or np.shape(acc_g) != (len(t_ns), 3):  # acc_counts says why
+            self.exact, self._counter = False, None
+            return
         t, a, dropped = clean_acc(t_ns, acc_g)
         if dropped or (self._last_ns is not None and int(t[0]) <= self._last_ns):
             self.exact, self._counter = False, None
