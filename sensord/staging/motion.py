@@ -230,16 +230,23 @@ class _ChunkedGrid:
         self.points += m
         self._buf.append(grid)
         self._n_buf += m
-        if self._n_buf < _CHUNK:
-            return
-        axis = 0 if self.by_sample else 1
-        whole = np.concatenate(self._buf, axis=axis)
-        n_full = (self._n_buf // _CHUNK) * _CHUNK
-        for lo in range(0, n_full, _CHUNK):
-            self._count(whole[lo : lo + _CHUNK] if self.by_sample else whole[:, lo : lo + _CHUNK])
-        rest = whole[n_full:] if self.by_sample else whole[:, n_full:]
-        self._buf = [rest] if self._n_buf > n_full else []
-        self._n_buf -= n_full
+        while self._n_buf >= _CHUNK:  # each chunk joined alone (no larger temporary)
+            take: list[F64] = []
+            need = _CHUNK
+            while need:
+                piece = self._buf[0]
+                size = piece.shape[0] if self.by_sample else piece.shape[1]
+                if size <= need:
+                    take.append(self._buf.pop(0))
+                    need -= size
+                elif self.by_sample:
+                    take.append(piece[:need])
+                    self._buf[0], need = piece[need:], 0
+                else:
+                    take.append(piece[:, :need])
+                    self._buf[0], need = piece[:, need:], 0
+            self._n_buf -= _CHUNK
+            self._count(np.concatenate(take, axis=0 if self.by_sample else 1))
 
     def interpolated(self) -> _ChunkedGrid:
         """A copy that goes on with ``(3, m)`` pieces (an interpolated grid whose points so
