@@ -38,7 +38,7 @@ import mmap
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -75,7 +75,8 @@ _PREFIX = 51  # "cccccccc T wwwwwwwwwwwwwwwwwww mmmmmmmmmmmmmmmmmmm " up to <res
 _N_PREFIX = 60  # notification: prefix + "hhhhhhhh " then payload hex
 _MAX_NS = 2**63
 _READ_CHUNK = 1 << 16  # compressed bytes per step when streaming
-_BATCH_CHUNK = 1 << 24  # ... when loading whole files
+_BATCH_CHUNK = 1 << 18  # ... when loading whole files (about 0.9 MB of text per piece)
+_BATCH_RESYNC = 1 << 24  # ... and where it looks for a resync point (its former chunk)
 _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
 
 
@@ -135,8 +136,9 @@ class Problem:
 class Problems:
     """Tally of skipped input; each (kind, key) is logged once, at its first occurrence."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, log_first: bool = True) -> None:
         self._by_key: dict[tuple[str, str], Problem] = {}
+        self._log_first = log_first  # False: a tally to be merged into one that logs
 
     def add(
         self,
@@ -154,9 +156,15 @@ class Problems:
         if p is None:
             p = Problem(kind, path, line, message, count)
             self._by_key[k] = p
-            log.warning("%s", p)
+            if self._log_first:
+                log.warning("%s", p)
         else:
             p.count += count
+
+    def merge(self, other: Problems) -> None:
+        """Add ``other``'s tally, in its order (as if its problems were added here)."""
+        for (kind, key), p in other._by_key.items():
+            self.add(kind, p.path, p.line, p.message, key=key, count=p.count)
 
     def __iter__(self) -> Iterator[Problem]:
         return iter(self._by_key.values())
@@ -414,14 +422,6 @@ class BlelogWriter:
 # --------------------------------------------------------------------------- reader
 
 
-@dataclass(slots=True)
-class _Member:
-    index: int
-    offset: int  # byte offset of the member in the file
-    text: bytes  # decompressed text recovered from this member (whole lines and maybe a tail)
-    complete: bool
-
-
 def _member_offsets(buf: bytes | mmap.mmap) -> list[int]:
     offs = []
     pos = buf.find(MEMBER_MARKER, 0)
@@ -433,17 +433,20 @@ def _member_offsets(buf: bytes | mmap.mmap) -> list[int]:
 
 def _inflate_region(
     region: memoryview, start: int, path: str, problems: Problems, member: int,
-    chunk_size: int = _READ_CHUNK,
+    chunk_size: int = _READ_CHUNK, resync_block: int | None = None,
 ) -> Iterator[tuple[bytes, bool]]:
     """Decompress one member region chunk by chunk; yields (text chunk, is_last).
 
     On corrupt compressed data, resyncs at the next full-flush point (``00 00 ff ff``
-    followed by a decodable raw deflate stream) and reports the bytes skipped.
+    followed by a decodable raw deflate stream) after the start of the chunk, and reports
+    the bytes skipped. ``resync_block``: look from the start of the block of that many
+    bytes instead (the chunk of a decompression in larger chunks; the same recovery).
     """
     d = zlib.decompressobj(31)
     pos = 0
     n = len(region)
     raw = False
+    origin = 0  # where decompression (re)started
     while pos < n:
         chunk = region[pos : pos + chunk_size]
         saved = d.copy()
@@ -453,7 +456,9 @@ def _inflate_region(
             # Recover the text decodable before the bad byte, then look for a resync point.
             d = saved
             good: list[bytes] = []
-            bad = start + pos
+            block = pos if resync_block is None else (
+                origin + (pos - origin) // resync_block * resync_block)
+            bad = start + block
             for k in range(0, len(chunk), 256):
                 try:
                     good.append(d.decompress(chunk[k : k + 256]))
@@ -461,7 +466,7 @@ def _inflate_region(
                     bad = start + pos + k
                     break
             yield b"".join(good), False
-            nxt = _resync(region, pos + 1)
+            nxt = _resync(region, block + 1)
             problems.add(
                 "corrupt-compressed",
                 path,
@@ -475,7 +480,7 @@ def _inflate_region(
                 return
             d = zlib.decompressobj(-15)
             raw = True
-            pos = nxt
+            pos = origin = nxt
             continue
         if d.eof:
             consumed = len(chunk) - len(d.unused_data)
@@ -556,20 +561,24 @@ def _report_truncated_member(problems: Problems, path: str, i: int, start: int) 
     )
 
 
-def _members(path: str, problems: Problems) -> Iterator[_Member]:
-    """Decompressed members of a log, each as whole text (used by the batch loader)."""
+def _members(path: str, problems: Problems) -> Iterator[tuple[int, Generator[bytes]]]:
+    """Each member's index and its text as it is decompressed, a piece at a time (used by
+    the batch loader); a member cut off is reported once its pieces are exhausted."""
     with _mapped_members(path, problems) as (view, spans):
         for i, start, end in spans:
-            parts = []
-            complete = False
-            for out, last in _inflate_region(view[start:end], start, path, problems, i,
-                                             chunk_size=_BATCH_CHUNK):
-                if out:
-                    parts.append(out)
-                complete = complete or last
-            if not complete:
-                _report_truncated_member(problems, path, i, start)
-            yield _Member(i, start, b"".join(parts), complete)
+
+            def texts(i: int = i, start: int = start, end: int = end) -> Generator[bytes]:
+                complete = False
+                for out, last in _inflate_region(view[start:end], start, path, problems, i,
+                                                 chunk_size=_BATCH_CHUNK,
+                                                 resync_block=_BATCH_RESYNC):
+                    if out:
+                        yield out
+                    complete = complete or last
+                if not complete:
+                    _report_truncated_member(problems, path, i, start)
+
+            yield i, texts()
 
 
 def _parse_rest_json(rest: bytes) -> dict[str, Any]:
@@ -833,19 +842,37 @@ def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogC
     acc: dict[str, tuple[list[Any], list[Any], list[Any], list[bytes]]] = {}
     line_base = 0
     n_members = 0
-    for m in _members(p, probs):
+    for index, texts in _members(p, probs):
         n_members += 1
-        text = m.text
-        nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
-        n = int(nl.size)
-        tail = len(text) - (int(nl[-1]) + 1 if n else 0)
-        if tail:
-            probs.add("truncated-tail", p, line_base + n + 1,
-                      f"last record of member {m.index} cut off ({tail} bytes); skipped",
-                      key=str(m.index))
-        if n:
-            _load_lines(text, nl, line_base, parser, probs, p, dev_events, clk_events, acc)
-        line_base += n + (1 if tail else 0)
+        # The member is parsed a piece at a time as it is decompressed (its whole lines;
+        # the rest is carried into the next piece): its text is never held whole. Its line
+        # problems are tallied apart and added after those found decompressing it (corrupt
+        # data, a member or last record cut off), in the order of a parse of its whole text.
+        line_probs = Problems(log_first=False)
+        parser.problems = line_probs
+        carry = b""
+        n = 0
+        try:
+            for part in texts:
+                text = carry + part if carry else part
+                nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
+                if nl.size:
+                    _load_lines(text, nl, line_base + n, parser, line_probs, p, dev_events,
+                                clk_events, acc)
+                    n += int(nl.size)
+                    carry = text[int(nl[-1]) + 1 :]
+                else:
+                    carry = text
+                del text, nl
+            if carry:
+                probs.add("truncated-tail", p, line_base + n + 1,
+                          f"last record of member {index} cut off ({len(carry)} bytes); "
+                          "skipped", key=str(index))
+        finally:
+            texts.close()  # (on an error: let go of the mapped file before it is closed)
+            parser.problems = probs
+            probs.merge(line_probs)
+        line_base += n + (1 if carry else 0)
         if n_members == 1 and not parser.headers:
             raise LogFormatError("first record is not a valid header", path=p, line=1)
     if not parser.headers:

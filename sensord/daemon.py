@@ -856,7 +856,7 @@ class Daemon:
 
     def _scoring(self) -> concurrent.futures.Executor:
         """The worker that re-scores whole nights: a separate process (a night's arrays,
-        some 120 MB at its peak, never enter the recording process), one per night (see
+        some 82 MB at its peak, never enter the recording process), one per night (see
         :meth:`_final_score`); or this thread if disabled."""
         if self._scorer is None:
             if self.options.score_in_subprocess:

@@ -37,24 +37,37 @@ def malloc_trim() -> Callable[[], None]:
     return release
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+_M_MMAP_THRESHOLD = -3
 SCORING_MMAP_THRESHOLD_BYTES = 1 << 20
 """In the scoring worker, from decoding on, blocks this large or larger are mapped on their
 own (glibc ``M_MMAP_THRESHOLD``): each is handed back to the OS whole when freed."""
+SCORING_TRIM_THRESHOLD_BYTES = 4 << 20
+"""... and free memory at the top of the heap is handed back once it exceeds this
+(glibc ``M_TRIM_THRESHOLD``)."""
 
 
-def fix_mmap_threshold(size_bytes: int) -> bool:
-    """Fix glibc's mmap threshold at ``size_bytes`` (whether it could be set).
+def fix_mmap_threshold(size_bytes: int, trim_bytes: int = SCORING_TRIM_THRESHOLD_BYTES
+                       ) -> bool:
+    """Fix glibc's mmap threshold at ``size_bytes`` and its trim threshold at ``trim_bytes``
+    (whether they could be set).
 
-    glibc raises the threshold to the size of every mapped block that is freed: once a
+    glibc raises the mmap threshold to the size of every mapped block that is freed: once a
     log's 22.6 MB of text is freed, every decode batch comes from the heap, and when the
     batches are joined into the night's arrays the heap keeps their pages although they
     are free. Fixed at 1 MiB, the batches are mapped and unmapped instead (scoring worker,
     8-h bench night: peak 149 -> 139 MB at the same CPU time; 128 KiB cost 50 % more CPU
-    in page faults).
+    in page faults). Fixing it also stops glibc from adapting the trim threshold, which
+    then stays at 128 KiB: with the acceleration counted piece by piece as it is decoded,
+    the top of the heap was handed back and faulted in again over and over (63,000-95,000
+    page faults a night, depending on the heap's layout; 45,000-52,000 when the night's
+    samples were held). At 4 MiB: 58,000-68,000 at the same peak, 80-83 MB (8, 16, 32 and
+    64 MiB gave no fewer faults and 1-2 MB more).
     """
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, size_bytes))
+        libc = ctypes.CDLL("libc.so.6")
+        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, size_bytes))
+        return bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_bytes)) and ok
     except (OSError, AttributeError):
         return False
 
@@ -74,6 +87,10 @@ def rescore_logs(
     epochs, features, night summary). Idempotent: the same log gives the same points,
     which overwrite the live ones; ``sensord backfill`` of the log gives them too.
 
+    The acceleration is counted as it is decoded (``load_session(count_acc=True)``: the
+    same counts, its samples never held at once; 8-h bench night at 50 Hz: peak 118.5 ->
+    about 82 MB); a night where that cannot be done exactly is loaded again keeping them.
+
     Freed heap pages go back to the OS (glibc ``malloc_trim``) once the logs are read and
     once they are decoded: the log's text and the decode temporaries leave holes the
     allocator keeps otherwise (8-h bench night: peak 161 -> 149 MB, 123 -> 74 MB after
@@ -88,7 +105,7 @@ def rescore_logs(
         if own_process:  # a process-wide setting: only in a worker of its own
             fix_mmap_threshold(SCORING_MMAP_THRESHOLD_BYTES)
 
-    session = load_session(paths, after_read=after_read)
+    session = load_session(paths, after_read=after_read, count_acc=True)
     release()
     return night_points(session, participant=participant, tz=tz, roles=roles,
                         score=score_night)

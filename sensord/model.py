@@ -90,6 +90,17 @@ class AccStream:
 
 
 @dataclass(frozen=True, slots=True)
+class AccTimes:
+    """The times of acceleration samples that were counted as they were decoded, without
+    their values (``sensord.pipeline.load_session(count_acc=True)``)."""
+
+    t_ns: I64
+
+    def __len__(self) -> int:
+        return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
 class CountStream:
     """Activity counts per fixed-length bin starting at ``t_ns`` (e.g. ActiGraph 1-s counts)."""
 
@@ -99,6 +110,16 @@ class CountStream:
 
     def __len__(self) -> int:
         return int(self.t_ns.size)
+
+
+@dataclass(frozen=True, slots=True)
+class AccCounts:
+    """A night's raw acceleration as the staging core's motion step makes it: the counts
+    and how many samples cleaning left out (``sensord.staging.core.acc_counts``), here
+    computed while the acceleration was decoded."""
+
+    counts: CountStream
+    dropped: int
 
 
 def _empty_i64() -> I64:
@@ -119,6 +140,8 @@ class NightStreams:
     acc: AccStream | None = None
     counts: CountStream | None = None
     off_body_t_ns: I64 = field(default_factory=_empty_i64)
+    acc_counts: AccCounts | None = None
+    """Counts of the acceleration computed as it was decoded (then ``acc`` is ``None``)."""
 
 
 @dataclass(frozen=True, slots=True)

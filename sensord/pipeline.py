@@ -45,7 +45,9 @@ from sensord.devices import DecodeContext
 from sensord.devices.polar_pmd import PMD_CONTROL_POINT
 from sensord.errors import ControlPointError
 from sensord.model import (
+    AccCounts,
     AccStream,
+    AccTimes,
     BeatStream,
     ClockEvent,
     ContactStream,
@@ -56,6 +58,8 @@ from sensord.model import (
     RawNotification,
     SessionEvent,
 )
+from sensord.staging.core import AccCounter
+from sensord.staging.epochs import epoch_grid
 
 GAP_MIN_S = 10.0
 """A stream has a gap where consecutive samples are further apart than
@@ -112,12 +116,85 @@ def _concat_streams(parts: list[Any]) -> Any:
         cols = [n for n in fields if isinstance(values[n], np.ndarray)
                 and values[n].shape[:1] == t.shape]
         for b in bad.tolist():
-            lo = int(np.searchsorted(t[:b], t[b], side="right"))
-            hi = b + int(np.searchsorted(t[b:], t[b - 1], side="left"))
-            order = np.argsort(t[lo:hi], kind="stable") + lo
+            lo, hi, order = _overlap(t[:b], t[b:])
             for n in cols:
-                values[n][lo:hi] = values[n][order]
+                values[n][lo : b + hi] = values[n][lo + order]
     return kind(**values)
+
+
+def _overlap(before: npt.NDArray[np.int64], after: npt.NDArray[np.int64]
+             ) -> tuple[int, int, npt.NDArray[np.intp]]:
+    """Where ``after`` begins before ``before`` ends: the samples that interleave,
+    ``before[lo:]`` and ``after[:hi]``, and the order by time (stable) of the two joined."""
+    lo = int(np.searchsorted(before, after[0], side="right"))
+    hi = int(np.searchsorted(after, before[-1], side="left"))
+    return lo, hi, np.argsort(np.concatenate((before[lo:], after[:hi])), kind="stable")
+
+
+_COUNT_PIECE = 1 << 14
+"""Samples counted at a time while decoding (the counts do not depend on it)."""
+
+
+class _CountedAcc:
+    """A device's acceleration counted batch by batch as it is decoded
+    (``load_session(count_acc=True)``): each batch goes to a
+    :class:`sensord.staging.core.AccCounter` in the order :func:`_concat_streams` will join
+    the batches' times.
+
+    The newest batch waits for the next: where that one begins before it ends, the
+    samples in the overlap are reordered as :func:`_concat_streams` reorders them. That
+    gives its order only where each overlap lies within the two batches around it and no
+    later batch reaches back before an earlier overlap; otherwise counting stops
+    (``counter.exact`` false) and the caller counts the whole stream.
+    """
+
+    def __init__(self) -> None:
+        self.counter = AccCounter()
+        self._pending: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None = None
+        self._floor: int | None = None  # the latest end of a batch another overlapped
+
+    def add(self, part: AccStream) -> None:
+        """Count one decoded batch (or queue it until the next arrives)."""
+        t = np.asarray(part.t_ns, dtype=np.int64)
+        a = np.asarray(part.acc_g)
+        if not self.counter.exact:
+            return
+        if (t.size > 1 and not bool(np.all(t[1:] >= t[:-1]))) or (
+                self._floor is not None and int(t[0]) < self._floor):
+            self._stop()
+            return
+        if self._pending is None:
+            self._pending = (t, a)
+            return
+        pt, pa = self._pending
+        if t[0] >= pt[-1]:
+            self._feed(pt, pa)
+            self._pending = (t, a)
+            return
+        lo, hi, order = _overlap(pt, t)
+        if lo == 0 or hi >= t.size:  # the overlap may reach beyond these two batches
+            self._stop()
+            return
+        self._floor = max(self._floor or int(pt[-1]), int(pt[-1]))
+        self._feed(pt[:lo], pa[:lo])
+        self._feed(np.concatenate((pt[lo:], t[:hi]))[order],
+                   np.concatenate((pa[lo:], a[:hi]))[order])
+        self._pending = (t[hi:], a[hi:])
+
+    def _feed(self, t: npt.NDArray[np.int64], a: npt.NDArray[Any]) -> None:
+        for lo in range(0, t.size, _COUNT_PIECE):  # bounded intermediates, the same counts
+            self.counter.feed(t[lo : lo + _COUNT_PIECE], a[lo : lo + _COUNT_PIECE])
+
+    def _stop(self) -> None:
+        self.counter.exact = False
+        self._pending = None
+
+    def finish(self) -> AccCounter:
+        """Count the last batch; the counter, ready for its ``result``."""
+        if self._pending is not None:
+            self._feed(*self._pending)
+            self._pending = None
+        return self.counter
 
 
 @dataclass(slots=True)
@@ -135,10 +212,15 @@ class DeviceStreams:
     info: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     _parts: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    counted_acc: _CountedAcc | None = field(default=None, repr=False)
+    """Set: acceleration is counted as decoded; ``acc`` keeps only its times (AccTimes)."""
 
     def _add(self, name: str, stream: Any) -> None:
         if len(stream) == 0:
             return
+        if name == "acc" and self.counted_acc is not None and isinstance(stream, AccStream):
+            self.counted_acc.add(stream)
+            stream = AccTimes(stream.t_ns)
         self._parts.setdefault(name, []).append(stream)
         self.streams.pop(name, None)
 
@@ -348,12 +430,7 @@ def build_night(devs: dict[str, DeviceStreams], start_ns: int, end_ns: int) -> N
     """
     night = NightStreams(start_ns=start_ns, end_ns=end_ns)
     for name, cls in _NIGHT_KINDS.items():
-        best: Any = None
-        for ds in devs.values():
-            s = ds.get(name)
-            if isinstance(s, cls) and len(s) and (best is None or len(s) > len(best)):
-                best = s
-        setattr(night, name, best)
+        setattr(night, name, _most_samples(devs, name, cls)[1])
     # off body: the device says its sensor lost skin contact (only where it can tell)
     offs = []
     for ds in devs.values():
@@ -363,6 +440,34 @@ def build_night(devs: dict[str, DeviceStreams], start_ns: int, end_ns: int) -> N
     if offs:
         night.off_body_t_ns = np.sort(np.concatenate(offs)).astype(np.int64)
     return night
+
+
+def _most_samples(devs: dict[str, DeviceStreams], name: str, cls: Any
+                  ) -> tuple[DeviceStreams | None, Any]:
+    """The device whose stream ``name`` (of type ``cls``) has the most samples (the first
+    such device on a tie) and that stream; ``(None, None)`` if none has one."""
+    best: Any = None
+    best_ds = None
+    for ds in devs.values():
+        s = ds.get(name)
+        if isinstance(s, cls) and len(s) and (best is None or len(s) > len(best)):
+            best, best_ds = s, ds
+    return best_ds, best
+
+
+def _counted_acc(devs: dict[str, DeviceStreams], night: NightStreams) -> bool:
+    """Give ``night`` the counts of the acceleration counted as decoded (of the device
+    :func:`build_night` would take it from); whether they are the exact counts (or none
+    are needed: no counted acceleration, or the night has device counts)."""
+    ds, times = _most_samples(devs, "acc", AccTimes)
+    if ds is None or ds.counted_acc is None or night.counts is not None:
+        return True
+    grid = epoch_grid(night.start_ns, night.end_ns)
+    result = ds.counted_acc.finish().result(grid, times.t_ns)
+    if result is None:
+        return False
+    night.acc_counts = AccCounts(*result)
+    return True
 
 
 def _report(
@@ -710,6 +815,7 @@ def load_session(
     problems: Problems | None = None,
     repair_clock: bool = True,
     after_read: Callable[[], None] | None = None,
+    count_acc: bool = False,
 ) -> Session:
     """Load and decode session logs into per-device streams and a night (the fast path).
 
@@ -732,6 +838,14 @@ def load_session(
     after_read
         Called once the logs are read, before decoding (the scoring worker hands the
         freed pages of the logs' text back to the OS there).
+    count_acc
+        Count the acceleration as it is decoded instead of keeping its samples (the
+        scoring worker: a night at 50 Hz is 46 MB of samples). The devices' ``acc``
+        streams then hold only their times (:class:`~sensord.model.AccTimes`) and
+        ``night.acc_counts`` what :func:`sensord.staging.core.acc_counts` makes of the
+        samples. Where that cannot be had exactly while decoding (overlapping batches
+        reaching beyond their neighbours, samples to sort, drop or clip; see
+        :class:`_CountedAcc`), the logs are loaded again without it.
 
     Returns
     -------
@@ -741,6 +855,21 @@ def load_session(
     """
     probs = problems if problems is not None else Problems()
     sources = [str(p) for p in paths]
+    session = _load_session(sources, batch_size, probs, repair_clock, after_read, count_acc)
+    if session is None:  # not countable as decoded: again, keeping the samples (the same
+        # problems are found again: the report keeps the first tally)
+        session = _load_session(sources, batch_size, Problems(), repair_clock, after_read,
+                                False)
+        assert session is not None
+        session.report.problems = probs
+    return session
+
+
+def _load_session(
+    sources: list[str], batch_size: int, probs: Problems, repair_clock: bool,
+    after_read: Callable[[], None] | None, count_acc: bool,
+) -> Session | None:
+    """:func:`load_session`; ``None`` where ``count_acc`` could not count exactly."""
     devs: dict[str, DeviceStreams] = {}
     dev_events: list[DeviceEvent] = []
     clk_events: list[ClockEvent] = []
@@ -758,7 +887,9 @@ def load_session(
         cuts: dict[str, list[int]] = {}
         for line, ev in contents.device_events:
             first_event_line.setdefault(ev.device, line)
-            devs.setdefault(ev.device, DeviceStreams(ev.device))
+            if ev.device not in devs:
+                devs[ev.device] = DeviceStreams(
+                    ev.device, counted_acc=_CountedAcc() if count_acc else None)
             dev_events.append(ev)
             if ev.kind == "disconnected":
                 cuts.setdefault(ev.device, []).append(line)
@@ -771,8 +902,11 @@ def load_session(
             _decode_device(devs[dev], chans, cuts.get(dev, []), path, batch_size, probs)
         del kept
     span = (lo, hi) if lo is not None and hi is not None else None
+    night = build_night(devs, *(span or (0, 0)))
+    if count_acc and not _counted_acc(devs, night):
+        return None
     report = _report(sources, devs, probs, dev_events, clk_events, headers, span)
-    return Session(build_night(devs, *(span or (0, 0))), report)
+    return Session(night, report)
 
 
 def load_streams(

@@ -145,3 +145,37 @@ def test_any_notifications_round_trip(tmp_path_factory: pytest.TempPathFactory,
         assert ch.payloads == [e.payload for e in want]
         assert np.array_equal(ch.wall_ns, [e.wall_ns for e in want])
     assert sum(len(ch) for ch in c.channels.values()) == len(events)
+
+
+def test_a_log_of_many_decompression_pieces_loads_as_it_streams() -> None:
+    # the demo night (3.8 MB compressed) is decompressed and parsed in many pieces, most
+    # of them ending inside a line: the same notifications, in order, as record by record
+    path = Path(__file__).resolve().parents[1] / "sensord/data/demo.blelog"
+    assert path.stat().st_size > 8 * blelog._BATCH_CHUNK
+    streamed: dict[tuple[str, str], list[tuple[int, RawNotification]]] = {}
+    for line, ev in blelog.iter_records(path):
+        if isinstance(ev, RawNotification):
+            streamed.setdefault((ev.device, ev.char_uuid), []).append((line, ev))
+    c = blelog.load(path)
+    assert set(c.channels) == set(streamed)
+    for key, ch in c.channels.items():
+        assert ch.payloads == [e.payload for _, e in streamed[key]]
+        assert ch.wall_ns.tolist() == [e.wall_ns for _, e in streamed[key]]
+        assert ch.line.tolist() == [line for line, _ in streamed[key]]
+
+
+def test_problems_of_decompressing_a_member_come_before_those_of_its_lines(
+    tmp_path: Path,
+) -> None:
+    # a flipped byte in the compressed data: the stream's check fails at the member's end
+    # (reported first, as when the member's whole text was parsed at once), the lines
+    # decompressed from the bad data fail their CRC (reported after it)
+    path = tmp_path / "a.blelog"
+    _write(path, _events(3000))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    probs = blelog.Problems()
+    blelog.load(path, probs)
+    kinds = [p.kind for p in probs]
+    assert kinds[0] == "corrupt-compressed" and "corrupt-line" in kinds[1:]

@@ -77,3 +77,28 @@ def test_night_assignment_across_the_autumn_change_and_bad_zone() -> None:
     assert all(night_of(int(x), tz) == dt.date(2026, 10, 31) for x in t[::12])
     with pytest.raises(ConfigError, match="Mars/Olympus"):
         night_of(start, "Mars/Olympus")
+
+
+def test_clean_acc_keeps_exactly_the_finite_rows_within_16_g_first_of_each_time() -> None:
+    # the rule written out row by row (the reference) against the vectorised cleaning
+    from sensord.staging.core import ACC_MAX_G, clean_acc
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    t = rng.integers(0, 2000, n).astype(np.int64)  # unsorted, with repeated times
+    a = rng.normal(0, 9, (n, 3))
+    a[rng.random((n, 3)) < 0.01] = np.nan
+    a[rng.random((n, 3)) < 0.01] = -np.inf
+    a[rng.random(n) < 0.05, 1] = ACC_MAX_G  # on the limit: kept
+    want_t, want_a, seen = [], [], set()
+    for i in sorted(range(n), key=lambda i: (t[i], i)):
+        if not np.all(np.isfinite(a[i])) or t[i] in seen:
+            continue
+        seen.add(t[i])
+        if max(abs(x) for x in a[i]) <= ACC_MAX_G:
+            want_t.append(t[i])
+            want_a.append(a[i])
+    got_t, got_a, dropped = clean_acc(t, a)
+    assert got_t.tolist() == want_t and 0 < len(want_t) < n
+    np.testing.assert_array_equal(got_a, np.array(want_a))
+    assert dropped == n - len(want_t)

@@ -11,6 +11,7 @@ from sensord.model import AccStream, CountStream
 from sensord.staging.motion import (
     SUPPORTED_HZ,
     CountStreamer,
+    SegmentCounter,
     activity_counts,
     angle_deg,
     counts_from_stream,
@@ -162,3 +163,54 @@ def test_enmo_and_angle_by_hand() -> None:
     np.testing.assert_allclose(angle_deg(flat, 10), 90.0)
     side = np.tile([[1.0, 0.0, 1.0]], (50, 1))
     np.testing.assert_allclose(angle_deg(side, 10), 45.0)
+
+
+def _fed_in_pieces(t: np.ndarray, acc: np.ndarray, fs_hz: float, seed: int) -> CountStream:
+    """A SegmentCounter fed in random pieces (1..40,000 samples), then closed."""
+    rng = np.random.default_rng(seed)
+    counter = SegmentCounter(fs_hz)
+    i = 0
+    while i < t.size:
+        k = int(rng.integers(1, 40_000))
+        counter.feed(t[i : i + k], acc[i : i + k])
+        i += k
+    return counter.close()
+
+
+@pytest.mark.parametrize("fs", [30, 50, 70, 90])
+def test_segment_counter_counts_samples_near_the_grid_as_they_are(fs: int) -> None:
+    # 25 min, every sample within 4 % of a period of the grid (exactly on it for the first
+    # 5 min): counted as they are, i.e. activity_counts of the samples themselves
+    rng = np.random.default_rng(fs)
+    n = fs * 1500
+    k = np.arange(n)
+    jitter = np.where(k < fs * 300, 0.0, rng.uniform(-0.04, 0.04, n))
+    t = 1_700_000_000 * 10**9 + np.round((k + jitter) * (1e9 / fs)).astype(np.int64)
+    acc = synthetic(fs, 1500, fs)[:n]
+    got = _fed_in_pieces(t, acc, fs, seed=fs)
+    ref = activity_counts(acc, fs)
+    assert ref.sum() > 1000
+    np.testing.assert_array_equal(got.counts, np.sqrt((ref.astype(float) ** 2).sum(axis=1)))
+    np.testing.assert_array_equal(got.t_ns, t[0] + np.arange(ref.shape[0]) * 10**9)
+    np.testing.assert_array_equal(counts_from_stream(AccStream(t, acc)).counts, got.counts)
+
+
+@pytest.mark.parametrize("fs", [30, 50, 70, 90])
+def test_segment_counter_interpolates_once_one_sample_is_off_the_grid(fs: int) -> None:
+    # the same, but one sample 20 min in is 10 % of a period off: the whole segment,
+    # from its first sample, is interpolated onto the grid (the grid's counts)
+    rng = np.random.default_rng(fs + 1)
+    n = fs * 1500
+    k = np.arange(n)
+    jitter = np.where(k < fs * 300, 0.0, rng.uniform(-0.04, 0.04, n))
+    jitter[fs * 1200] = 0.1
+    t = 1_700_000_000 * 10**9 + np.round((k + jitter) * (1e9 / fs)).astype(np.int64)
+    acc = synthetic(fs, 1500, fs + 1)[:n]
+    got = _fed_in_pieces(t, acc, fs, seed=fs)
+    rel = (t - t[0]).astype(np.float64)
+    n_grid = int(np.floor(rel[-1] / (1e9 / fs) + 0.5)) + 1
+    g = np.arange(n_grid) * (1e9 / fs)
+    grid = np.stack([np.interp(g, rel, acc[:, j]) for j in range(3)], axis=1)
+    ref = activity_counts(grid, fs)
+    np.testing.assert_array_equal(got.counts, np.sqrt((ref.astype(float) ** 2).sum(axis=1)))
+    assert not np.array_equal(ref, activity_counts(acc, fs))  # the two readings differ

@@ -13,6 +13,7 @@ raw signal (van Hees et al. 2015, PLoS ONE 10:e0142533).
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -57,9 +58,13 @@ _GAIN = (3.0 / 4096.0) / (2.6 / 256.0) * 237.5
 _FACTORS = {30: (1, 1), 40: (3, 4), 50: (3, 5), 60: (1, 2), 70: (3, 7), 80: (3, 8), 90: (1, 3),
             100: (3, 10)}
 SUPPORTED_HZ = tuple(sorted(_FACTORS))
-_CHUNK = 1 << 16
-"""Grid samples processed at a time (about 22 min at 50 Hz): a whole night's filter
-intermediates would cost the scoring worker some 150 MB; chunks give the same counts."""
+_CHUNK = 1 << 15
+"""Grid samples processed at a time (about 11 min at 50 Hz): a whole night's filter
+intermediates would cost the scoring worker some 150 MB, chunks of 65,536 points 20 MB
+(worker peak on the bench night 86.7 MB with 65,536, 80.7 with 32,768, 79.6 with 16,384);
+chunks give the same counts (checked against 65,536-point chunks: the re-score of 18
+logs, simulated, ``tests/sessions``, the demo and the 8-h bench night, byte for byte, and
+the counts of 45 synthetic streams at 10-200 Hz)."""
 
 
 class _GridCounter:
@@ -162,14 +167,10 @@ def activity_counts(acc_g: F64, fs_hz: int, *, epoch_s: int = 1) -> I64:
     return per_s[: n_ep * epoch_s].reshape(n_ep, epoch_s, 3).sum(axis=1)
 
 
-def _near_grid(rel_ns: F64, step_ns: float) -> bool:
-    """Whether sample ``k`` lies within 5 % of a period of ``k * step_ns`` for every ``k``
-    (checked a chunk at a time: no night-long intermediates)."""
-    for lo in range(0, rel_ns.size, _CHUNK):
-        hi = min(rel_ns.size, lo + _CHUNK)
-        if np.max(np.abs(rel_ns[lo:hi] - np.arange(lo, hi) * step_ns)) >= 0.05 * step_ns:
-            return False
-    return True
+def count_rate(fs_hz: float) -> int:
+    """The supported rate counts are computed at for a stream sampled at ``fs_hz``: the
+    nearest of :data:`SUPPORTED_HZ`."""
+    return min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
 
 
 def nominal_rate(t_ns: I64) -> float:
@@ -178,8 +179,10 @@ def nominal_rate(t_ns: I64) -> float:
     if t.size < 2:
         return 0.0
     d = np.diff(t)
-    d = d[d > 0]
-    return float(1e9 / np.median(d)) if d.size else 0.0
+    if not (d > 0).all():
+        d = d[d > 0]
+    # partitioned in place: no second night-long copy (the same median)
+    return float(1e9 / np.median(d, overwrite_input=True)) if d.size else 0.0
 
 
 def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream:
@@ -189,54 +192,221 @@ def counts_from_stream(acc: AccStream, *, max_gap_s: float = 1.0) -> CountStream
     sit on the grid of the nearest supported rate (within 5 % of a sample period) is
     counted as it is, any other is first resampled onto that grid by linear interpolation.
     Count bins start at each segment's first sample plus whole seconds. Samples must be
-    clean (sorted, finite).
+    clean (sorted, finite). The same counts, fed in pieces: :class:`SegmentCounter`.
     """
     t = np.asarray(acc.t_ns, dtype=np.int64)
     a = np.asarray(acc.acc_g, dtype=np.float64)
-    empty = CountStream(np.zeros(0, dtype=np.int64), np.zeros(0), 1.0)
     fs_est = nominal_rate(t)
     if fs_est <= 0:
-        return empty
-    fs = min(SUPPORTED_HZ, key=lambda r: abs(r - fs_est))
-    step_ns = 1e9 / fs
-    breaks = np.flatnonzero(np.diff(t) > max_gap_s * 1e9) + 1
-    bounds = np.concatenate(([0], breaks, [t.size]))
-    out_t: list[I64] = []
-    out_c: list[F64] = []
-    if not np.isfinite(a).all():
-        raise StagingError("acc_g contains NaN or inf; clean it first (epochs.clean_series)")
-    for lo, hi in itertools.pairwise(bounds):  # one pass per segment
-        seg_t = t[lo:hi]
-        if seg_t.size < fs:  # shorter than one count bin
-            continue
-        n = int(np.floor((seg_t[-1] - seg_t[0]) / step_ns + 0.5)) + 1
-        rel = (seg_t - seg_t[0]).astype(np.float64)
-        # already on the nominal grid: the device's own samples, else interpolated onto it
-        on_grid = n == seg_t.size and _near_grid(rel, step_ns)
-        counter = _GridCounter(fs)
-        pieces = []
-        for g_lo in range(0, n, _CHUNK):  # bounded intermediates, the same counts
-            g_hi = min(n, g_lo + _CHUNK)
-            if on_grid:
-                grid = a[lo + g_lo : lo + g_hi].T
+        return _count_stream([], [])
+    counter = SegmentCounter(fs_est, max_gap_s=max_gap_s)
+    for lo in range(0, t.size, _CHUNK):  # bounded intermediates, the same counts
+        counter.feed(t[lo : lo + _CHUNK], a[lo : lo + _CHUNK])
+    return counter.close()
+
+
+class _ChunkedGrid:
+    """Grid samples of one segment handed to a :class:`_GridCounter` in the chunks of
+    :data:`_CHUNK` points that start at the segment's first point (the pieces they are
+    produced in do not matter: the filters see the same blocks, so the same rounding).
+
+    ``by_sample`` keeps pieces as ``(m, 3)`` rows and hands their transpose over (the
+    layout of a segment's own samples), else as ``(3, m)`` rows (interpolated ones).
+    """
+
+    def __init__(self, fs: int, *, by_sample: bool) -> None:
+        self.counter = _GridCounter(fs)
+        self.by_sample = by_sample
+        self.points = 0  # grid points produced (given to push) so far
+        self._buf: list[F64] = []
+        self._n_buf = 0
+        self._secs: list[I64] = []
+
+    def push(self, grid: F64) -> None:
+        """Add grid points (``(m, 3)`` if ``by_sample``, else ``(3, m)``)."""
+        m = grid.shape[0] if self.by_sample else grid.shape[1]
+        if m == 0:
+            return
+        self.points += m
+        self._buf.append(grid)
+        self._n_buf += m
+        while self._n_buf >= _CHUNK:  # each chunk joined alone (no larger temporary)
+            take: list[F64] = []
+            need = _CHUNK
+            while need:
+                piece = self._buf[0]
+                size = piece.shape[0] if self.by_sample else piece.shape[1]
+                if size <= need:
+                    take.append(self._buf.pop(0))
+                    need -= size
+                elif self.by_sample:
+                    take.append(piece[:need])
+                    self._buf[0], need = piece[need:], 0
+                else:
+                    take.append(piece[:, :need])
+                    self._buf[0], need = piece[:, need:], 0
+            self._n_buf -= _CHUNK
+            self._count(np.concatenate(take, axis=0 if self.by_sample else 1))
+
+    def interpolated(self) -> _ChunkedGrid:
+        """A copy that goes on with ``(3, m)`` pieces (an interpolated grid whose points so
+        far are the ones pushed here)."""
+        out = copy.deepcopy(self)
+        if out.by_sample:
+            out.by_sample = False
+            out._buf = [b.T for b in out._buf]
+        return out
+
+    def _count(self, chunk: F64) -> None:
+        self._secs.append(self.counter.seconds(chunk.T if self.by_sample else chunk))
+
+    def finish(self) -> I64:
+        """Per-axis counts ``(n_sec, 3)`` of all grid points pushed."""
+        if self._n_buf:
+            self._count(np.concatenate(self._buf, axis=0 if self.by_sample else 1))
+            self._buf, self._n_buf = [], 0
+        return np.concatenate(self._secs) if self._secs else np.zeros((0, 3), dtype=np.int64)
+
+
+class _Segment:
+    """One segment of :func:`counts_from_stream`, fed in pieces.
+
+    Whether the segment is counted as it is (its samples within 5 % of a period of the
+    grid) or interpolated is known only at its end, so both are carried while they can
+    differ: the samples themselves while every one is on the grid, the interpolated grid
+    from the first sample not exactly on it (until then both are the same values).
+    """
+
+    def __init__(self, fs: int, t0_ns: int) -> None:
+        self.fs = fs
+        self.step_ns = 1e9 / fs
+        self.t0_ns = t0_ns
+        self.size = 0
+        self.last_ns = t0_ns
+        self._last: tuple[float, F64] | None = None  # newest sample (rel. time, values)
+        self._raw: _ChunkedGrid | None = _ChunkedGrid(fs, by_sample=True)
+        self._interp: _ChunkedGrid | None = None
+
+    def feed(self, t: I64, a: F64) -> None:
+        rel = (t - self.t0_ns).astype(np.float64)
+        on_grid = np.arange(self.size, self.size + t.size) * self.step_ns
+        split = 0
+        if self._interp is None:  # every sample so far exactly on the grid
+            off = np.flatnonzero(rel != on_grid)
+            split = int(off[0]) if off.size else t.size
+            assert self._raw is not None
+            self._raw.push(a[:split])
+            if split:
+                self._last = (float(rel[split - 1]), a[split - 1].copy())
+            if split == t.size:
+                self._advance(t)
+                return
+            self._interp = self._raw.interpolated()
+        if self._raw is not None:
+            if np.max(np.abs(rel[split:] - on_grid[split:])) < 0.05 * self.step_ns:
+                self._raw.push(a[split:])
             else:
-                g_rel = np.arange(g_lo, g_hi) * step_ns
-                # np.interp reads only the two samples around each grid point: the samples
-                # from the last at or before this chunk's first point to the first at or
-                # after its last give the values the whole segment gives
-                s_lo = max(0, int(np.searchsorted(rel, g_rel[0], side="right")) - 1)
-                s_hi = int(np.searchsorted(rel, g_rel[-1], side="left")) + 1
-                xp, fp = rel[s_lo:s_hi], a[lo + s_lo : lo + min(s_hi, rel.size)]
-                grid = np.stack([np.interp(g_rel, xp, fp[:, k]) for k in range(3)])
-            pieces.append(counter.seconds(grid))
-        c = np.concatenate(pieces)
-        if c.shape[0] == 0:
-            continue
-        out_t.append(seg_t[0] + np.arange(c.shape[0], dtype=np.int64) * 1_000_000_000)
-        out_c.append(np.sqrt((c.astype(np.float64) ** 2).sum(axis=1)))
-    if not out_t:
-        return empty
-    return CountStream(np.concatenate(out_t), np.concatenate(out_c), 1.0)
+                self._raw = None
+        self._interp.push(self._interpolate(rel[split:], a[split:]))
+        self._advance(t)
+
+    def _advance(self, t: I64) -> None:
+        self.size += t.size
+        self.last_ns = int(t[-1])
+
+    def _interpolate(self, rel: F64, a: F64) -> F64:
+        """Grid points up to the newest sample: ``np.interp`` between the two samples
+        around each (the values the whole segment gives)."""
+        assert self._interp is not None
+        if self._last is not None:
+            rel = np.concatenate(([self._last[0]], rel))
+            a = np.concatenate((self._last[1][None, :], a))
+        self._last = (float(rel[-1]), a[-1].copy())
+        k_end = int(np.floor(rel[-1] / self.step_ns)) + 1
+        g = np.arange(self._interp.points, k_end) * self.step_ns
+        return np.stack([np.interp(g, rel, a[:, j]) for j in range(3)])
+
+    def close(self) -> I64:
+        """Per-axis counts ``(n_sec, 3)`` of the segment (none if shorter than ``fs``
+        samples, i.e. than one count bin)."""
+        if self.size < self.fs:
+            return np.zeros((0, 3), dtype=np.int64)
+        n = int(np.floor(np.int64(self.last_ns - self.t0_ns) / self.step_ns + 0.5)) + 1
+        if self._raw is not None and n == self.size:
+            return self._raw.finish()
+        if self._interp is None:
+            assert self._raw is not None
+            self._interp = self._raw.interpolated()
+        grid = self._interp
+        assert self._last is not None
+        # the grid runs on to the nearest point past the last sample, holding its value
+        grid.push(np.repeat(self._last[1][:, None], max(0, n - grid.points), axis=1))
+        return grid.finish()
+
+
+class SegmentCounter:
+    """:func:`counts_from_stream`, fed in pieces: the same counts, bit for bit.
+
+    Each segment's grid points (its own samples, or the interpolated grid) reach the
+    count filters in the same 65,536-point chunks as in one call over the whole stream,
+    so the filters round alike. Unlike :class:`CountStreamer` the bins of a segment are
+    known only when it ends (:meth:`close`, or a gap), and the rate is given.
+
+    Parameters
+    ----------
+    fs_hz
+        Nominal sampling rate (``nominal_rate`` of the whole stream); the nearest of
+        :data:`SUPPORTED_HZ` is used.
+    max_gap_s
+        A longer gap between samples ends the segment.
+    """
+
+    def __init__(self, fs_hz: float, *, max_gap_s: float = 1.0) -> None:
+        if not fs_hz > 0:
+            raise StagingError(f"SegmentCounter needs a positive sampling rate, got {fs_hz}")
+        self.fs = count_rate(fs_hz)
+        self.max_gap_s = max_gap_s
+        self._seg: _Segment | None = None
+        self._out_t: list[I64] = []
+        self._out_c: list[F64] = []
+
+    def feed(self, t_ns: I64, acc_g: F64) -> None:
+        """Add clean samples (sorted, finite), none older than the last one fed."""
+        t = np.asarray(t_ns, dtype=np.int64)
+        a = np.asarray(acc_g, dtype=np.float64).reshape(t.size, 3)
+        if not t.size:
+            return
+        if not np.isfinite(a).all():
+            raise StagingError("acc_g contains NaN or inf; clean it first (epochs.clean_series)")
+        if self._seg is not None and int(t[0]) < self._seg.last_ns:
+            raise StagingError(f"SegmentCounter: samples older than the last one fed "
+                               f"({int(t[0])} < {self._seg.last_ns} ns)")
+        breaks = np.flatnonzero(np.diff(t) > self.max_gap_s * 1e9) + 1
+        for lo, hi in itertools.pairwise([0, *breaks.tolist(), t.size]):
+            if (lo > 0 or self._seg is None
+                    or int(t[0]) - self._seg.last_ns > self.max_gap_s * 1e9):
+                self._start(int(t[lo]))
+            assert self._seg is not None
+            self._seg.feed(t[lo:hi], a[lo:hi])
+
+    def _start(self, t0_ns: int) -> None:
+        self._end_segment()
+        self._seg = _Segment(self.fs, t0_ns)
+
+    def _end_segment(self) -> None:
+        if self._seg is None:
+            return
+        c = self._seg.close()
+        if c.shape[0]:
+            self._out_t.append(self._seg.t0_ns
+                               + np.arange(c.shape[0], dtype=np.int64) * 1_000_000_000)
+            self._out_c.append(np.sqrt((c.astype(np.float64) ** 2).sum(axis=1)))
+        self._seg = None
+
+    def close(self) -> CountStream:
+        """End the last segment; the 1-s bins of all samples fed."""
+        self._end_segment()
+        return _count_stream(self._out_t, self._out_c)
 
 
 class CountStreamer:
@@ -263,7 +433,7 @@ class CountStreamer:
     def __init__(self, fs_hz: float, *, max_gap_s: float = 1.0) -> None:
         if not fs_hz > 0:
             raise StagingError(f"CountStreamer needs a positive sampling rate, got {fs_hz}")
-        self.fs = min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
+        self.fs = count_rate(fs_hz)
         self.step_ns = 1e9 / self.fs
         self.max_gap_ns = max_gap_s * 1e9
         self.last_t_ns: int | None = None
