@@ -37,7 +37,14 @@ from sensord.staging.epochs import (
 )
 from sensord.staging.hypnogram import Hypnogram
 from sensord.staging.metrics import night_metrics
-from sensord.staging.stager import FEATURE_SETS, StagerModel, load_model, stage
+from sensord.staging.stager import (
+    FEATURE_SETS,
+    StagerModel,
+    design_builders,
+    load_model,
+    stage,
+    usable_sets,
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -360,16 +367,8 @@ def score_night(
     count_n, hr_n = features.normalise_night(inputs.features["count_feature"],
                                              inputs.features["hr_feature"])
     # built only for the sets some epoch falls back to (see stage)
-    design = {
-        "hr+motion": lambda: features.design_matrix(count_n, hr_n, n),
-        "hr": lambda: features.design_matrix(None, hr_n, n),
-        "motion": lambda: features.design_matrix(count_n, None, n),
-    }
-    usable = {
-        "hr+motion": has_hr & has_motion,
-        "hr": has_hr,
-        "motion": has_motion,
-    }
+    design = design_builders(lambda c, h: features.design_matrix(c, h, n), count_n, hr_n)
+    usable = usable_sets(has_hr, has_motion)
     stages, probs, set_code = stage(mdl, design, usable)
     hyp = Hypnogram(grid.start_ns, stages, probs, mdl.version)
 

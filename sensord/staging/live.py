@@ -41,7 +41,7 @@ from sensord.staging.core import clean_acc, default_model, epoch_inputs, with_fe
 from sensord.staging.features import design_row, normalise_night
 from sensord.staging.hmm import forward_step
 from sensord.staging.motion import CountStreamer, nominal_rate
-from sensord.staging.stager import StagerModel, emissions
+from sensord.staging.stager import StagerModel, design_builders, emissions, usable_sets
 
 F64 = npt.NDArray[np.float64]
 
@@ -180,10 +180,8 @@ class LiveStager:
         for k, i in enumerate(new):
             night.append(feats["count_feature"][i:i + 1], feats["hr_feature"][i:i + 1])
             count_n, hr_n = normalise_night(night.count_feature, night.hr_feature)
-            design = {"hr+motion": _row_builder(count_n, hr_n),
-                      "hr": _row_builder(None, hr_n), "motion": _row_builder(count_n, None)}
-            usable = {"hr+motion": inputs.has_hr[i:i + 1] & inputs.has_motion[i:i + 1],
-                      "hr": inputs.has_hr[i:i + 1], "motion": inputs.has_motion[i:i + 1]}
+            design = design_builders(lambda c, h: design_row(c, h)[None, :], count_n, hr_n)
+            usable = usable_sets(inputs.has_hr[i:i + 1], inputs.has_motion[i:i + 1])
             emission, code = emissions(mdl, design, usable)
             if mdl.smooth:
                 night.alpha = forward_step(night.alpha, emission[0], mdl.transition,
@@ -199,7 +197,3 @@ class LiveStager:
                                     codes)
         return LiveEpochs(t_ep[new], stages, probs, features, mdl.version, night.label)
 
-
-def _row_builder(count_n: F64 | None, hr_n: F64 | None) -> Any:
-    """The design row of one feature set, built only if the stager asks for it."""
-    return lambda: design_row(count_n, hr_n)[None, :]

@@ -137,6 +137,20 @@ def load_model(path: str | Path | None = None) -> StagerModel:
     return StagerModel.from_dict(data)
 
 
+def usable_sets(has_hr: npt.NDArray[np.bool_], has_motion: npt.NDArray[np.bool_]
+                ) -> dict[str, npt.NDArray[np.bool_]]:
+    """The ``usable`` of :func:`stage`: the epochs whose inputs each feature set needs."""
+    return {"hr+motion": has_hr & has_motion, "hr": has_hr, "motion": has_motion}
+
+
+def design_builders(build: Callable[[F64 | None, F64 | None], F64], count_n: F64 | None,
+                    hr_n: F64 | None) -> dict[str, Callable[[], F64]]:
+    """The ``design`` of :func:`stage`: each set's design, ``build(count, hr)`` with the
+    streams that set uses, built only when some epoch is left for it."""
+    return {"hr+motion": lambda: build(count_n, hr_n), "hr": lambda: build(None, hr_n),
+            "motion": lambda: build(count_n, None)}
+
+
 def emissions(
     model: StagerModel,
     design: Mapping[str, F64 | Callable[[], F64]],
