@@ -334,9 +334,9 @@ def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
         means = np.where(sums[:, k:] > 0.5, sums[:, :k] / sums[:, k:], np.nan)
     at = {w: means[i] for i, w in enumerate(_DESIGN_LENGTHS)}
     past21 = means[len(_DESIGN_LENGTHS):]
-
-    def filled(m: F64) -> F64:
-        return np.where(np.isfinite(m), m, night_mean)
+    # window means with the night's mean where a window holds no finite value
+    filled_means = np.where(np.isfinite(means), means, night_mean)
+    filled = {w: filled_means[i] for i, w in enumerate(_DESIGN_LENGTHS)}
 
     def context(j: int, j_sq: int) -> list[float]:
         ctx = [at[w][j] for w in CONTEXT_WINDOWS]
@@ -354,14 +354,14 @@ def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
     j_hr = 0
     if count_n is not None:
         cols += context(0, 1)
-        cols.append(float(filled(at[LONG_WINDOW])[0]))
+        cols.append(float(filled[LONG_WINDOW][0]))
         j_hr = 2
     if hr_n is not None:
         cols += context(j_hr, j_hr + 1)
-        cols += [float(filled(at[LONG_WINDOW])[j_hr]), float(filled(at[LONG_WINDOW])[j_hr + 2])]
-        cols += [float(filled(at[w])[j_hr + 2]) for w in CONTEXT_WINDOWS]
+        cols += [float(filled[LONG_WINDOW][j_hr]), float(filled[LONG_WINDOW][j_hr + 2])]
+        cols += [float(filled[w][j_hr + 2]) for w in CONTEXT_WINDOWS]
     if count_n is not None and hr_n is not None:
-        cols += [float(filled(at[w])[0] * filled(at[w])[j_hr]) for w in PRODUCT_WINDOWS]
+        cols += [float(filled[w][0] * filled[w][j_hr]) for w in PRODUCT_WINDOWS]
     time_h, cosine = time_features(n)
     tt = time_h[last] / 8.0
     return np.array([*cols, tt, tt**2, cosine[last]], dtype=np.float64)

@@ -348,7 +348,7 @@ class SegmentCounter:
     """:func:`counts_from_stream`, fed in pieces: the same counts, bit for bit.
 
     Each segment's grid points (its own samples, or the interpolated grid) reach the
-    count filters in the same 65,536-point chunks as in one call over the whole stream,
+    count filters in the same :data:`_CHUNK`-point chunks as in one call over the whole stream,
     so the filters round alike. Unlike :class:`CountStreamer` the bins of a segment are
     known only when it ends (:meth:`close`, or a gap), and the rate is given.
 
