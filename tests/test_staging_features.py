@@ -83,3 +83,19 @@ def test_weighted_sums_at_epoch_middles_equal_direct_sums(values: list[float],
     full = fftconvolve(np.nan_to_num(x), kernel, mode="same")  # the textbook convolution
     centres = np.minimum(15 + 30 * np.arange(n_epochs), x.size - 1)
     np.testing.assert_allclose(num, full[centres], rtol=1e-9, atol=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.integers(-3, 3)),
+                min_size=1, max_size=300))
+def test_percentile_90_equals_numpy(values: list[float]) -> None:
+    x = np.asarray(values, dtype=np.float64)  # small integers: ties at the order statistics
+    got = features.percentile_90(x)
+    want = float(np.percentile(x, 90))
+    assert got == want or (math.isnan(got) and math.isnan(want)), (got, want)
+
+
+def test_percentile_90_of_nothing_or_nan_is_nan() -> None:
+    assert math.isnan(features.percentile_90(np.zeros(0)))
+    assert math.isnan(features.percentile_90(np.array([1.0, math.nan, 3.0])))
+    assert math.isnan(float(np.percentile(np.array([1.0, math.nan, 3.0]), 90)))

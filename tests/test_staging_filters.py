@@ -135,3 +135,22 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "scipy"))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("shape,w", [((10,), 1), ((10,), 10), ((37,), 11), ((3, 50), 7),
+                                     ((2, 4, 9), 9)])
+def test_windows_equal_sliding_window_view(shape: tuple[int, ...], w: int) -> None:
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    got = filters.windows(x, w)
+    np.testing.assert_array_equal(got, np.lib.stride_tricks.sliding_window_view(x, w, axis=-1))
+    assert not got.flags.writeable
+    strided = x[..., ::2]  # a view with a step: the strides must follow it
+    np.testing.assert_array_equal(filters.windows(strided, 1),
+                                  np.lib.stride_tricks.sliding_window_view(strided, 1, axis=-1))
+
+
+def test_windows_that_do_not_fit_are_refused() -> None:
+    with pytest.raises(StagingError, match="window of 5 samples"):
+        filters.windows(np.zeros(4), 5)
+    with pytest.raises(StagingError):
+        filters.windows(np.zeros(4), 0)

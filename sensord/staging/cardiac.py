@@ -122,8 +122,8 @@ def _nanmedian_filter(x: F64, size: int) -> F64:
     if x.size == 0:
         return x.copy()
     pad = size // 2
-    xp = np.pad(x, pad, constant_values=np.nan)
-    win = np.sort(np.lib.stride_tricks.sliding_window_view(xp, size), axis=1)
+    edge = np.full(pad, np.nan)
+    win = np.sort(filters.windows(np.concatenate((edge, x, edge)), size), axis=1)
     valid = size - np.count_nonzero(np.isnan(win), axis=1)
     rows = np.arange(x.size)
     lo = win[rows, np.maximum(valid - 1, 0) // 2]
@@ -227,7 +227,7 @@ def _band_powers(grid: EpochGrid, nn: NNSeries, mid_ns: I64) -> tuple[F64, F64]:
     series = np.interp((ts - t0).astype(np.float64), (tb - t0).astype(np.float64), nn.nn_ms[ok])
     win_n = int(HRV_WINDOW_S * HRV_FS_HZ)
     first = ((mid_ns - HRV_WINDOW_S * 500_000_000) - t0) // step_ns
-    windows = np.lib.stride_tricks.sliding_window_view(series, win_n)
+    windows = filters.windows(series, win_n)
     first = first.astype(np.int64)
     lf = np.empty(first.size)
     hf = np.empty(first.size)

@@ -249,9 +249,9 @@ def epoch_inputs(streams: NightStreams, *, hrv_from_ns: int | None = None) -> Ep
     hr_v = np.zeros(0)
     if streams.hr is not None and len(streams.hr):
         t, v, dropped = clean_series(streams.hr.t_ns, streams.hr.hr_bpm)
-        plausible = (v >= HR_RANGE_BPM[0]) & (v <= HR_RANGE_BPM[1]) & _clip(grid, t)
-        quality["hr_dropped"] = dropped + int((~((v >= HR_RANGE_BPM[0]) &
-                                                 (v <= HR_RANGE_BPM[1]))).sum())
+        in_range = (v >= HR_RANGE_BPM[0]) & (v <= HR_RANGE_BPM[1])
+        quality["hr_dropped"] = dropped + int(in_range.size - np.count_nonzero(in_range))
+        plausible = in_range & _clip(grid, t)
         hr_t, hr_v = t[plausible], v[plausible]
     nn = None
     if streams.beats is not None and len(streams.beats):

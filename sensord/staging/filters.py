@@ -24,6 +24,7 @@ functions; those imports alone cost a Raspberry Pi class machine about 2 CPU-sec
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,20 @@ F64 = npt.NDArray[np.float64]
 _BLOCK = 64
 """Samples per block: large enough that few scan steps remain, small enough that the
 Toeplitz product (``_BLOCK`` multiply-adds per sample) stays cheap."""
+
+
+def windows(x: npt.NDArray[Any], w: int) -> npt.NDArray[Any]:
+    """Read-only view of every run of ``w`` consecutive samples along the last axis, shape
+    ``(..., n - w + 1, w)``: ``sliding_window_view(x, w)`` without its argument handling,
+    which costs more than the work on the short series the live stager handles every 30 s.
+    """
+    xx = np.asarray(x)
+    n = xx.shape[-1]
+    if not 1 <= w <= n:
+        raise StagingError(f"window of {w} samples does not fit {n}")
+    step = xx.strides[-1]
+    return np.lib.stride_tricks.as_strided(xx, (*xx.shape[:-1], n - w + 1, w),
+                                           (*xx.strides[:-1], step, step), writeable=False)
 
 
 def _normalised(b: npt.ArrayLike, a: npt.ArrayLike) -> tuple[F64, F64]:
@@ -234,8 +249,7 @@ def running_max_nearest(x: F64, w: int) -> F64:
     if xx.size == 0:
         return xx.copy()
     ext = _extended(xx, w)
-    return np.asarray(np.lib.stride_tricks.sliding_window_view(ext, w).max(axis=1),
-                      dtype=np.float64)
+    return np.asarray(windows(ext, w).max(axis=1), dtype=np.float64)
 
 
 def periodic_hann(n: int) -> F64:
