@@ -23,7 +23,6 @@ a field never changes type).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -63,8 +62,29 @@ def escape_string(value: str) -> str:
 
 def format_float(value: float) -> str:
     """Shortest round-trip ``repr``, without a trailing ``.0`` (``60.0`` -> ``60``)."""
-    s = repr(float(value))
-    return s[:-2] if s.endswith(".0") else s
+    return repr(float(value)).removesuffix(".0")
+
+
+_NON_FINITE = frozenset(("nan", "inf", "-inf"))
+"""``repr`` of the floats that are left out."""
+
+
+def _field_texts(prefix: str, values: list[Any], kind: str) -> list[str | None]:
+    """``prefix`` + the text of each value of one column (``None`` where it is absent).
+
+    ``values`` are Python values of one :func:`_kind_of` kind: floats (non-finite ones
+    absent), ints, bools, or strs and ``None``. ``prefix`` is the escaped key and ``=``.
+    """
+    if kind == "f":
+        return [
+            None if s in _NON_FINITE else prefix + s.removesuffix(".0") for s in map(repr, values)
+        ]
+    if kind == "i":
+        return [f"{prefix}{v}i" for v in values]
+    if kind == "b":
+        yes, no = prefix + "true", prefix + "false"
+        return [yes if v else no for v in values]
+    return [None if v is None else f'{prefix}"{escape_string(v)}"' for v in values]
 
 
 def _is_float(value: object) -> bool:
@@ -80,16 +100,30 @@ def format_field(key: str, value: object) -> str | None:
     if value is None:
         return None
     if _is_float(value):
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            return None
-        return f"{escape_key(key)}={format_float(value)}"  # type: ignore[arg-type]
-    if _is_int(value):
-        return f"{escape_key(key)}={int(value)}i"  # type: ignore[call-overload]
-    if isinstance(value, bool | np.bool_):
-        return f"{escape_key(key)}={'true' if value else 'false'}"
-    if isinstance(value, str):
-        return f'{escape_key(key)}="{escape_string(value)}"'
-    raise SchemaError(f"unsupported field type {type(value).__name__}", measurement="?", key=key)
+        kind, value = "f", float(value)  # type: ignore[arg-type]
+    elif _is_int(value):
+        kind, value = "i", int(value)  # type: ignore[call-overload]
+    elif isinstance(value, bool | np.bool_):
+        kind = "b"
+    elif isinstance(value, str):
+        kind = "s"
+    else:
+        raise SchemaError(
+            f"unsupported field type {type(value).__name__}", measurement="?", key=key
+        )
+    return _field_texts(escape_key(key) + "=", [value], kind)[0]
+
+
+def _head(measurement: str, tags: Mapping[str, str | None]) -> str:
+    """Escaped measurement and tags sorted by key (``None`` and empty tags dropped)."""
+    parts = [escape_measurement(measurement)]
+    for key, tag_value in sorted(tags.items()):
+        if tag_value is None:
+            continue
+        k, v = escape_key(key), escape_tag_value(tag_value)
+        if k and v:
+            parts.append(f"{k}={v}")
+    return ",".join(parts)
 
 
 def encode_line(
@@ -103,13 +137,6 @@ def encode_line(
     Tags and fields are sorted by key; ``None`` tags/fields, empty tag values and
     non-finite floats are dropped -- exactly what influxdb-client's ``Point`` does.
     """
-    tag_parts = []
-    for key, tag_value in sorted(tags.items()):
-        if tag_value is None:
-            continue
-        k, v = escape_key(key), escape_tag_value(tag_value)
-        if k and v:
-            tag_parts.append(f"{k}={v}")
     field_parts = []
     for key, field_value in sorted(fields.items()):
         part = format_field(key, field_value)
@@ -117,10 +144,7 @@ def encode_line(
             field_parts.append(part)
     if not field_parts:
         return ""
-    head = escape_measurement(measurement)
-    if tag_parts:
-        head += "," + ",".join(tag_parts)
-    line = f"{head} {','.join(field_parts)}"
+    line = f"{_head(measurement, tags)} {','.join(field_parts)}"
     return line if t_ns is None else f"{line} {int(t_ns)}"
 
 
@@ -300,10 +324,16 @@ def encode_columns(
         The same bytes as joining :func:`encode_line` of each point with ``"\\n"`` plus a
         final newline; points whose fields are all absent are left out.
     """
+    return _encode_columns(measurement, _head(measurement, tags), t_ns, fields)
+
+
+def _encode_columns(
+    measurement: str, head: str, t_ns: npt.ArrayLike, fields: Mapping[str, npt.ArrayLike]
+) -> bytes:
+    """:func:`encode_columns` with the line head (:func:`_head`) given."""
     t = np.asarray(t_ns, dtype=np.int64).ravel()
     n = t.size
-    head = encode_line(measurement, tags, {"x": 0}, None)[: -len(" x=0i")].encode()
-    if b"\x00" in head:
+    if "\x00" in head:
         raise SchemaError("NUL byte in measurement or tags", measurement=measurement)
     columns: list[tuple[str, npt.NDArray[Any], str]] = []
     for key in sorted(fields):
@@ -319,8 +349,8 @@ def encode_columns(
             raise SchemaError("NUL byte in a string value", measurement=measurement, key=key)
         columns.append((key, values, kind))
     if n <= SMALL_BATCH:
-        return _encode_rows(measurement, tags, t, columns)
-    blocks: list[npt.NDArray[np.uint8]] = [_constant(head, n)]
+        return _encode_rows(head, t, columns)
+    blocks: list[npt.NDArray[np.uint8]] = [_constant(head.encode(), n)]
     keep = np.zeros(n, dtype=bool)
     for key, values, kind in columns:
         field_blocks, present = _field_blocks(key, values, kind)
@@ -348,27 +378,31 @@ the same bytes (tested against influxdb-client's ``Point`` on either side)."""
 
 
 def _encode_rows(
-    measurement: str,
-    tags: Mapping[str, str],
-    t_ns: npt.NDArray[np.int64],
-    columns: list[tuple[str, npt.NDArray[Any], str]],
+    head: str, t_ns: npt.NDArray[np.int64], columns: list[tuple[str, npt.NDArray[Any], str]]
 ) -> bytes:
-    """:func:`encode_columns` for a few points, one :func:`encode_line` per point."""
-    as_python: list[tuple[str, list[Any]]] = []
+    """:func:`encode_columns` for a few points: each key escaped once, each column turned
+    into Python values and texts in one pass, then one string per line."""
+    texts: list[list[str | None]] = []
     for key, values, kind in columns:
         if kind == "f":
-            as_python.append((key, values.astype(np.float64).tolist()))
+            column = values.astype(np.float64, copy=False).tolist()
         elif kind == "i":
-            as_python.append((key, values.astype(np.int64).tolist()))
+            column = values.astype(np.int64, copy=False).tolist()
         elif kind == "b":
-            as_python.append((key, values.astype(bool).tolist()))
+            column = values.astype(bool, copy=False).tolist()
         else:
-            as_python.append((key, [None if v is None else str(v) for v in values.tolist()]))
-    lines = []
-    for i, t in enumerate(t_ns.tolist()):
-        line = encode_line(measurement, tags, {key: col[i] for key, col in as_python}, t)
-        if line:
-            lines.append(line + "\n")
+            column = [None if v is None else str(v) for v in values.tolist()]
+        texts.append(_field_texts(escape_key(key) + "=", column, kind))
+    if not texts:
+        return b""
+    lead = head + " "
+    times = t_ns.tolist()
+    rows = zip(*texts, strict=True)
+    if any(None in column_texts for column_texts in texts):
+        kept = ([part for part in parts if part is not None] for parts in rows)
+        lines = [f"{lead}{','.join(p)} {t}\n" for p, t in zip(kept, times, strict=True) if p]
+    else:
+        lines = [f"{lead}{','.join(p)} {t}\n" for p, t in zip(rows, times, strict=True)]
     return "".join(lines).encode()
 
 
