@@ -231,3 +231,26 @@ def test_row_and_matrix_paths_match_influxdb_client_at_any_size(data) -> None:  
     finally:
         lineproto.SMALL_BATCH = small
 
+
+def test_schema_columns_checks_tags_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the checked tag sets are remembered: a refused set stays refused, and a changed
+    # schema entry is checked anew
+    import dataclasses
+
+    from sensord.store import schema
+
+    good = {"participant": "p1", "device_role": "chest"}
+    first = schema_columns("heart_rate", good, [1], {"hr_bpm": [60.0]})
+    assert first == b"heart_rate,device_role=chest,participant=p1 hr_bpm=60 1\n"
+    swapped = {"device_role": "chest", "participant": "p1"}
+    assert schema_columns("heart_rate", swapped, [1], {"hr_bpm": [60.0]}) == first
+    for _ in range(2):
+        with pytest.raises(SchemaError, match=r"heart_rate\.device_role"):
+            schema_columns("heart_rate", {**good, "device_role": "x"}, [1], {"hr_bpm": [1.0]})
+    with pytest.raises(SchemaError, match=r"epoch\.device_role: unknown tag"):
+        schema_columns("epoch", good, [1], {"p_wake": [0.5]})
+    role = dataclasses.replace(schema.DEVICE_ROLE, values=("wrist",))
+    entry = dataclasses.replace(schema.HEART_RATE, tags=(schema.PARTICIPANT, role))
+    monkeypatch.setitem(schema.BY_NAME, "heart_rate", entry)
+    with pytest.raises(SchemaError, match=r"heart_rate\.device_role: .* must be one of wrist"):
+        schema_columns("heart_rate", good, [1], {"hr_bpm": [60.0]})

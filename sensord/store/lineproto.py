@@ -449,29 +449,29 @@ def schema_columns(
     m = schema.BY_NAME.get(measurement)
     if m is None:
         raise SchemaError("unknown measurement", measurement=measurement)
+    specs = {spec.name: spec for spec in m.fields}
     cast: dict[str, npt.NDArray[Any]] = {}
     for key, col in fields.items():
-        try:
-            spec = m.field(key)
-        except KeyError:
-            raise SchemaError("unknown field", measurement=measurement, key=key) from None
+        spec = specs.get(key)
+        if spec is None:
+            raise SchemaError("unknown field", measurement=measurement, key=key)
         arr = np.asarray(col)
         if spec.type is FieldType.FLOAT:
-            arr = arr.astype(np.float64)
-            if np.isinf(arr).any():
+            arr = arr.astype(np.float64, copy=False)
+            if np.count_nonzero(np.isinf(arr)):
                 raise SchemaError(
                     f"infinite value at index {int(np.flatnonzero(np.isinf(arr))[0])}",
                     measurement=measurement,
                     key=key,
                 )
         elif spec.type is FieldType.INTEGER:
-            if not np.issubdtype(arr.dtype, np.integer):
+            if arr.dtype.kind not in "iu":
                 raise SchemaError(
                     f"expected an integer array, got {arr.dtype}", measurement=measurement, key=key
                 )
-            arr = arr.astype(np.int64)
+            arr = arr.astype(np.int64, copy=False)
         elif spec.type is FieldType.BOOLEAN:
-            arr = arr.astype(bool)
+            arr = arr.astype(bool, copy=False)
         else:
             if arr.dtype.kind not in "UO":
                 raise SchemaError(
@@ -483,9 +483,31 @@ def schema_columns(
                     f"expected strings, got {bad[0]!r}", measurement=measurement, key=key
                 )
         cast[key] = arr
+    return _encode_columns(measurement, _checked_head(measurement, m, tags), t_ns, cast)
+
+
+_CHECKED_HEADS: dict[tuple[Any, ...], tuple[schema.Measurement, str]] = {}
+"""Line heads of tag sets that passed the schema, by measurement name, schema entry
+(identity) and tags: the daemon writes the same few tag sets all night."""
+
+
+def _checked_head(measurement: str, m: schema.Measurement, tags: Mapping[str, str]) -> str:
+    """:func:`_head` of tags that :func:`schema.check_point` accepts (``m`` is the
+    measurement's schema entry); raises :class:`SchemaError` otherwise."""
+    key = (measurement, id(m), tuple(tags.items()))
+    try:
+        hit = _CHECKED_HEADS.get(key)
+    except TypeError:  # an unhashable tag value: the check refuses it
+        hit = None
+    if hit is not None and hit[0] is m:
+        return hit[1]
     # tags checked with a dummy field: check_point needs one
     schema.check_point(measurement, tags, {m.fields[0].name: _dummy(m.fields[0].type)})
-    return encode_columns(measurement, tags, t_ns, cast)
+    head = _head(measurement, tags)
+    if len(_CHECKED_HEADS) >= 256:
+        _CHECKED_HEADS.clear()
+    _CHECKED_HEADS[key] = (m, head)
+    return head
 
 
 def _dummy(ftype: FieldType) -> object:
