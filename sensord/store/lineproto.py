@@ -324,7 +324,8 @@ def encode_columns(
         The same bytes as joining :func:`encode_line` of each point with ``"\\n"`` plus a
         final newline; points whose fields are all absent are left out.
     """
-    return _encode_columns(measurement, _head(measurement, tags), t_ns, fields)
+    t = np.asarray(t_ns, dtype=np.int64).ravel()  # first: bad timestamps raise before bad tags
+    return _encode_columns(measurement, _head(measurement, tags), t, fields)
 
 
 def _encode_columns(
