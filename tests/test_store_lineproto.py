@@ -180,3 +180,77 @@ def test_schema_columns_refuses_unknown_and_infinite() -> None:
         )
     with pytest.raises(SchemaError, match=r"device_battery\.battery_pct: expected an integer"):
         schema_columns("device_battery", tags, [1], {"battery_pct": [1.5]})
+
+
+NO_NUL = TEXT.filter(lambda s: "\x00" not in s)  # the columnar path refuses NUL in names
+EDGE_FLOATS = [0.0, -0.0, 60.0, 58.9, 1e-4, 9.9999e-5, 1e16, 1e22, 5e-324, 1.7976931348623157e308]
+COLUMN_KINDS = st.sampled_from(["f8", "f4", "i8", "i4", "u1", "b", "O", "U"])
+
+
+def _column(data: st.DataObject, kind: str, n: int) -> np.ndarray:
+    if kind == "f8":
+        elements = st.one_of(st.floats(), st.sampled_from(EDGE_FLOATS))
+        return data.draw(hnp.arrays(np.float64, n, elements=elements))
+    if kind == "f4":
+        return data.draw(hnp.arrays(np.float32, n, elements=st.floats(width=32)))
+    if kind in ("i8", "i4", "u1"):
+        return data.draw(hnp.arrays(np.dtype(kind), n))
+    if kind == "b":
+        return data.draw(hnp.arrays(np.bool_, n))
+    if kind == "O":
+        values = data.draw(st.lists(st.one_of(st.none(), NO_NUL), min_size=n, max_size=n))
+        return np.array(values, dtype=object)
+    return np.array(data.draw(st.lists(NO_NUL, min_size=n, max_size=n)), dtype=str).reshape(n)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_row_and_matrix_paths_match_influxdb_client_at_any_size(data) -> None:  # type: ignore[no-untyped-def]
+    # sizes on both sides of the 64 of old and of SMALL_BATCH; the row encoder and the byte
+    # matrices each run on every batch and must give the oracle's bytes
+    small = lineproto.SMALL_BATCH
+    n = data.draw(st.sampled_from([0, 1, 2, 63, 64, 65, small - 1, small, small + 1]))
+    measurement = data.draw(NAME.filter(lambda s: "\x00" not in s and not s.startswith("#")))
+    tags = data.draw(st.dictionaries(NO_NUL, st.one_of(NO_NUL, st.none()), max_size=4))
+    kinds = data.draw(st.dictionaries(NO_NUL.filter(bool), COLUMN_KINDS, max_size=5))
+    fields = {key: _column(data, kind, n) for key, kind in kinds.items()}
+    t = data.draw(hnp.arrays(np.int64, n, elements=st.integers(-(2**63), 2**63 - 1)))
+    expected = "".join(
+        line + "\n"
+        for line in (
+            oracle(measurement, tags, {k: _item(v[j]) for k, v in fields.items()}, int(t[j]))
+            for j in range(n)
+        )
+        if line
+    ).encode()
+    assert encode_columns(measurement, tags, t, fields) == expected
+    try:
+        for threshold in (n, -1):  # point by point, byte matrices
+            lineproto.SMALL_BATCH = threshold
+            assert encode_columns(measurement, tags, t, fields) == expected
+    finally:
+        lineproto.SMALL_BATCH = small
+
+
+def test_schema_columns_checks_tags_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the checked tag sets are remembered: a refused set stays refused, and a changed
+    # schema entry is checked anew
+    import dataclasses
+
+    from sensord.store import schema
+
+    good = {"participant": "p1", "device_role": "chest"}
+    first = schema_columns("heart_rate", good, [1], {"hr_bpm": [60.0]})
+    assert first == b"heart_rate,device_role=chest,participant=p1 hr_bpm=60 1\n"
+    swapped = {"device_role": "chest", "participant": "p1"}
+    assert schema_columns("heart_rate", swapped, [1], {"hr_bpm": [60.0]}) == first
+    for _ in range(2):
+        with pytest.raises(SchemaError, match=r"heart_rate\.device_role"):
+            schema_columns("heart_rate", {**good, "device_role": "x"}, [1], {"hr_bpm": [1.0]})
+    with pytest.raises(SchemaError, match=r"epoch\.device_role: unknown tag"):
+        schema_columns("epoch", good, [1], {"p_wake": [0.5]})
+    role = dataclasses.replace(schema.DEVICE_ROLE, values=("wrist",))
+    entry = dataclasses.replace(schema.HEART_RATE, tags=(schema.PARTICIPANT, role))
+    monkeypatch.setitem(schema.BY_NAME, "heart_rate", entry)
+    with pytest.raises(SchemaError, match=r"heart_rate\.device_role: .* must be one of wrist"):
+        schema_columns("heart_rate", good, [1], {"hr_bpm": [60.0]})

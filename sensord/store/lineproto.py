@@ -7,8 +7,8 @@ Two paths produce the same bytes:
   fields and integer timestamp (tags and fields sorted by key, ``None`` and non-finite
   floats dropped, whole floats written without ``.0``, integers with ``i``).
 * :func:`encode_columns` for a numpy batch with constant tags (one heart-rate stream,
-  one night of epochs): the same bytes, assembled with array operations instead of one
-  Python call per point.
+  one night of epochs): the same bytes, assembled with array operations, or for up to
+  :data:`SMALL_BATCH` points column by column in Python (keys escaped once per batch).
 
 Escaping (InfluxDB line protocol reference, "Special characters"): measurement: comma,
 space; tag keys, tag values and field keys: comma, equals sign, space; string field
@@ -23,7 +23,6 @@ a field never changes type).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -63,8 +62,29 @@ def escape_string(value: str) -> str:
 
 def format_float(value: float) -> str:
     """Shortest round-trip ``repr``, without a trailing ``.0`` (``60.0`` -> ``60``)."""
-    s = repr(float(value))
-    return s[:-2] if s.endswith(".0") else s
+    return repr(float(value)).removesuffix(".0")
+
+
+_NON_FINITE = frozenset(("nan", "inf", "-inf"))
+"""``repr`` of the floats that are left out."""
+
+
+def _field_texts(prefix: str, values: list[Any], kind: str) -> list[str | None]:
+    """``prefix`` + the text of each value of one column (``None`` where it is absent).
+
+    ``values`` are Python values of one :func:`_kind_of` kind: floats (non-finite ones
+    absent), ints, bools, or strs and ``None``. ``prefix`` is the escaped key and ``=``.
+    """
+    if kind == "f":
+        return [
+            None if s in _NON_FINITE else prefix + s.removesuffix(".0") for s in map(repr, values)
+        ]
+    if kind == "i":
+        return [f"{prefix}{v}i" for v in values]
+    if kind == "b":
+        yes, no = prefix + "true", prefix + "false"
+        return [yes if v else no for v in values]
+    return [None if v is None else f'{prefix}"{escape_string(v)}"' for v in values]
 
 
 def _is_float(value: object) -> bool:
@@ -80,16 +100,30 @@ def format_field(key: str, value: object) -> str | None:
     if value is None:
         return None
     if _is_float(value):
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            return None
-        return f"{escape_key(key)}={format_float(value)}"  # type: ignore[arg-type]
-    if _is_int(value):
-        return f"{escape_key(key)}={int(value)}i"  # type: ignore[call-overload]
-    if isinstance(value, bool | np.bool_):
-        return f"{escape_key(key)}={'true' if value else 'false'}"
-    if isinstance(value, str):
-        return f'{escape_key(key)}="{escape_string(value)}"'
-    raise SchemaError(f"unsupported field type {type(value).__name__}", measurement="?", key=key)
+        kind, value = "f", float(value)  # type: ignore[arg-type]
+    elif _is_int(value):
+        kind, value = "i", int(value)  # type: ignore[call-overload]
+    elif isinstance(value, bool | np.bool_):
+        kind = "b"
+    elif isinstance(value, str):
+        kind = "s"
+    else:
+        raise SchemaError(
+            f"unsupported field type {type(value).__name__}", measurement="?", key=key
+        )
+    return _field_texts(escape_key(key) + "=", [value], kind)[0]
+
+
+def _head(measurement: str, tags: Mapping[str, str | None]) -> str:
+    """Escaped measurement and tags sorted by key (``None`` and empty tags dropped)."""
+    parts = [escape_measurement(measurement)]
+    for key, tag_value in sorted(tags.items()):
+        if tag_value is None:
+            continue
+        k, v = escape_key(key), escape_tag_value(tag_value)
+        if k and v:
+            parts.append(f"{k}={v}")
+    return ",".join(parts)
 
 
 def encode_line(
@@ -103,13 +137,6 @@ def encode_line(
     Tags and fields are sorted by key; ``None`` tags/fields, empty tag values and
     non-finite floats are dropped -- exactly what influxdb-client's ``Point`` does.
     """
-    tag_parts = []
-    for key, tag_value in sorted(tags.items()):
-        if tag_value is None:
-            continue
-        k, v = escape_key(key), escape_tag_value(tag_value)
-        if k and v:
-            tag_parts.append(f"{k}={v}")
     field_parts = []
     for key, field_value in sorted(fields.items()):
         part = format_field(key, field_value)
@@ -117,10 +144,7 @@ def encode_line(
             field_parts.append(part)
     if not field_parts:
         return ""
-    head = escape_measurement(measurement)
-    if tag_parts:
-        head += "," + ",".join(tag_parts)
-    line = f"{head} {','.join(field_parts)}"
+    line = f"{_head(measurement, tags)} {','.join(field_parts)}"
     return line if t_ns is None else f"{line} {int(t_ns)}"
 
 
@@ -300,10 +324,17 @@ def encode_columns(
         The same bytes as joining :func:`encode_line` of each point with ``"\\n"`` plus a
         final newline; points whose fields are all absent are left out.
     """
+    t = np.asarray(t_ns, dtype=np.int64).ravel()  # first: bad timestamps raise before bad tags
+    return _encode_columns(measurement, _head(measurement, tags), t, fields)
+
+
+def _encode_columns(
+    measurement: str, head: str, t_ns: npt.ArrayLike, fields: Mapping[str, npt.ArrayLike]
+) -> bytes:
+    """:func:`encode_columns` with the line head (:func:`_head`) given."""
     t = np.asarray(t_ns, dtype=np.int64).ravel()
     n = t.size
-    head = encode_line(measurement, tags, {"x": 0}, None)[: -len(" x=0i")].encode()
-    if b"\x00" in head:
+    if "\x00" in head:
         raise SchemaError("NUL byte in measurement or tags", measurement=measurement)
     columns: list[tuple[str, npt.NDArray[Any], str]] = []
     for key in sorted(fields):
@@ -319,8 +350,8 @@ def encode_columns(
             raise SchemaError("NUL byte in a string value", measurement=measurement, key=key)
         columns.append((key, values, kind))
     if n <= SMALL_BATCH:
-        return _encode_rows(measurement, tags, t, columns)
-    blocks: list[npt.NDArray[np.uint8]] = [_constant(head, n)]
+        return _encode_rows(head, t, columns)
+    blocks: list[npt.NDArray[np.uint8]] = [_constant(head.encode(), n)]
     keep = np.zeros(n, dtype=bool)
     for key, values, kind in columns:
         field_blocks, present = _field_blocks(key, values, kind)
@@ -339,36 +370,42 @@ def encode_columns(
     return flat[flat != 0].tobytes()
 
 
-SMALL_BATCH = 64
-"""Batches up to this many points are encoded point by point (:func:`encode_line`): the
-byte matrices cost a fixed 0.2 ms or so per field, point by point about 5 us per value,
-so below about 100 points the rows win (timed once on the 2-core dev machine; the daemon
-exports 30 heart-rate points per tick and one or two provisional epochs). Both paths give
-the same bytes (tested against influxdb-client's ``Point`` on either side)."""
+SMALL_BATCH = 256
+"""Batches up to this many points are encoded row by row (:func:`_encode_rows`). The byte
+matrices cost a fixed 0.15-0.4 ms or so per field, the rows about 0.5-0.9 us per value:
+at 256 points the rows took 0.38-0.63 of the matrices' time, at 512 0.74-0.95, at 1024
+0.8-1.5 (best of 7, twice, on the shared 2-core dev machine, for one float column, the
+epoch's 8 columns and the 16 feature columns). The daemon exports 30 heart-rate points
+per tick and one or two provisional epochs. Both paths give the same bytes (tested
+against influxdb-client's ``Point`` on either side)."""
 
 
 def _encode_rows(
-    measurement: str,
-    tags: Mapping[str, str],
-    t_ns: npt.NDArray[np.int64],
-    columns: list[tuple[str, npt.NDArray[Any], str]],
+    head: str, t_ns: npt.NDArray[np.int64], columns: list[tuple[str, npt.NDArray[Any], str]]
 ) -> bytes:
-    """:func:`encode_columns` for a few points, one :func:`encode_line` per point."""
-    as_python: list[tuple[str, list[Any]]] = []
+    """:func:`encode_columns` for a few points: each key escaped once, each column turned
+    into Python values and texts in one pass, then one string per line."""
+    texts: list[list[str | None]] = []
     for key, values, kind in columns:
         if kind == "f":
-            as_python.append((key, values.astype(np.float64).tolist()))
+            column = values.astype(np.float64, copy=False).tolist()
         elif kind == "i":
-            as_python.append((key, values.astype(np.int64).tolist()))
+            column = values.astype(np.int64, copy=False).tolist()
         elif kind == "b":
-            as_python.append((key, values.astype(bool).tolist()))
+            column = values.astype(bool, copy=False).tolist()
         else:
-            as_python.append((key, [None if v is None else str(v) for v in values.tolist()]))
-    lines = []
-    for i, t in enumerate(t_ns.tolist()):
-        line = encode_line(measurement, tags, {key: col[i] for key, col in as_python}, t)
-        if line:
-            lines.append(line + "\n")
+            column = [None if v is None else str(v) for v in values.tolist()]
+        texts.append(_field_texts(escape_key(key) + "=", column, kind))
+    if not texts:
+        return b""
+    lead = head + " "
+    times = t_ns.tolist()
+    rows = zip(*texts, strict=True)
+    if any(None in column_texts for column_texts in texts):
+        kept = ([part for part in parts if part is not None] for parts in rows)
+        lines = [f"{lead}{','.join(p)} {t}\n" for p, t in zip(kept, times, strict=True) if p]
+    else:
+        lines = [f"{lead}{','.join(p)} {t}\n" for p, t in zip(rows, times, strict=True)]
     return "".join(lines).encode()
 
 
@@ -415,29 +452,29 @@ def schema_columns(
     m = schema.BY_NAME.get(measurement)
     if m is None:
         raise SchemaError("unknown measurement", measurement=measurement)
+    specs = {spec.name: spec for spec in m.fields}
     cast: dict[str, npt.NDArray[Any]] = {}
     for key, col in fields.items():
-        try:
-            spec = m.field(key)
-        except KeyError:
-            raise SchemaError("unknown field", measurement=measurement, key=key) from None
+        spec = specs.get(key)
+        if spec is None:
+            raise SchemaError("unknown field", measurement=measurement, key=key)
         arr = np.asarray(col)
         if spec.type is FieldType.FLOAT:
-            arr = arr.astype(np.float64)
-            if np.isinf(arr).any():
+            arr = arr.astype(np.float64, copy=False)
+            if np.count_nonzero(np.isinf(arr)):
                 raise SchemaError(
                     f"infinite value at index {int(np.flatnonzero(np.isinf(arr))[0])}",
                     measurement=measurement,
                     key=key,
                 )
         elif spec.type is FieldType.INTEGER:
-            if not np.issubdtype(arr.dtype, np.integer):
+            if arr.dtype.kind not in "iu":
                 raise SchemaError(
                     f"expected an integer array, got {arr.dtype}", measurement=measurement, key=key
                 )
-            arr = arr.astype(np.int64)
+            arr = arr.astype(np.int64, copy=False)
         elif spec.type is FieldType.BOOLEAN:
-            arr = arr.astype(bool)
+            arr = arr.astype(bool, copy=False)
         else:
             if arr.dtype.kind not in "UO":
                 raise SchemaError(
@@ -449,9 +486,31 @@ def schema_columns(
                     f"expected strings, got {bad[0]!r}", measurement=measurement, key=key
                 )
         cast[key] = arr
+    return _encode_columns(measurement, _checked_head(measurement, m, tags), t_ns, cast)
+
+
+_CHECKED_HEADS: dict[tuple[Any, ...], tuple[schema.Measurement, str]] = {}
+"""Line heads of tag sets that passed the schema, by measurement name, schema entry
+(identity) and tags: the daemon writes the same few tag sets all night."""
+
+
+def _checked_head(measurement: str, m: schema.Measurement, tags: Mapping[str, str]) -> str:
+    """:func:`_head` of tags that :func:`schema.check_point` accepts (``m`` is the
+    measurement's schema entry); raises :class:`SchemaError` otherwise."""
+    key = (measurement, id(m), tuple(tags.items()))
+    try:
+        hit = _CHECKED_HEADS.get(key)
+    except TypeError:  # an unhashable tag value: the check refuses it
+        hit = None
+    if hit is not None and hit[0] is m:
+        return hit[1]
     # tags checked with a dummy field: check_point needs one
     schema.check_point(measurement, tags, {m.fields[0].name: _dummy(m.fields[0].type)})
-    return encode_columns(measurement, tags, t_ns, cast)
+    head = _head(measurement, tags)
+    if len(_CHECKED_HEADS) >= 256:
+        _CHECKED_HEADS.clear()
+    _CHECKED_HEADS[key] = (m, head)
+    return head
 
 
 def _dummy(ftype: FieldType) -> object:

@@ -55,16 +55,11 @@ def epoch_lines(
     """
     t = np.asarray(t_ns, dtype=np.int64)
     codes = np.asarray(stage_code, dtype=np.int64)
-    names = np.array(list(schema.STAGE_CODES), dtype=object)
-    by_code = {v: i for i, v in enumerate(schema.STAGE_CODES.values())}
-    lookup = np.full(5, -1, dtype=np.int64)
-    for code, idx in by_code.items():
-        lookup[code + 1] = idx
     if codes.size and (codes.min() < -1 or codes.max() > 3):
         bad = int(codes[(codes < -1) | (codes > 3)][0])
         raise schema.SchemaError(f"unknown stage code {bad}", measurement="epoch", key="stage_code")
     fields: dict[str, Any] = {
-        "stage": names[lookup[codes + 1]],
+        "stage": _STAGE_BY_CODE[codes + 1],
         "stage_code": codes,
         "final": np.full(t.size, final),
         "night": np.full(t.size, night, dtype=object),
@@ -76,6 +71,12 @@ def epoch_lines(
     return schema_columns("epoch", {"participant": participant, "scorer": scorer}, t, fields)
 
 
+_STAGE_BY_CODE = np.empty(5, dtype=object)
+"""Stage name of each :data:`schema.STAGE_CODES` value plus one (-1 ... 3)."""
+for _name, _code in schema.STAGE_CODES.items():
+    _STAGE_BY_CODE[_code + 1] = _name
+
+
 def epoch_feature_lines(
     participant: str, scorer: str, t_ns: npt.ArrayLike, features: Mapping[str, npt.ArrayLike]
 ) -> bytes:
@@ -85,14 +86,14 @@ def epoch_feature_lines(
     integer-valued float columns are cast to the schema's type.
     """
     tags = {"participant": participant, "scorer": scorer}
-    names = set(schema.EPOCH_FEATURES.field_names)
+    types = {spec.name: spec.type for spec in schema.EPOCH_FEATURES.fields}
     cols: dict[str, Any] = {}
     for key, values in features.items():
-        if key not in names:
+        ftype = types.get(key)
+        if ftype is None:
             continue
         arr = np.asarray(values)
-        ftype = schema.EPOCH_FEATURES.field(key).type
-        if ftype is schema.FieldType.INTEGER and not np.issubdtype(arr.dtype, np.integer):
+        if ftype is schema.FieldType.INTEGER and arr.dtype.kind not in "iu":
             arr = np.where(np.isfinite(arr), arr, 0).astype(np.int64)
         cols[key] = arr
     return schema_columns("epoch_features", tags, t_ns, cols)
