@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sensord.devices._common import DecodeResult, Ragged, decode_error, group_index
+from sensord.devices._common import DecodeResult, Ragged, decode_error, group_index, median
 from sensord.errors import DecodeError
 from sensord.model import (
     F64,
@@ -276,7 +276,7 @@ def reconstruct_beat_times(
     # runs: cut where the intervals outrun host time by more than any latency could
     # (corrupt intervals), and at disconnects, across which beats were lost
     gaps = np.diff(recv)
-    typical = float(np.median(gaps)) if gaps.size else 0.0
+    typical = median(gaps) if gaps.size else 0.0
     cut = (np.diff(delay) < -max_advance_ns) | (gaps > max(1.5 * typical, gap_ns))
     w = max(1, min(window, m))
     pos = np.arange(m)
