@@ -551,6 +551,8 @@ class Pipeline:
         self._state: dict[str, _Device] = {}
         self._known: set[str] = set()
         self._decodable: dict[str, bool] = {}  # characteristic -> has a decoder (cached)
+        # per channel: payloads, wall times and where each came from (a running number
+        # live, a (file, line) pair from ``locate``)
         self._buf: dict[tuple[str, str], tuple[list[bytes], list[int], list[Any]]] = {}
         self._count = 0
         self._span: list[int] = []
@@ -562,12 +564,17 @@ class Pipeline:
 
     def feed(self, event: SessionEvent) -> None:
         """Log, then buffer or decode one event (the transport's ``EventSink``)."""
+        if isinstance(event, RawNotification):  # nearly every event: the short way
+            if self.writer is not None:
+                self.writer.write_notification(event.device, event.char_uuid, event.wall_ns,
+                                               event.mono_ns, event.payload)
+            self._count += 1
+            self._notification(event)
+            return
         if self.writer is not None:
             self.writer.write(event)
         self._count += 1
-        if isinstance(event, RawNotification):
-            self._notification(event)
-        elif isinstance(event, DeviceEvent):
+        if isinstance(event, DeviceEvent):
             dev = event.device
             self._known.add(dev)
             if dev not in self._state:
@@ -582,21 +589,25 @@ class Pipeline:
     __call__ = feed
 
     def _notification(self, event: RawNotification) -> None:
-        dev, char = event.device, event.char_uuid
-        if dev not in self._known:
-            path, line = self._where()
-            self.problems.add("unknown-device", path, line,
-                              f"notification from {dev!r} before any event announcing it; "
-                              "skipped", key=dev)
-            return
-        ok = self._decodable.get(char)
-        if ok is None:
-            ok = self._decodable[char] = devices.is_known(char)
-        if not ok:
-            path, line = self._where()
-            self.problems.add("unknown-characteristic", path, line,
-                              f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}")
-            return
+        key = (event.device, event.char_uuid)
+        buf = self._buf.get(key)
+        if buf is None:  # nothing buffered for this channel: check it first
+            dev, char = key
+            if dev not in self._known:
+                path, line = self._where()
+                self.problems.add("unknown-device", path, line,
+                                  f"notification from {dev!r} before any event announcing it; "
+                                  "skipped", key=dev)
+                return
+            ok = self._decodable.get(char)
+            if ok is None:
+                ok = self._decodable[char] = devices.is_known(char)
+            if not ok:
+                path, line = self._where()
+                self.problems.add("unknown-characteristic", path, line,
+                                  f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}")
+                return
+            buf = self._buf[key] = ([], [], [])
         span, w = self._span, event.wall_ns
         if not span:
             self._span = [w, w]
@@ -604,22 +615,25 @@ class Pipeline:
             span[0] = w
         elif w > span[1]:
             span[1] = w
-        buf = self._buf.get((dev, char))
-        if buf is None:
-            buf = self._buf[(dev, char)] = ([], [], [])
-        buf[0].append(event.payload)
-        buf[1].append(event.wall_ns)
-        buf[2].append(self._where())
-        if char in CONTEXT_CHARS or len(buf[0]) >= self.batch_size:
-            self._decode(dev, char)
+        payloads = buf[0]
+        payloads.append(event.payload)
+        buf[1].append(w)
+        # live, where an event is is its running number: kept alone, made a pair if needed
+        buf[2].append(self._count if self.locate is None else self.locate())
+        if len(payloads) >= self.batch_size or key[1] in CONTEXT_CHARS:
+            self._decode(*key)
 
     def _decode(self, dev: str, char: str) -> None:
         payloads, walls, wheres = self._buf.pop((dev, char))
         st = self._state[dev]
+
+        def where(i: int) -> tuple[str, int | None]:
+            w = wheres[min(i, len(wheres) - 1)]
+            return ("<live>", w) if isinstance(w, int) else w
+
         st.context = decode_channel(
             dev, char, payloads, np.asarray(walls, dtype=np.int64),
-            out=st.streams, context=st.context, problems=self.problems,
-            where=lambda i: wheres[min(i, len(wheres) - 1)],
+            out=st.streams, context=st.context, problems=self.problems, where=where,
         )
 
     def decode_pending(self) -> None:
