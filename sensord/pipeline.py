@@ -85,11 +85,21 @@ def _concat_streams(parts: list[Any]) -> Any:
     Each entry of ``parts`` is set to ``None`` once copied, so that a night of 50-Hz
     acceleration is held once and one part, not twice (where the parts are mapped blocks
     the allocator returns at once; see :func:`sensord.daemon_rescore.fix_mmap_threshold`).
+    Two parts in time order (live: the rolling buffer and the batch decoded at a tick)
+    are joined field by field with ``np.concatenate``, which gives the same arrays.
     """
     if len(parts) == 1:
         return parts[0]
     kind = type(parts[0])
-    fields = [f.name for f in dataclasses.fields(parts[0])]
+    fields = _field_names(kind)
+    if len(parts) == 2:  # live: the buffer and one new batch, most often in order
+        a, b = parts
+        ta, tb = a.t_ns, b.t_ns
+        if len(ta) and len(tb) and ta[-1] <= tb[0]:
+            parts[0] = parts[1] = None
+            return kind(**{n: (np.concatenate((va, getattr(b, n)))
+                               if isinstance(va := getattr(a, n), np.ndarray) else va)
+                           for n in fields})
     values: dict[str, Any] = {}
     for name in fields:
         vals = [getattr(p, name) for p in parts]
@@ -120,6 +130,17 @@ def _concat_streams(parts: list[Any]) -> Any:
             for n in cols:
                 values[n][lo : b + hi] = values[n][lo + order]
     return kind(**values)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    """The field names of a stream dataclass (looked up once per type)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
 
 
 def _overlap(before: npt.NDArray[np.int64], after: npt.NDArray[np.int64]
