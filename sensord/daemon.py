@@ -855,9 +855,9 @@ class Daemon:
                 self._release_workers()
             oldest_epoch = (now - 12 * 3600 * 10**9) // EPOCH_NS
             for sup in self.supervisors:
-                sup.status.epochs_with_data = {
-                    e for e in sup.status.epochs_with_data if e >= oldest_epoch
-                }
+                epochs = sup.status.epochs_with_data
+                if epochs and min(epochs) < oldest_epoch:  # (min: cheaper than a new set)
+                    sup.status.epochs_with_data = {e for e in epochs if e >= oldest_epoch}
             if self.on_epoch is not None:
                 self.on_epoch(self, now)
         except SensordError as exc:

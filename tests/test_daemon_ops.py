@@ -199,9 +199,9 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("span_h", [0.0, 3.0, 14.0])
+@pytest.mark.parametrize("span_s", [0, 3 * 3600, 12 * 3600 + 60, 14 * 3600])
 def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
-                                                                 span_h: float) -> None:
+                                                                 span_s: int) -> None:
     """``epochs_with_data_12h``: the 30-s epochs with data that start no earlier than 12 h
     before the status is written (counted by hand: the epoch grid is at whole 30 s), and
     status.json holds what ``status()`` gives."""
@@ -217,7 +217,7 @@ def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
                     options=DaemonOptions(status_path=tmp_path / "status.json"))
     epoch_s = 30
     newest = (now // 10**9) // epoch_s
-    n = int(span_h * 3600 / epoch_s)
+    n = span_s // epoch_s
     daemon.supervisors[0].status.epochs_with_data = {newest - k for k in range(n)}
     # the epoch starting at now - 12 h + 23 s is the oldest inside (7 s in + 23 s = 30 s)
     oldest_inside = (now // 10**9 - 12 * 3600 + 23) // epoch_s
@@ -229,3 +229,8 @@ def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
     written = json.loads((tmp_path / "status.json").read_text())
     assert written["devices"] == st["devices"] and written["written_wall_ns"] == now
     assert not (tmp_path / "status.tmp").exists()
+    # the epoch tick forgets epochs that start more than 12 h ago (the one holding that
+    # instant stays): 1,440 epochs plus the one begun 7 s before the tick 12 h ago
+    daemon.epoch_tick()
+    kept = daemon.supervisors[0].status.epochs_with_data
+    assert kept == {newest - k for k in range(min(n, 12 * 3600 // epoch_s + 1))}
