@@ -1060,20 +1060,23 @@ def decode_data_batch(
     dt = np.zeros(n, dtype=np.float64)
     anchor = np.full(n, -1, dtype=np.int64)
     if timed.size:
-        seg_t = _clock_segments(ts[timed], None if recv is None else recv[timed])
-        if recv is not None:
-            d = recv[timed] - ts[timed]
+        # every frame timed (the usual batch): views instead of copies
+        sub: slice | I64 = slice(None) if timed.size == n else timed
+        ts_t = ts[sub]
+        recv_t = None if recv is None else recv[sub]
+        seg_t = _clock_segments(ts_t, recv_t)
+        if recv_t is not None:
+            d = recv_t - ts_t
             if seg_t[-1] == 0:  # one clock stretch (seg_t counts up from 0)
-                offset[timed] = d.min()
+                offset[sub] = d.min()
             else:
                 env = np.full(int(seg_t.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
                 np.minimum.at(env, seg_t, d)
-                offset[timed] = env[seg_t]
+                offset[sub] = env[seg_t]
         nominal = {int(k): 1e9 / v for k, v in DEFAULT_SAMPLE_RATE_HZ.items()}
         nominal.update({int(k): 1e9 / v for k, v in ctx.pmd_sample_rate_hz.items() if v > 0})
-        key = mtype[timed]  # one sample clock per measurement, whatever the frame type
-        dt[timed], anchor[timed] = _frame_spacing(ts[timed], counts[timed], key, seg_t,
-                                                  nominal, mtype[timed])
+        key = mtype[sub]  # one sample clock per measurement, whatever the frame type
+        dt[sub], anchor[sub] = _frame_spacing(ts_t, counts[sub], key, seg_t, nominal, key)
     from_prev = anchor >= 0
     base = np.where(from_prev, anchor, ts)
 
