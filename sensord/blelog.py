@@ -31,6 +31,7 @@ with file and line (first occurrence), and skipped; everything else is kept.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import json
 import logging
@@ -78,6 +79,9 @@ _READ_CHUNK = 1 << 16  # compressed bytes per step when streaming
 _BATCH_CHUNK = 1 << 18  # ... when loading whole files (about 0.9 MB of text per piece)
 _BATCH_RESYNC = 1 << 24  # ... and where it looks for a resync point (its former chunk)
 _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
+_PENDING_MAX = 1 << 16  # uncompressed bytes the writer collects before deflating them
+_crc32 = zlib.crc32
+_hexlify = binascii.hexlify
 
 
 def channel_id(device: str, char_uuid: str) -> str:
@@ -262,7 +266,10 @@ class BlelogWriter:
         self._full_ns = int(full_flush_interval_s * 1e9)
         self._last_sync = mono_ns
         self._last_full = mono_ns
+        # the earliest event (monotonic) time that needs a flush: see _after
+        self._next_flush_ns = min(mono_ns + self._full_ns, mono_ns + self._sync_ns)
         self._channels: dict[tuple[str, str], str] = {}
+        self._ch_ascii: dict[tuple[str, str], bytes] = {}  # the same ids, encoded
         self._ch_owner: dict[str, tuple[str, str]] = {}
         self.records = 0
         self._pending: list[bytes] = []
@@ -308,16 +315,28 @@ class BlelogWriter:
         self, device: str, char_uuid: str, wall_ns: int, mono_ns: int, payload: bytes
     ) -> None:
         """Append one notification (:meth:`write` without building the event object)."""
-        ch = self._channels.get((device, char_uuid))
+        ch = self._ch_ascii.get((device, char_uuid))
         if ch is None:
-            ch = self._channel(device, char_uuid, wall_ns, mono_ns)
+            ch = self._channel(device, char_uuid, wall_ns, mono_ns).encode()
         if not (0 <= wall_ns < _MAX_NS and 0 <= mono_ns < _MAX_NS):
             _check_ns("wall_ns", wall_ns)
             _check_ns("mono_ns", mono_ns)
-        body = b"N %019d %019d %s %s" % (wall_ns, mono_ns, ch.encode(),
-                                         bytes(payload).hex().encode())
-        self._emit(b"%08x %s\n" % (zlib.crc32(body), body))
-        self._after(wall_ns, mono_ns, force_sync=False)
+        try:
+            payload_hex = _hexlify(payload)
+        except TypeError:  # not a buffer (e.g. a list of ints)
+            payload_hex = _hexlify(bytes(payload))
+        body = b"N %019d %019d %s %s" % (wall_ns, mono_ns, ch, payload_hex)
+        line = b"%08x %s\n" % (_crc32(body), body)
+        # _emit and _after without the calls (this runs for every notification)
+        if self._fh is None:
+            raise LogFormatError("write after close", path=str(self.path))
+        self._pending.append(line)
+        self._pending_len += len(line)
+        self.records += 1
+        if self._pending_len >= _PENDING_MAX:
+            self._compress_pending()
+        if mono_ns >= self._next_flush_ns:
+            self._after(wall_ns, mono_ns, force_sync=False)
 
     def _after(self, wall_ns: int, mono_ns: int, *, force_sync: bool) -> None:
         if mono_ns - self._last_full >= self._full_ns:
@@ -330,6 +349,7 @@ class BlelogWriter:
             self._last_sync = mono_ns
             if sync_disk:
                 self._last_fsync = mono_ns
+        self._next_flush_ns = min(self._last_full + self._full_ns, self._last_sync + self._sync_ns)
 
     def flush(self) -> None:
         """Make everything written so far decodable from disk (sync flush + fsync)."""
@@ -377,6 +397,7 @@ class BlelogWriter:
                     path=str(self.path),
                 )
             self._channels[key] = ch
+            self._ch_ascii[key] = ch.encode()
             self._ch_owner[ch] = key
             self._declare(ch, key, wall_ns, mono_ns)
         return ch
@@ -395,7 +416,7 @@ class BlelogWriter:
         self._pending.append(data)
         self._pending_len += len(data)
         self.records += 1
-        if self._pending_len >= 65536:
+        if self._pending_len >= _PENDING_MAX:
             self._compress_pending()
 
     def _compress_pending(self) -> None:

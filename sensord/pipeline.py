@@ -85,11 +85,21 @@ def _concat_streams(parts: list[Any]) -> Any:
     Each entry of ``parts`` is set to ``None`` once copied, so that a night of 50-Hz
     acceleration is held once and one part, not twice (where the parts are mapped blocks
     the allocator returns at once; see :func:`sensord.daemon_rescore.fix_mmap_threshold`).
+    Two parts in time order (live: the rolling buffer and the batch decoded at a tick)
+    are joined field by field with ``np.concatenate``, which gives the same arrays.
     """
     if len(parts) == 1:
         return parts[0]
     kind = type(parts[0])
-    fields = [f.name for f in dataclasses.fields(parts[0])]
+    fields = _field_names(kind)
+    if len(parts) == 2:  # live: the buffer and one new batch, most often in order
+        a, b = parts
+        ta, tb = a.t_ns, b.t_ns
+        if len(ta) and len(tb) and ta[-1] <= tb[0]:
+            parts[0] = parts[1] = None
+            return kind(**{n: (np.concatenate((va, getattr(b, n)))
+                               if isinstance(va := getattr(a, n), np.ndarray) else va)
+                           for n in fields})
     values: dict[str, Any] = {}
     for name in fields:
         vals = [getattr(p, name) for p in parts]
@@ -120,6 +130,17 @@ def _concat_streams(parts: list[Any]) -> Any:
             for n in cols:
                 values[n][lo : b + hi] = values[n][lo + order]
     return kind(**values)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    """The field names of a stream dataclass (looked up once per type)."""
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
 
 
 def _overlap(before: npt.NDArray[np.int64], after: npt.NDArray[np.int64]
@@ -551,6 +572,8 @@ class Pipeline:
         self._state: dict[str, _Device] = {}
         self._known: set[str] = set()
         self._decodable: dict[str, bool] = {}  # characteristic -> has a decoder (cached)
+        # per channel: payloads, wall times and where each came from (a running number
+        # live, a (file, line) pair from ``locate``)
         self._buf: dict[tuple[str, str], tuple[list[bytes], list[int], list[Any]]] = {}
         self._count = 0
         self._span: list[int] = []
@@ -562,12 +585,17 @@ class Pipeline:
 
     def feed(self, event: SessionEvent) -> None:
         """Log, then buffer or decode one event (the transport's ``EventSink``)."""
+        if isinstance(event, RawNotification):  # nearly every event: the short way
+            if self.writer is not None:
+                self.writer.write_notification(event.device, event.char_uuid, event.wall_ns,
+                                               event.mono_ns, event.payload)
+            self._count += 1
+            self._notification(event)
+            return
         if self.writer is not None:
             self.writer.write(event)
         self._count += 1
-        if isinstance(event, RawNotification):
-            self._notification(event)
-        elif isinstance(event, DeviceEvent):
+        if isinstance(event, DeviceEvent):
             dev = event.device
             self._known.add(dev)
             if dev not in self._state:
@@ -582,21 +610,25 @@ class Pipeline:
     __call__ = feed
 
     def _notification(self, event: RawNotification) -> None:
-        dev, char = event.device, event.char_uuid
-        if dev not in self._known:
-            path, line = self._where()
-            self.problems.add("unknown-device", path, line,
-                              f"notification from {dev!r} before any event announcing it; "
-                              "skipped", key=dev)
-            return
-        ok = self._decodable.get(char)
-        if ok is None:
-            ok = self._decodable[char] = devices.is_known(char)
-        if not ok:
-            path, line = self._where()
-            self.problems.add("unknown-characteristic", path, line,
-                              f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}")
-            return
+        key = (event.device, event.char_uuid)
+        buf = self._buf.get(key)
+        if buf is None:  # nothing buffered for this channel: check it first
+            dev, char = key
+            if dev not in self._known:
+                path, line = self._where()
+                self.problems.add("unknown-device", path, line,
+                                  f"notification from {dev!r} before any event announcing it; "
+                                  "skipped", key=dev)
+                return
+            ok = self._decodable.get(char)
+            if ok is None:
+                ok = self._decodable[char] = devices.is_known(char)
+            if not ok:
+                path, line = self._where()
+                self.problems.add("unknown-characteristic", path, line,
+                                  f"{dev}: no decoder for {char}; skipped", key=f"{dev}\t{char}")
+                return
+            buf = self._buf[key] = ([], [], [])
         span, w = self._span, event.wall_ns
         if not span:
             self._span = [w, w]
@@ -604,22 +636,25 @@ class Pipeline:
             span[0] = w
         elif w > span[1]:
             span[1] = w
-        buf = self._buf.get((dev, char))
-        if buf is None:
-            buf = self._buf[(dev, char)] = ([], [], [])
-        buf[0].append(event.payload)
-        buf[1].append(event.wall_ns)
-        buf[2].append(self._where())
-        if char in CONTEXT_CHARS or len(buf[0]) >= self.batch_size:
-            self._decode(dev, char)
+        payloads = buf[0]
+        payloads.append(event.payload)
+        buf[1].append(w)
+        # live, where an event is is its running number: kept alone, made a pair if needed
+        buf[2].append(self._count if self.locate is None else self.locate())
+        if len(payloads) >= self.batch_size or key[1] in CONTEXT_CHARS:
+            self._decode(*key)
 
     def _decode(self, dev: str, char: str) -> None:
         payloads, walls, wheres = self._buf.pop((dev, char))
         st = self._state[dev]
+
+        def where(i: int) -> tuple[str, int | None]:
+            w = wheres[min(i, len(wheres) - 1)]
+            return ("<live>", w) if isinstance(w, int) else w
+
         st.context = decode_channel(
             dev, char, payloads, np.asarray(walls, dtype=np.int64),
-            out=st.streams, context=st.context, problems=self.problems,
-            where=lambda i: wheres[min(i, len(wheres) - 1)],
+            out=st.streams, context=st.context, problems=self.problems, where=where,
         )
 
     def decode_pending(self) -> None:

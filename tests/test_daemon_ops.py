@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import lzma
 import os
@@ -196,3 +197,40 @@ def test_daemon_rotates_to_a_new_log_at_the_night_boundary_and_scores_the_old_on
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("span_s", [0, 3 * 3600, 12 * 3600 + 60, 14 * 3600])
+def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
+                                                                 span_s: int) -> None:
+    """``epochs_with_data_12h``: the 30-s epochs with data that start no earlier than 12 h
+    before the status is written (counted by hand: the epoch grid is at whole 30 s), and
+    status.json holds what ``status()`` gives."""
+    from sensord.timesource import RecordClock
+
+    class Spec:
+        name, address, profile, role = "strap", "00:00:00:00:00:00", "heart_rate", "chest"
+
+    now = 1_795_211_130 * 10**9 + 7 * 10**9  # 7 s into an epoch
+    clock = RecordClock(now, 10**12)
+    daemon = Daemon([Spec()], transport=None,  # type: ignore[arg-type]  # no radio
+                    pipeline=Pipeline(writer=None), clock=clock,
+                    options=DaemonOptions(status_path=tmp_path / "status.json"))
+    epoch_s = 30
+    newest = (now // 10**9) // epoch_s
+    n = span_s // epoch_s
+    daemon.supervisors[0].status.epochs_with_data = {newest - k for k in range(n)}
+    # the epoch starting at now - 12 h + 23 s is the oldest inside (7 s in + 23 s = 30 s)
+    oldest_inside = (now // 10**9 - 12 * 3600 + 23) // epoch_s
+    expected = len([k for k in range(n) if newest - k >= oldest_inside])
+    assert expected == (min(n, 12 * 3600 // epoch_s))  # every epoch of the last 12 h
+    st = daemon.status()
+    assert st["devices"]["strap"]["epochs_with_data_12h"] == expected
+    daemon.write_status()
+    written = json.loads((tmp_path / "status.json").read_text())
+    assert written["devices"] == st["devices"] and written["written_wall_ns"] == now
+    assert not (tmp_path / "status.tmp").exists()
+    # the epoch tick forgets epochs that start more than 12 h ago (the one holding that
+    # instant stays): 1,440 epochs plus the one begun 7 s before the tick 12 h ago
+    daemon.epoch_tick()
+    kept = daemon.supervisors[0].status.epochs_with_data
+    assert kept == {newest - k for k in range(min(n, 12 * 3600 // epoch_s + 1))}

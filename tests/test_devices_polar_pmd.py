@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -630,3 +632,97 @@ def test_sdk_start_success_response_updates_factor() -> None:
     assert res.context.pmd_sample_rate_hz == {1: 200.0}
     assert res.messages[1]["settings"] == {"factor": [2.5]}
     assert res.messages[1]["response_to"] == "request_measurement_start"
+
+
+# --- sample times of a live batch, by the rule in the module docstring -------------------------
+
+
+def _documented_times(ts: list[int], counts: list[int], recv: list[int],
+                      stretch: list[int]) -> list[list[int]]:
+    """Host times of each frame's samples by the module docstring, in exact arithmetic:
+    samples spread evenly from the previous frame's time stamp (same measurement, same
+    stretch), the first frame of a stretch counting back from its own with the median
+    spacing; sensor time plus the stretch's least ``recv - ts``. (Frames here are regular:
+    no gaps.)"""
+    spacing = [Fraction(ts[i] - ts[i - 1], counts[i]) for i in range(1, len(ts))
+               if stretch[i] == stretch[i - 1]]
+    typical = statistics.median(spacing)
+    offset = {s: min(r - t for r, t, s2 in zip(recv, ts, stretch, strict=True) if s2 == s)
+              for s in set(stretch)}
+    out = []
+    for i, (t, n) in enumerate(zip(ts, counts, strict=True)):
+        if i and stretch[i] == stretch[i - 1]:
+            dt = Fraction(t - ts[i - 1], n)
+            sensor = [ts[i - 1] + round((k + 1) * dt) for k in range(n)]
+        else:
+            sensor = [t - round((n - 1 - k) * typical) for k in range(n)]
+        out.append([x + offset[stretch[i]] for x in sensor])
+    return out
+
+
+def _check_batch(frames: list[bytes], recv: list[int], kind: str, field: str,
+                 expected_t: list[list[int]]) -> None:
+    res = devices.decode_batch(DATA_CHAR, frames, np.array(recv, dtype=np.int64))
+    assert res.errors == []
+    _check_batch_stream(res.streams[kind], frames, field, expected_t)
+
+
+def test_live_acc_batch_times_follow_the_documented_rule() -> None:
+    """A 30-s batch as the daemon decodes it: ACC raw frames of 36 samples, one measurement,
+    one stretch of sensor clock, receive times with varying latency."""
+    rng = np.random.default_rng(11)
+    n_frames, per = 42, 36
+    ts, recv, frames = [], [], []
+    t = 7 * 10**17
+    for _ in range(n_frames):
+        t += int(per * 20_000_000 + rng.integers(-40_000, 40_000))  # 50 Hz, a jittery clock
+        ts.append(t)
+        recv.append(t + 1_700_000_000 * 10**9 - EPOCH + int(rng.integers(5 * 10**6, 6 * 10**7)))
+        frames.append(pmd.encode_acc_raw(rng.integers(-2000, 2000, (per, 3)), t, 1))
+    expected = _documented_times(ts, [per] * n_frames, recv, [0] * n_frames)
+    _check_batch(frames, recv, "acc", "acc_g", expected)
+
+
+def test_interleaved_measurements_and_a_clock_restart_follow_the_documented_rule() -> None:
+    """ACC and ECG frames interleaved (in time stamp order, as sent), the sensor clock
+    restarting halfway (a reset): each measurement counts from its own previous frame
+    within its stretch; each stretch has one offset."""
+    rng = np.random.default_rng(12)
+    host0 = 1_700_000_000 * 10**9
+    sent = []  # (stretch, sensor time, kind, frame, receive time)
+    for stretch, (sensor0, host) in enumerate(((9 * 10**17, host0), (10**12, host0 + 60 * 10**9))):
+        ta = te = sensor0
+        for _ in range(12):
+            ta += 36 * 20_000_000 + int(rng.integers(-30_000, 30_000))  # 50 Hz
+            te += 73 * 7_692_308 + int(rng.integers(-30_000, 30_000))  # 130 Hz
+            acc = pmd.encode_acc_raw(rng.integers(-900, 900, (36, 3)), ta, 1)
+            ecg = pmd.encode_ecg(rng.integers(-3000, 3000, 73), te)
+            for t, kind, frame in ((ta, "acc", acc), (te, "ecg", ecg)):
+                sent.append((stretch, t, kind, frame,
+                             host + (t - sensor0) + int(rng.integers(5 * 10**6, 5 * 10**7))))
+    sent.sort(key=lambda x: (x[0], x[1]))
+    offsets = {s: min(r - t for s2, t, _, _, r in sent if s2 == s) for s in (0, 1)}
+    res = devices.decode_batch(DATA_CHAR, [x[3] for x in sent],
+                               np.array([x[4] for x in sent], dtype=np.int64))
+    assert res.errors == []
+    assert set(res.streams) == {"acc", "ecg"}
+    for kind, n, field in (("acc", 36, "acc_g"), ("ecg", 73, "ecg_uv")):
+        own = [x for x in sent if x[2] == kind]
+        ts, recv, stretch = [x[1] for x in own], [x[4] for x in own], [x[0] for x in own]
+        # the offset is the stretch's over both kinds: shift this kind's own to it
+        exp_t = _documented_times(ts, [n] * len(ts), recv, stretch)
+        own_off = {s: min(r - t for r, t, s2 in zip(recv, ts, stretch, strict=True) if s2 == s)
+                   for s in (0, 1)}
+        exp_t = [[x - own_off[s] + offsets[s] for x in row] for row, s
+                 in zip(exp_t, stretch, strict=True)]
+        _check_batch_stream(res.streams[kind], [x[3] for x in own], field, exp_t)
+
+
+def _check_batch_stream(stream: object, frames: list[bytes], field: str,
+                        expected_t: list[list[int]]) -> None:
+    values = [v for f in frames for v in pmd.parse_data_frame(f)[field]]
+    t_exp = [t for ts in expected_t for t in ts]
+    order = sorted(range(len(t_exp)), key=lambda j: t_exp[j])
+    diff = stream.t_ns - np.array([t_exp[j] for j in order], dtype=np.int64)
+    assert np.abs(diff).max() <= 1, diff  # rounding of the float spacing
+    np.testing.assert_allclose(getattr(stream, field), [values[j] for j in order], rtol=1e-12)

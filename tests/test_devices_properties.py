@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensord import devices
+from sensord.devices import _common
 from sensord.devices import infinitime as itm
 from sensord.devices import polar_pmd as pmd
 from sensord.errors import ControlPointError, DecodeError
@@ -268,3 +269,18 @@ def test_where_a_batch_is_cut(profile: str, tmp_path: Path) -> None:
                 np.testing.assert_array_equal(got, getattr(stream, f), err_msg=f"{name}.{f}")
     assert {"hr", "beats"} <= seen or profile == "infinitime"
     assert "acc" in seen or profile == "hrs_strap"
+
+
+# --- helpers the batch decoders share ----------------------------------------------------------
+
+
+@given(st.lists(st.integers(-10**15, 10**15), min_size=1, max_size=60) | st.lists(
+    st.floats(-1e12, 1e12, allow_nan=False), min_size=1, max_size=60))
+@FAST
+def test_median_and_distinct_equal_numpys(values: list) -> None:
+    x = np.array(values)
+    assert _common.median(x) == float(np.median(x))
+    assert _common.distinct(x) == np.unique(x).tolist()
+    same = np.full(7, x[0])
+    assert _common.distinct(same) == np.unique(same).tolist()
+    assert _common.distinct(x[:0]) == []

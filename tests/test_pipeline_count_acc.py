@@ -218,3 +218,31 @@ def test_samples_of_the_wrong_shape_are_left_to_the_whole_night_path() -> None:
     counter.feed(t, np.zeros((500, 2)))
     assert not counter.exact
     assert counter.result(epoch_grid(T0, int(t[-1]) + 1), t) is None
+
+
+@pytest.mark.parametrize("case", ["in order", "tie at the seam", "overlap", "empty first",
+                                  "three parts"])
+def test_joined_parts_hold_every_sample_sorted_by_time(case: str) -> None:
+    """_concat_streams against a plain stable sort of every (time, sample) pair: in-order
+    pairs (the live rolling buffer plus one batch), overlapping ones, more parts."""
+    rng = np.random.default_rng(3)
+
+    def part(t0: int, n: int) -> AccStream:
+        t = t0 + np.cumsum(rng.integers(1, 40, n)).astype(np.int64)
+        return AccStream(t, rng.normal(size=(n, 3)))
+
+    a = part(0, 50)
+    starts = {"in order": [int(a.t_ns[-1]) + 5], "tie at the seam": [int(a.t_ns[-1]) - 1],
+              "overlap": [int(a.t_ns[-1]) - 300], "empty first": [10],
+              "three parts": [int(a.t_ns[-1]) + 1, int(a.t_ns[-1]) + 3000]}[case]
+    if case == "empty first":
+        a = AccStream(np.zeros(0, dtype=np.int64), np.zeros((0, 3)))
+    parts = [a] + [part(s, 30) for s in starts]
+    if case == "tie at the seam":
+        parts[1].t_ns[0] = parts[0].t_ns[-1]
+    pairs = [(int(t), tuple(row)) for p in parts for t, row in zip(p.t_ns, p.acc_g, strict=True)]
+    expected = sorted(pairs, key=lambda x: x[0])  # stable: earlier part first on ties
+    joined = _concat_streams(list(parts))
+    assert joined.t_ns.dtype == np.int64 and joined.acc_g.shape == (len(pairs), 3)
+    assert [(int(t), tuple(row)) for t, row in zip(joined.t_ns, joined.acc_g, strict=True)
+            ] == expected

@@ -286,6 +286,9 @@ def profile_for_services(service_uuids: Iterable[str], name: str | None = None) 
 
 def characteristic(char_uuid: str) -> Characteristic | None:
     """The decoder entry for a characteristic, or ``None`` if unknown (or not a UUID)."""
+    entry = CHARACTERISTICS.get(char_uuid)  # given in normal form already (the usual case)
+    if entry is not None:
+        return entry
     try:
         return CHARACTERISTICS.get(normalize_uuid(char_uuid))
     except ValueError:

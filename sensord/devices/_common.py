@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from sensord.errors import DecodeError
 from sensord.model import sig_uuid
@@ -67,7 +66,11 @@ class Ragged:
         """
         if length == 0:
             return np.zeros((start.size, 0), dtype=np.uint8)
-        return sliding_window_view(self.buf, length)[start]
+        # every window of ``length`` bytes (a view, as sliding_window_view gives, without
+        # its checks: this runs a few times per decoded batch), then the rows wanted
+        windows = np.ndarray((self.buf.size - length + 1, length), dtype=np.uint8,
+                             buffer=self.buf, strides=(1, 1))
+        return windows[start]
 
     def words(self, pos: I64) -> npt.NDArray[np.uint64]:
         """The 8 bytes from each position as a little-endian uint64 (reads into padding)."""
@@ -86,6 +89,25 @@ class Ragged:
     def i16(self, pos: I64) -> I64:
         v = self.u16(pos)
         return v - ((v & 0x8000) << 1)
+
+
+def median(x: npt.NDArray[Any]) -> float:
+    """``float(np.median(x))`` of a non-empty 1-D array without NaN, in fewer numpy calls
+    (for small arrays, several times faster): the middle value, or the mean of the two
+    middle values of an even count, summed in float64 as ``np.median`` does."""
+    s = np.sort(x)
+    h = s.size // 2
+    if s.size % 2:
+        return float(s[h])
+    return (float(s[h - 1]) + float(s[h])) / 2.0
+
+
+def distinct(x: npt.NDArray[Any]) -> list[Any]:
+    """``np.unique(x).tolist()`` (sorted distinct values) of a 1-D array; one comparison
+    when all values are the same (a batch of one kind of frame, the usual case)."""
+    if x.size and not bool((x != x[0]).any()):
+        return [x[0].item()]
+    return np.unique(x).tolist()
 
 
 def group_index(counts: I64) -> tuple[I64, I64]:

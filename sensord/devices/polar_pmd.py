@@ -58,7 +58,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sensord.devices._common import DecodeContext, DecodeResult, Ragged, decode_error, group_index
+from sensord.devices._common import (
+    DecodeContext,
+    DecodeResult,
+    Ragged,
+    decode_error,
+    distinct,
+    group_index,
+    median,
+)
 from sensord.devices.heart_rate import reconstruct_beat_times
 from sensord.errors import ControlPointError, DecodeError
 from sensord.model import I64, AccStream, EcgStream, PpiStream
@@ -855,21 +863,25 @@ def _frame_spacing(
     count back from the frame's own time stamp with the typical spacing.
     """
     nf = ts.size
-    prev = np.full(nf, -1, dtype=np.int64)
+    keys = distinct(key)
     # previous frame of the same key (measurement type) in the same clock stretch
-    order = np.lexsort((np.arange(nf), seg, key))
-    same = (key[order][1:] == key[order][:-1]) & (seg[order][1:] == seg[order][:-1])
-    prev[order[1:][same]] = order[:-1][same]
+    if len(keys) == 1 and seg[0] == seg[-1]:  # one of each (seg never decreases)
+        prev = np.arange(-1, nf - 1, dtype=np.int64)
+    else:
+        prev = np.full(nf, -1, dtype=np.int64)
+        order = np.lexsort((np.arange(nf), seg, key))
+        same = (key[order][1:] == key[order][:-1]) & (seg[order][1:] == seg[order][:-1])
+        prev[order[1:][same]] = order[:-1][same]
     has_prev = (prev >= 0) & (counts > 0)
     gap = (ts - ts[np.maximum(prev, 0)]).astype(np.float64)
     spacing = np.where(has_prev, gap / np.maximum(counts, 1), np.nan)
     dt = spacing.copy()
     usable = has_prev & (spacing > 0)
-    for k in np.unique(key).tolist():
+    for k in keys:
         sel = key == k
         valid = spacing[sel & usable]
         fallback = nominal_ns.get(int(mtype[sel][0]), 0.0)
-        typical = float(np.median(valid)) if valid.size else fallback
+        typical = median(valid) if valid.size else fallback
         bad = sel & ~(usable & (spacing <= 1.5 * typical))
         dt[bad] = typical
         usable[bad] = False
@@ -882,10 +894,10 @@ def _clock_segments(ts: I64, recv: I64 | None) -> I64:
     disagrees with the host clock by more than :data:`CLOCK_BREAK_NS`."""
     if ts.size == 0:
         return np.zeros(0, dtype=np.int64)
-    dts = np.diff(ts)
+    dts = ts[1:] - ts[:-1]
     brk = dts < 0
     if recv is not None:
-        brk |= np.abs(dts - np.diff(recv)) > CLOCK_BREAK_NS
+        brk |= np.abs(dts - (recv[1:] - recv[:-1])) > CLOCK_BREAK_NS
     return np.concatenate(([0], np.cumsum(brk))).astype(np.int64)
 
 
@@ -905,7 +917,7 @@ def _fixed_chunks(
     """Decode fixed-size samples: one 2-D gather per distinct frame length."""
     chunks = []
     lengths = content_len[frames]
-    for length in np.unique(lengths).tolist():
+    for length in distinct(lengths):
         f = frames[lengths == length]
         raw = rg.rows(content_start[f], int(length))
         n = int(length) // sample_bytes
@@ -1000,7 +1012,7 @@ def decode_data_batch(
     acc_chunks: list[_Chunk] = []
     ppi_frames = np.zeros(0, dtype=np.int64)
     ecg, acc, ppi = MeasurementType.ECG, MeasurementType.ACC, MeasurementType.PPI
-    kinds = np.unique(mtype[has_header] * 256 + ftype_byte[has_header]).tolist()
+    kinds = distinct(mtype[has_header] * 256 + ftype_byte[has_header])
     for kind in kinds:
         mt, fb = divmod(int(kind), 256)
         sel = has_header & (mtype == mt) & (ftype_byte == fb)
@@ -1048,17 +1060,23 @@ def decode_data_batch(
     dt = np.zeros(n, dtype=np.float64)
     anchor = np.full(n, -1, dtype=np.int64)
     if timed.size:
-        seg_t = _clock_segments(ts[timed], None if recv is None else recv[timed])
-        if recv is not None:
-            d = recv[timed] - ts[timed]
-            env = np.full(int(seg_t.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-            np.minimum.at(env, seg_t, d)
-            offset[timed] = env[seg_t]
+        # every frame timed (the usual batch): views instead of copies
+        sub: slice | I64 = slice(None) if timed.size == n else timed
+        ts_t = ts[sub]
+        recv_t = None if recv is None else recv[sub]
+        seg_t = _clock_segments(ts_t, recv_t)
+        if recv_t is not None:
+            d = recv_t - ts_t
+            if seg_t[-1] == 0:  # one clock stretch (seg_t counts up from 0)
+                offset[sub] = d.min()
+            else:
+                env = np.full(int(seg_t.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+                np.minimum.at(env, seg_t, d)
+                offset[sub] = env[seg_t]
         nominal = {int(k): 1e9 / v for k, v in DEFAULT_SAMPLE_RATE_HZ.items()}
         nominal.update({int(k): 1e9 / v for k, v in ctx.pmd_sample_rate_hz.items() if v > 0})
-        key = mtype[timed]  # one sample clock per measurement, whatever the frame type
-        dt[timed], anchor[timed] = _frame_spacing(ts[timed], counts[timed], key, seg_t,
-                                                  nominal, mtype[timed])
+        key = mtype[sub]  # one sample clock per measurement, whatever the frame type
+        dt[sub], anchor[sub] = _frame_spacing(ts_t, counts[sub], key, seg_t, nominal, key)
     from_prev = anchor >= 0
     base = np.where(from_prev, anchor, ts)
 
@@ -1069,7 +1087,7 @@ def decode_data_batch(
             # sample k: base + dt (k + c) with c = 1 after a previous frame, else -(n - 1);
             # the last sample is the frame's own time stamp
             c = np.where(from_prev[f], 1, 1 - ch.counts).astype(np.float64)
-            if f.size and np.all(ch.counts == ch.counts[0]):
+            if f.size and (ch.counts == ch.counts[0]).all():
                 k = np.arange(int(ch.counts[0]), dtype=np.float64)
                 rel = np.rint((k[None, :] + c[:, None]) * dt[f][:, None]).astype(np.int64)
                 t = base[f][:, None] + rel
@@ -1082,9 +1100,12 @@ def decode_data_batch(
                 last = np.cumsum(ch.counts) - 1
                 t[last] = ts[f]
                 times.append(t + offset[fo])
-        t_all = np.concatenate(times)
-        v_all = np.concatenate([ch.values for ch in chunks])
-        if len(chunks) > 1 or np.any(np.diff(t_all) < 0):
+        if len(chunks) == 1:  # the usual batch: nothing to join
+            t_all, v_all = times[0], chunks[0].values
+        else:
+            t_all = np.concatenate(times)
+            v_all = np.concatenate([ch.values for ch in chunks])
+        if len(chunks) > 1 or (t_all[1:] < t_all[:-1]).any():
             srt = np.argsort(t_all, kind="stable")
             t_all, v_all = t_all[srt], v_all[srt]
         return t_all, v_all
