@@ -327,15 +327,8 @@ class BlelogWriter:
             payload_hex = _hexlify(bytes(payload))
         body = b"N %019d %019d %s %s" % (wall_ns, mono_ns, ch, payload_hex)
         line = b"%08x %s\n" % (_crc32(body), body)
-        # _emit and _after without the calls (this runs for every notification)
-        if self._fh is None:
-            raise LogFormatError("write after close", path=str(self.path))
-        self._pending.append(line)
-        self._pending_len += len(line)
-        self.records += 1
-        if self._pending_len >= _PENDING_MAX:
-            self._compress_pending()
-        if mono_ns >= self._next_flush_ns:
+        self._emit(line)
+        if mono_ns >= self._next_flush_ns:  # _after only when a flush may be due
             self._after(wall_ns, mono_ns, force_sync=False)
 
     def _after(self, wall_ns: int, mono_ns: int, *, force_sync: bool) -> None:
