@@ -85,8 +85,9 @@ def _concat_streams(parts: list[Any]) -> Any:
     Each entry of ``parts`` is set to ``None`` once copied, so that a night of 50-Hz
     acceleration is held once and one part, not twice (where the parts are mapped blocks
     the allocator returns at once; see :func:`sensord.daemon_rescore.fix_mmap_threshold`).
-    Two parts in time order (live: the rolling buffer and the batch decoded at a tick)
-    are joined field by field with ``np.concatenate``, which gives the same arrays.
+    Two small parts in time order (live: the rolling buffer and the batch decoded at a
+    tick; :data:`_SMALL_JOIN`) are joined field by field with ``np.concatenate``, which
+    gives the same arrays.
     """
     if len(parts) == 1:
         return parts[0]
@@ -95,7 +96,8 @@ def _concat_streams(parts: list[Any]) -> Any:
     if len(parts) == 2:  # live: the buffer and one new batch, most often in order
         a, b = parts
         ta, tb = a.t_ns, b.t_ns
-        if len(ta) and len(tb) and ta[-1] <= tb[0]:
+        # small joins only: a night's parts go the old way, one part let go at a time
+        if len(ta) and len(tb) and ta[-1] <= tb[0] and len(ta) + len(tb) <= _SMALL_JOIN:
             parts[0] = parts[1] = None
             return kind(**{n: (np.concatenate((va, getattr(b, n)))
                                if isinstance(va := getattr(a, n), np.ndarray) else va)
@@ -131,6 +133,11 @@ def _concat_streams(parts: list[Any]) -> Any:
                 values[n][lo : b + hi] = values[n][lo + order]
     return kind(**values)
 
+
+_SMALL_JOIN = 1 << 17
+"""Samples up to which two in-order parts are joined at once (a rolling buffer: 15 min of
+50-Hz acceleration is 45,000); larger joins (the scoring worker's night) free each part
+once copied, so that the night is not held twice."""
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
