@@ -99,3 +99,15 @@ def test_percentile_90_of_nothing_or_nan_is_nan() -> None:
     assert math.isnan(features.percentile_90(np.zeros(0)))
     assert math.isnan(features.percentile_90(np.array([1.0, math.nan, 3.0])))
     assert math.isnan(float(np.percentile(np.array([1.0, math.nan, 3.0]), 90)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.just(math.nan)),
+                min_size=1, max_size=400))
+def test_nan_mean_std_equal_numpy(values: list[float]) -> None:
+    x = np.asarray(values, dtype=np.float64)
+    mean, std = features.nan_mean_std(x)
+    if np.isnan(x).all():
+        assert math.isnan(mean) and math.isnan(std)
+        return
+    assert mean == float(np.nanmean(x)) and std == float(np.nanstd(x)), (mean, std)

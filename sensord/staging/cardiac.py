@@ -176,7 +176,7 @@ def hrv_per_epoch(grid: EpochGrid, nn: NNSeries) -> dict[str, F64]:
     with np.errstate(invalid="ignore", divide="ignore"):
         cover = (c_x[hi] - c_x[lo]) / (HRV_WINDOW_S * 1000.0)
     valid = cover >= HRV_MIN_COVER
-    hrv_cover = np.clip(np.nan_to_num(cover), 0.0, 1.0)
+    hrv_cover = np.minimum(np.maximum(np.where(np.isnan(cover), 0.0, cover), 0.0), 1.0)
     if not valid.any():  # no window is reported: skip the rest (the live stager's epochs)
         out = {k: nan.copy() for k in keys}
         out["hrv_cover"] = hrv_cover

@@ -70,7 +70,7 @@ def clean_series(t_ns: I64, values: F64) -> tuple[I64, F64, int]:
     if v.ndim > 1:
         for col in np.ndindex(v.shape[1:]):  # column by column: faster than a row-wise all
             finite &= np.isfinite(v[(slice(None), *col)])
-    if t.size < 2 or bool(np.all(t[1:] > t[:-1])):  # already strictly increasing
+    if t.size < 2 or bool((t[1:] > t[:-1]).all()):  # already strictly increasing
         if finite.all():
             return t, v, 0
         return t[finite], v[finite], int(t.size - finite.sum())
