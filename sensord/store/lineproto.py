@@ -329,10 +329,10 @@ def encode_columns(
 
 
 def _encode_columns(
-    measurement: str, head: str, t_ns: npt.ArrayLike, fields: Mapping[str, npt.ArrayLike]
+    measurement: str, head: str, t: npt.NDArray[np.int64], fields: Mapping[str, npt.ArrayLike]
 ) -> bytes:
-    """:func:`encode_columns` with the line head (:func:`_head`) given."""
-    t = np.asarray(t_ns, dtype=np.int64).ravel()
+    """:func:`encode_columns` with the line head (:func:`_head`) and the timestamps as a
+    flat int64 array given."""
     n = t.size
     if "\x00" in head:
         raise SchemaError("NUL byte in measurement or tags", measurement=measurement)
@@ -486,7 +486,8 @@ def schema_columns(
                     f"expected strings, got {bad[0]!r}", measurement=measurement, key=key
                 )
         cast[key] = arr
-    return _encode_columns(measurement, _checked_head(measurement, m, tags), t_ns, cast)
+    head = _checked_head(measurement, m, tags)  # tags before timestamps, as before
+    return _encode_columns(measurement, head, np.asarray(t_ns, dtype=np.int64).ravel(), cast)
 
 
 _CHECKED_HEADS: dict[tuple[Any, ...], tuple[schema.Measurement, str]] = {}
