@@ -134,6 +134,11 @@ def _concat_streams(parts: list[Any]) -> Any:
     return kind(**values)
 
 
+def _live_where(count: int) -> tuple[str, int]:
+    """Where a live event is: its running number in the session (no file, no line)."""
+    return "<live>", count
+
+
 _SMALL_JOIN = 1 << 17
 """Samples up to which two in-order parts are joined at once (a rolling buffer: 15 min of
 50-Hz acceleration is 45,000); larger joins (the scoring worker's night) free each part
@@ -588,7 +593,7 @@ class Pipeline:
     def _where(self) -> tuple[str, int | None]:
         if self.locate is not None:
             return self.locate()
-        return "<live>", self._count
+        return _live_where(self._count)
 
     def feed(self, event: SessionEvent) -> None:
         """Log, then buffer or decode one event (the transport's ``EventSink``)."""
@@ -657,7 +662,7 @@ class Pipeline:
 
         def where(i: int) -> tuple[str, int | None]:
             w = wheres[min(i, len(wheres) - 1)]
-            return ("<live>", w) if isinstance(w, int) else w
+            return _live_where(w) if isinstance(w, int) else w
 
         st.context = decode_channel(
             dev, char, payloads, np.asarray(walls, dtype=np.int64),
