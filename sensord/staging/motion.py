@@ -315,16 +315,11 @@ class _Segment:
         self.last_ns = int(t[-1])
 
     def _interpolate(self, rel: F64, a: F64) -> F64:
-        """Grid points up to the newest sample: ``np.interp`` between the two samples
-        around each (the values the whole segment gives)."""
+        """Grid points up to the newest sample (the values the whole segment gives)."""
         assert self._interp is not None
-        if self._last is not None:
-            rel = np.concatenate(([self._last[0]], rel))
-            a = np.concatenate((self._last[1][None, :], a))
-        self._last = (float(rel[-1]), a[-1].copy())
-        k_end = int(np.floor(rel[-1] / self.step_ns)) + 1
-        g = np.arange(self._interp.points, k_end) * self.step_ns
-        return np.stack([np.interp(g, rel, a[:, j]) for j in range(3)])
+        grid, self._last, _k_end = _grid_to_newest(self._last, rel, a, self._interp.points,
+                                                   self.step_ns)
+        return grid
 
     def close(self) -> I64:
         """Per-axis counts ``(n_sec, 3)`` of the segment (none if shorter than ``fs``
@@ -396,11 +391,7 @@ class SegmentCounter:
     def _end_segment(self) -> None:
         if self._seg is None:
             return
-        c = self._seg.close()
-        if c.shape[0]:
-            self._out_t.append(self._seg.t0_ns
-                               + np.arange(c.shape[0], dtype=np.int64) * 1_000_000_000)
-            self._out_c.append(np.sqrt((c.astype(np.float64) ** 2).sum(axis=1)))
+        _add_bins(self._seg.t0_ns, 0, self._seg.close(), self._out_t, self._out_c)
         self._seg = None
 
     def close(self) -> CountStream:
@@ -484,14 +475,9 @@ class CountStreamer:
     def _grid(self, t: I64, a: F64) -> F64:
         """Grid samples up to the newest raw sample, by linear interpolation."""
         rel = (t - self._t0).astype(np.float64)
-        if self._last is not None:
-            rel = np.concatenate(([self._last[0]], rel))
-            a = np.concatenate((self._last[1][None, :], a))
-        self._last = (float(rel[-1]), a[-1].copy())
-        k_end = int(np.floor(rel[-1] / self.step_ns)) + 1
-        g = np.arange(self._k, k_end) * self.step_ns
+        grid, self._last, k_end = _grid_to_newest(self._last, rel, a, self._k, self.step_ns)
         self._k = max(self._k, k_end)
-        return np.stack([np.interp(g, rel, a[:, j]) for j in range(3)])
+        return grid
 
     def _close_grid(self) -> F64:
         """The segment's remaining grid points (``counts_from_stream`` extends the grid to
@@ -505,13 +491,33 @@ class CountStreamer:
         return np.repeat(a_last[:, None], extra, axis=1)
 
     def _emit(self, grid: F64, out_t: list[I64], out_c: list[F64]) -> None:
-        c = self._counter.seconds(grid)
-        n_sec = c.shape[0]
-        if n_sec == 0:
-            return
-        out_t.append(self._t0 + (self._sec + np.arange(n_sec, dtype=np.int64)) * 1_000_000_000)
-        out_c.append(np.sqrt((c.astype(np.float64) ** 2).sum(axis=1)))
-        self._sec += n_sec
+        self._sec += _add_bins(self._t0, self._sec, self._counter.seconds(grid), out_t, out_c)
+
+
+def _grid_to_newest(last: tuple[float, F64] | None, rel: F64, a: F64, first_k: int,
+                    step_ns: float) -> tuple[F64, tuple[float, F64], int]:
+    """Grid points ``first_k`` ... up to the newest sample, ``(3, m)``, by ``np.interp``
+    between the two samples around each (``last``, the newest sample of the previous
+    piece, comes first); also the new newest sample (time relative to the segment's start,
+    values) and the index after the last grid point the samples reach."""
+    if last is not None:
+        rel = np.concatenate(([last[0]], rel))
+        a = np.concatenate((last[1][None, :], a))
+    k_end = int(np.floor(rel[-1] / step_ns)) + 1
+    g = np.arange(first_k, k_end) * step_ns
+    return (np.stack([np.interp(g, rel, a[:, j]) for j in range(3)]),
+            (float(rel[-1]), a[-1].copy()), k_end)
+
+
+def _add_bins(t0_ns: int, first_sec: int, per_axis: I64, out_t: list[I64],
+              out_c: list[F64]) -> int:
+    """Append the 1-s bins of per-axis counts ``(n, 3)`` (seconds ``first_sec`` ... after
+    ``t0_ns``) as times and vector magnitudes; returns ``n``."""
+    n_sec = per_axis.shape[0]
+    if n_sec:
+        out_t.append(t0_ns + (first_sec + np.arange(n_sec, dtype=np.int64)) * 1_000_000_000)
+        out_c.append(np.sqrt((per_axis.astype(np.float64) ** 2).sum(axis=1)))
+    return n_sec
 
 
 def _count_stream(out_t: list[I64], out_c: list[F64]) -> CountStream:
