@@ -147,6 +147,15 @@ def test_windows_equal_sliding_window_view(shape: tuple[int, ...], w: int) -> No
     strided = x[..., ::2]  # a view with a step: the strides must follow it
     np.testing.assert_array_equal(filters.windows(strided, 1),
                                   np.lib.stride_tricks.sliding_window_view(strided, 1, axis=-1))
+    flat = x.reshape(-1)
+    tail = flat[1:]  # contiguous, but not at the start of its buffer
+    read_only = flat.copy()
+    read_only.flags.writeable = False
+    for view in (tail, read_only):
+        np.testing.assert_array_equal(filters.windows(view, 1),
+                                      np.lib.stride_tricks.sliding_window_view(view, 1))
+    np.testing.assert_array_equal(filters.windows(tail, tail.size),
+                                  np.lib.stride_tricks.sliding_window_view(tail, tail.size))
 
 
 def test_windows_that_do_not_fit_are_refused() -> None:

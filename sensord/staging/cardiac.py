@@ -100,16 +100,20 @@ def correct_rr(beats: BeatStream) -> NNSeries:
     ectopic = in_range & ~missed & (np.abs(ratio - 1.0) > 0.20)
     flags[ectopic] |= RR_ECTOPIC
     # split missed-beat intervals into k equal ones (beats inserted before the real beat)
-    reps = np.where(missed, k, 1).astype(np.int64)
-    idx = np.repeat(np.arange(rr.size), reps)
-    within = np.arange(idx.size) - np.repeat(np.cumsum(reps) - reps, reps)  # 0..k-1
-    part = rr[idx] / reps[idx]
-    t_out = t[idx] - np.rint((reps[idx] - 1 - within) * part * 1e6).astype(np.int64)
-    ok = (flags[idx] & (RR_OUT_OF_RANGE | RR_ECTOPIC)) == 0
-    starts = np.ones(idx.size, dtype=bool)
+    if missed.any():
+        reps = np.where(missed, k, 1).astype(np.int64)
+        idx = np.repeat(np.arange(rr.size), reps)
+        within = np.arange(idx.size) - np.repeat(np.cumsum(reps) - reps, reps)  # 0..k-1
+        part = rr[idx] / reps[idx]
+        t_out = t[idx] - np.rint((reps[idx] - 1 - within) * part * 1e6).astype(np.int64)
+        kept_flags = flags[idx]
+    else:  # nothing to split (most windows): the same values without the index arithmetic
+        part, t_out, kept_flags = rr, t, flags
+    ok = (kept_flags & (RR_OUT_OF_RANGE | RR_ECTOPIC)) == 0
+    starts = np.ones(ok.size, dtype=bool)
     starts[1:] = ~(ok[:-1] & ok[1:])
     # a beat that does not follow its predecessor in time (lost notifications) also breaks
-    gap = np.zeros(idx.size, dtype=bool)
+    gap = np.zeros(ok.size, dtype=bool)
     gap[1:] = (t_out[1:] - t_out[:-1]) > (part[1:] * 1e6 * 1.5 + 5e8)
     starts |= gap
     return NNSeries(t_out, part, ok, starts, flags, t)
@@ -122,9 +126,11 @@ def _nanmedian_filter(x: F64, size: int) -> F64:
     if x.size == 0:
         return x.copy()
     pad = size // 2
-    edge = np.full(pad, np.nan)
-    win = np.sort(filters.windows(np.concatenate((edge, x, edge)), size), axis=1)
-    valid = size - np.count_nonzero(np.isnan(win), axis=1)
+    padded = np.concatenate((np.full(pad, np.nan), x, np.full(pad, np.nan)))
+    win = np.sort(filters.windows(padded, size), axis=1)
+    # finite values per window: a difference of running counts (not a pass over windows)
+    seen = np.concatenate(([0], np.cumsum(~np.isnan(padded))))
+    valid = seen[size:] - seen[:-size]
     rows = np.arange(x.size)
     lo = win[rows, np.maximum(valid - 1, 0) // 2]
     hi = win[rows, valid // 2 - (valid == 0)]
@@ -293,8 +299,8 @@ def _interp_gappy(grid: I64, t_ns: I64, v: F64, max_gap_s: float) -> F64:
     ref = grid[0] if grid.size else 0
     out = np.interp((grid - ref).astype(np.float64), (t - ref).astype(np.float64), v)
     k = np.searchsorted(t, grid, side="right")
-    prev_t = t[np.clip(k - 1, 0, t.size - 1)]
-    next_t = t[np.clip(k, 0, t.size - 1)]
+    prev_t = t[np.maximum(k - 1, 0)]  # k is 0..t.size: only these ends need clipping
+    next_t = t[np.minimum(k, t.size - 1)]
     inside = (k > 0) & (k < t.size) | (grid == t[-1])
     gap = (next_t - prev_t) > max_gap_s * 1e9
     out[~inside | (gap & (k < t.size))] = np.nan

@@ -32,6 +32,7 @@ further divided by its standard deviation over the night.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -89,7 +90,7 @@ def _sums_at_centres(rows: F64, kernel: F64, n_epochs: int) -> F64:
     padded[:k, half:half + rows.shape[1]] = np.where(ok, rows, 0.0)
     padded[k, half:half + rows.shape[1]] = ok
     windows = filters.windows(padded, kernel.size)  # (k + 1, n + 2 half - 598, 599)
-    centres = np.minimum(EPOCH_S // 2 + EPOCH_S * np.arange(n_epochs), rows.shape[1] - 1)
+    centres = _centres(rows.shape[1], n_epochs)
     flipped = kernel[::-1]  # a convolution: the kernel runs backwards over the samples
     out = np.empty((k + 1, n_epochs))
     for lo in range(0, n_epochs, _CENTRE_BLOCK):
@@ -97,9 +98,18 @@ def _sums_at_centres(rows: F64, kernel: F64, n_epochs: int) -> F64:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _centres(n_samples: int, n_epochs: int) -> npt.NDArray[np.int64]:
+    """Index of each epoch's middle sample (the last sample where the data end sooner);
+    kept between calls, read-only (the live stager asks for the same every 30 s)."""
+    centres = np.minimum(EPOCH_S // 2 + EPOCH_S * np.arange(n_epochs), n_samples - 1)
+    centres.setflags(write=False)
+    return centres
+
+
 def count_feature(counts_1hz: F64, n_epochs: int) -> F64:
     """Walch's count feature per epoch from 1-Hz counts aligned to the first epoch."""
-    num, den = _weighted_at_centres(counts_1hz, _window_kernel(COUNT_SIGMA_S), n_epochs)
+    num, den = _weighted_at_centres(counts_1hz, _COUNT_KERNEL, n_epochs)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-9, num / np.maximum(den, 1e-12), np.nan)
 
@@ -110,8 +120,13 @@ def _dog_kernel() -> F64:
     return np.exp(-0.5 * (i / s1) ** 2) - DOG_SCALAR * np.exp(-0.5 * (i / s2) ** 2)
 
 
+# the kernels, computed once (read-only)
 _BOX = _window_kernel(None)
+_COUNT_KERNEL = _window_kernel(COUNT_SIGMA_S)
+_DOG_KERNEL = _dog_kernel()
 _BOX.setflags(write=False)
+_COUNT_KERNEL.setflags(write=False)
+_DOG_KERNEL.setflags(write=False)
 
 
 def percentile_90(values: F64) -> float:
@@ -146,10 +161,10 @@ def hr_feature(hr_1hz: F64, n_epochs: int) -> F64:
     # excluded from the window statistics below
     idx = np.arange(x.size)
     filled = np.interp(idx, idx[ok], x[ok])
-    filled = filled - filled.mean()
+    filled = filled - filled.sum() / filled.size  # np.mean's sum and division
     half = DOG_LEN // 2
     padded = np.concatenate((filled[:half][::-1], filled, filled[-half:][::-1]))
-    smooth = np.convolve(padded, _dog_kernel(), mode="valid")[: x.size]
+    smooth = np.convolve(padded, _DOG_KERNEL, mode="valid")[: x.size]
     scale = percentile_90(np.abs(smooth[ok]))
     z = smooth / scale if scale > 0 else smooth
     z = np.where(ok, z, np.nan)
@@ -164,9 +179,10 @@ def hr_feature(hr_1hz: F64, n_epochs: int) -> F64:
     return np.where(n >= 30, np.sqrt(np.maximum(var, 0.0)), np.nan)
 
 
-def time_features(n_epochs: int) -> tuple[F64, F64]:
-    """``time_h`` and ``cosine`` per epoch (time measured at each epoch start)."""
-    t_s = np.arange(n_epochs, dtype=np.float64) * EPOCH_S
+def time_features(n_epochs: int, first: int = 0) -> tuple[F64, F64]:
+    """``time_h`` and ``cosine`` per epoch (time measured at each epoch start), of epochs
+    ``first`` ... ``n_epochs - 1`` of the night."""
+    t_s = np.arange(first, n_epochs, dtype=np.float64) * EPOCH_S
     return t_s / 3600.0, -np.cos(2 * np.pi * (t_s - 5 * 3600.0) / 86400.0)
 
 
@@ -415,6 +431,6 @@ def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
         cols += [float(filled[w][j_hr + 2]) for w in CONTEXT_WINDOWS]
     if count_n is not None and hr_n is not None:
         cols += [float(filled[w][0] * filled[w][j_hr]) for w in PRODUCT_WINDOWS]
-    time_h, cosine = time_features(n)
-    tt = time_h[last] / 8.0
-    return np.array([*cols, tt, tt**2, cosine[last]], dtype=np.float64)
+    time_h, cosine = time_features(n, first=last)
+    tt = time_h[0] / 8.0
+    return np.array([*cols, tt, tt**2, cosine[0]], dtype=np.float64)
