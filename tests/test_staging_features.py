@@ -23,6 +23,15 @@ def test_average_ranks_equal_scipy_rankdata(values: list[int]) -> None:
     np.testing.assert_array_equal(features.average_ranks(x), rankdata(x))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=0, max_size=60, unique=True))
+def test_average_ranks_without_ties_equal_scipy_rankdata(values: list[float]) -> None:
+    from scipy.stats import rankdata
+
+    x = np.asarray(values, dtype=np.float64)  # distinct values: the path without ties
+    np.testing.assert_array_equal(features.average_ranks(x), rankdata(x))
+
+
 def brute_window_mean(x: list[float], w: int) -> list[float]:
     """Centred mean over w epochs of the finite values, the ends repeated outward."""
     h = w // 2

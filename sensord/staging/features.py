@@ -297,11 +297,14 @@ def average_ranks(x: F64) -> F64:
     array-API layers cost ~0.1 ms a call; the daemon ranks a window every 30 s)."""
     order = np.argsort(x, kind="stable")
     xs = x[order]
+    out = np.empty(x.size)
+    if x.size < 2 or bool((xs[1:] != xs[:-1]).all()):  # no ties (as most nights)
+        out[order] = np.arange(1.0, x.size + 1.0)  # the mean rank of each one-value group
+        return out
     new_value = np.concatenate(([True], xs[1:] != xs[:-1]))
     group = np.cumsum(new_value) - 1  # tie group of each sorted element
     bounds = np.concatenate((np.flatnonzero(new_value), [x.size]))  # group starts, then n
     mean_rank = 0.5 * (bounds[:-1] + 1 + bounds[1:])  # (first + last) / 2, 1-based
-    out = np.empty(x.size)
     out[order] = mean_rank[group]
     return out
 
@@ -310,6 +313,10 @@ LONG_WINDOW = 161
 PRODUCT_WINDOWS = (5, 21, 81)
 _CONTEXT_LENGTHS = tuple(sorted({*CONTEXT_WINDOWS, *CONTEXT_STD_WINDOWS, 21}))
 _DESIGN_LENGTHS = tuple(sorted({*_CONTEXT_LENGTHS, LONG_WINDOW, *PRODUCT_WINDOWS}))
+_DESIGN_ROW = {w: i for i, w in enumerate(_DESIGN_LENGTHS)}
+_CONTEXT_ROWS = [_DESIGN_ROW[w] for w in CONTEXT_WINDOWS]
+_STD_ROWS = [_DESIGN_ROW[w] for w in CONTEXT_STD_WINDOWS]
+_PRODUCT_ROWS = [_DESIGN_ROW[w] for w in PRODUCT_WINDOWS]
 
 
 def design_matrix(count_n: F64 | None, hr_n: F64 | None, n_epochs: int) -> F64:
@@ -399,38 +406,40 @@ def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
             + before * np.concatenate((xv[0], okf[0])) + after * np.concatenate((xv[-1],
                                                                                 okf[-1])))
     k = x.shape[1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(sums[:, k:] > 0.5, sums[:, :k] / sums[:, k:], np.nan)
-    at = {w: means[i] for i, w in enumerate(_DESIGN_LENGTHS)}
-    past21 = means[len(_DESIGN_LENGTHS):]
+    # a window without finite values (weight <= 0.5) is NaN: divide by at least 0.5 so
+    # that no division warns (and no np.errstate is needed)
+    means = np.where(sums[:, k:] > 0.5, sums[:, :k] / np.maximum(sums[:, k:], 0.5), np.nan)
     # window means with the night's mean where a window holds no finite value
-    filled_means = np.where(np.isfinite(means), means, night_mean)
-    filled = {w: filled_means[i] for i, w in enumerate(_DESIGN_LENGTHS)}
+    filled = np.where(np.isfinite(means), means, night_mean)
+    row = _DESIGN_ROW  # the row of ``means`` of each window length
 
-    def context(j: int, j_sq: int) -> list[float]:
-        ctx = [at[w][j] for w in CONTEXT_WINDOWS]
-        ctx += [np.sqrt(np.maximum(at[w][j_sq] - at[w][j] ** 2, 0.0))
-                for w in CONTEXT_STD_WINDOWS]
-        for i in range(len(CONTEXT_SHIFTS)):  # the future side is past the last epoch
-            ctx += [past21[i][j], at[21][j]]
-        tail = np.where(ok[max(0, last - 10):, j], x[max(0, last - 10):, j], -np.inf)
-        ctx.append(tail.max() if np.isfinite(tail.max()) else np.nan)
-        ctx_arr = np.array(ctx, dtype=np.float64)
-        return [float(x[last, j]),
-                *np.where(np.isfinite(ctx_arr), ctx_arr, night_mean[j]).tolist()]
+    j_hr = 2 if count_n is not None else 0
+    js = np.array(([0] if count_n is not None else []) + ([j_hr] if hr_n is not None else []))
+    # the context of every present feature at once (one column each; its square follows
+    # it in ``x``), in _context's order after the epoch's own value
+    n_win, n_std, n_shift = len(CONTEXT_WINDOWS), len(CONTEXT_STD_WINDOWS), len(CONTEXT_SHIFTS)
+    ctx = np.empty((n_win + n_std + 2 * n_shift + 1, js.size))
+    ctx[:n_win] = means[_CONTEXT_ROWS][:, js]
+    low = means[_STD_ROWS][:, js]
+    ctx[n_win:n_win + n_std] = np.sqrt(np.maximum(means[_STD_ROWS][:, js + 1] - low ** 2, 0.0))
+    shifted = n_win + n_std
+    ctx[shifted:-1:2] = means[len(_DESIGN_LENGTHS):][:, js]  # the 21-epoch means in the past;
+    ctx[shifted + 1:-1:2] = means[row[21], js]  # the future side is past the last epoch
+    tail = np.where(ok[max(0, last - 10):][:, js], x[max(0, last - 10):][:, js], -np.inf)
+    tail_max = tail.max(axis=0)
+    ctx[-1] = np.where(np.isfinite(tail_max), tail_max, np.nan)
+    own = x[last, js]
+    ctx = np.where(np.isfinite(ctx), ctx, night_mean[js])
 
     cols: list[float] = []
-    j_hr = 0
     if count_n is not None:
-        cols += context(0, 1)
-        cols.append(float(filled[LONG_WINDOW][0]))
-        j_hr = 2
+        cols += [float(own[0]), *ctx[:, 0].tolist(), float(filled[row[LONG_WINDOW], 0])]
     if hr_n is not None:
-        cols += context(j_hr, j_hr + 1)
-        cols += [float(filled[LONG_WINDOW][j_hr]), float(filled[LONG_WINDOW][j_hr + 2])]
-        cols += [float(filled[w][j_hr + 2]) for w in CONTEXT_WINDOWS]
+        cols += [float(own[-1]), *ctx[:, -1].tolist()]
+        cols += [float(filled[row[LONG_WINDOW], j_hr]), float(filled[row[LONG_WINDOW], j_hr + 2])]
+        cols += filled[_CONTEXT_ROWS, j_hr + 2].tolist()
     if count_n is not None and hr_n is not None:
-        cols += [float(filled[w][0] * filled[w][j_hr]) for w in PRODUCT_WINDOWS]
+        cols += (filled[_PRODUCT_ROWS, 0] * filled[_PRODUCT_ROWS, j_hr]).tolist()
     time_h, cosine = time_features(n, first=last)
     tt = time_h[0] / 8.0
     return np.array([*cols, tt, tt**2, cosine[0]], dtype=np.float64)
