@@ -193,7 +193,7 @@ class LiveStager:
             if code[0] > 0:
                 stages[k] = int(np.argmax(post))
                 probs[k] = post
-        features = with_feature_set({key: np.asarray(v)[new] for key, v in feats.items()},
-                                    codes)
-        return LiveEpochs(t_ep[new], stages, probs, features, mdl.version, night.label)
+        part = slice(int(new[0]), int(new[-1]) + 1)  # the new epochs are consecutive
+        features = with_feature_set({key: v[part] for key, v in feats.items()}, codes)
+        return LiveEpochs(t_ep[part], stages, probs, features, mdl.version, night.label)
 
