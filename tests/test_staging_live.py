@@ -87,3 +87,33 @@ def test_hrv_from_a_time_equals_the_whole_window_there_and_changes_nothing_else(
     assert np.isfinite(whole.features["rmssd_ms"][later]).sum() >= 4  # something to equal
     assert np.array_equal(part.hypnogram.stages, whole.hypnogram.stages)
     assert np.array_equal(part.hypnogram.probabilities, whole.hypnogram.probabilities)
+
+
+def test_walch_features_from_a_time_equal_the_whole_window_there() -> None:
+    from sensord.model import EPOCH_NS, AccStream, BeatStream, HeartRateStream, NightStreams
+    from sensord.simulate import SimConfig, simulate_night
+    from sensord.staging.core import epoch_inputs
+    from sensord.staging.motion import counts_from_stream
+
+    sn = simulate_night(SimConfig(seed=6, duration_h=0.5, acc_rate_hz=50.0), 0)
+    start = int(sn.start_ns)
+    end = start + 10 * 60 * 10**9
+    keep = (sn.beat_t_ns >= start) & (sn.beat_t_ns < end)
+    acc_keep = (sn.acc_t_ns >= start) & (sn.acc_t_ns < end)
+    night = NightStreams(
+        start, end, hr=HeartRateStream(sn.beat_t_ns[keep], 60000.0 / sn.rr_ms[keep]),
+        beats=BeatStream(sn.beat_t_ns[keep], sn.rr_ms[keep]),
+        counts=counts_from_stream(AccStream(sn.acc_t_ns[acc_keep], sn.acc_g[acc_keep])))
+    whole = epoch_inputs(night)
+    t_ep = whole.features["t_ns"]
+    for from_ns in (int(t_ep[-1]), int(t_ep[8]) + EPOCH_NS // 2, start - EPOCH_NS):
+        part = epoch_inputs(night, features_from_ns=from_ns)
+        later = t_ep >= from_ns
+        for key, values in whole.features.items():
+            if key in ("count_feature", "hr_feature"):
+                assert np.isfinite(values[later]).any(), key  # something to compare
+                assert np.isnan(part.features[key][~later]).all(), key
+                values, got = values[later], part.features[key][later]
+            else:
+                got = part.features[key]
+            assert np.array_equal(got, values, equal_nan=True), (key, from_ns)

@@ -200,14 +200,20 @@ def _order_checksum(t_ns: I64, first_index: int, start: int) -> int:
     return int(total)
 
 
+def _epochs_before(grid: EpochGrid, from_ns: int | None) -> int:
+    """How many epochs of ``grid`` start before ``from_ns`` (0 if ``None``)."""
+    if from_ns is None:
+        return 0
+    return min(grid.n, max(0, -(-(from_ns - grid.start_ns) // EPOCH_NS)))
+
+
 def _hrv_from(grid: EpochGrid, nn: cardiac.NNSeries, from_ns: int | None) -> dict[str, F64]:
     """``cardiac.hrv_per_epoch`` of the epochs from ``from_ns`` on (all if ``None``).
 
     Each epoch's HRV depends only on the beats of its own window (and the 4-Hz lattice
     of the band powers is fixed in absolute time), so the epochs of a later sub-grid get
     the values they get on the whole grid."""
-    skip = 0 if from_ns is None else min(grid.n, max(0, -(-(from_ns - grid.start_ns)
-                                                         // EPOCH_NS)))
+    skip = _epochs_before(grid, from_ns)
     if skip == 0:
         return cardiac.hrv_per_epoch(grid, nn)
     part = cardiac.hrv_per_epoch(EpochGrid(grid.start_ns + skip * EPOCH_NS, grid.n - skip), nn)
@@ -237,9 +243,14 @@ class EpochInputs:
     quality: dict[str, int]
 
 
-def epoch_inputs(streams: NightStreams, *, hrv_from_ns: int | None = None) -> EpochInputs:
+def epoch_inputs(streams: NightStreams, *, hrv_from_ns: int | None = None,
+                 features_from_ns: int | None = None) -> EpochInputs:
     """Clean every stream and compute the per-epoch values of ``streams``' epoch grid
-    (module docstring, up to the features); ``hrv_from_ns`` as in :func:`score_night`."""
+    (module docstring, up to the features); ``hrv_from_ns`` as in :func:`score_night`.
+
+    ``features_from_ns``: the Walch ``count_feature`` and ``hr_feature`` only for the
+    epochs starting at or after it (``NaN`` before; the others' values are the same as
+    without it): the live stager stages only its newest epochs."""
     grid = epoch_grid(streams.start_ns, streams.end_ns)
     n = grid.n
     quality: dict[str, int] = {}
@@ -313,8 +324,9 @@ def epoch_inputs(streams: NightStreams, *, hrv_from_ns: int | None = None) -> Ep
     has_motion = (motion_cover >= MIN_COVERAGE) & ~off_body
     has_hr = (hr_cover >= MIN_COVERAGE) & ~off_body
     hr_1hz = cardiac.hr_1hz(hr_src_t, hr_src_v, grid.start_ns, n * EPOCH_S) if n else np.zeros(0)
-    count_feat = features.count_feature(counts_1hz, n)
-    hr_feat = features.hr_feature(hr_1hz, n)
+    first = _epochs_before(grid, features_from_ns)
+    count_feat = features.count_feature(counts_1hz, n, first)
+    hr_feat = features.hr_feature(hr_1hz, n, first)
     count_feat = np.where(has_motion, count_feat, np.nan)
     hr_feat = np.where(has_hr, hr_feat, np.nan)
     return EpochInputs(

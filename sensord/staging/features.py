@@ -66,35 +66,48 @@ _CENTRE_BLOCK = 2048
 """Epochs whose windows are gathered at once (2048 x 599 samples, under 10 MB)."""
 
 
-def _weighted_at_centres(x_1hz: F64, kernel: F64, n_epochs: int) -> tuple[F64, F64]:
+def _weighted_at_centres(x_1hz: F64, kernel: F64, n_epochs: int,
+                         first_epoch: int = 0) -> tuple[F64, F64]:
     """Weighted sum of finite samples and sum of their weights around each epoch middle
-    (sample ``15 + 30 k``; the kernel's middle on it, zero beyond the data).
+    (sample ``15 + 30 k``; the kernel's middle on it, zero beyond the data), for epochs
+    ``first_epoch`` ... ``n_epochs - 1``.
 
     Evaluated at the epoch middles only -- one dot product with the kernel per epoch --
     not as a full convolution of the 1-Hz series (30 times the work, and through an FFT
     that rounds a zero weight to about 1e-17)."""
-    sums = _sums_at_centres(x_1hz[None, :], kernel, n_epochs)
+    sums = _sums_at_centres(x_1hz[None, :], kernel, n_epochs, first_epoch)
     return sums[0], sums[1]
 
 
-def _sums_at_centres(rows: F64, kernel: F64, n_epochs: int) -> F64:
+def _sums_at_centres(rows: F64, kernel: F64, n_epochs: int, first_epoch: int = 0) -> F64:
     """:func:`_weighted_at_centres` of several series that are finite at the same samples
-    (those of ``rows[0]``), at once: ``(len(rows) + 1, n_epochs)``, the weighted sums of
-    each row, then the sum of the weights."""
+    (those of ``rows[0]``), at once: ``(len(rows) + 1, n_epochs - first_epoch)``, the
+    weighted sums of each row, then the sum of the weights. Each epoch's sums come from
+    its own window, so they are the same whichever epochs are asked for."""
     k = rows.shape[0]
+    n_out = n_epochs - first_epoch
     if rows.shape[1] == 0:
-        return np.concatenate((np.full((k, n_epochs), np.nan), np.zeros((1, n_epochs))))
+        return np.concatenate((np.full((k, n_out), np.nan), np.zeros((1, n_out))))
     ok = np.isfinite(rows[0])
     half = kernel.size // 2
     padded = np.zeros((k + 1, rows.shape[1] + 2 * half))
     padded[:k, half:half + rows.shape[1]] = np.where(ok, rows, 0.0)
     padded[k, half:half + rows.shape[1]] = ok
     windows = filters.windows(padded, kernel.size)  # (k + 1, n + 2 half - 598, 599)
-    centres = _centres(rows.shape[1], n_epochs)
+    centres = _centres(rows.shape[1], n_epochs)[first_epoch:]
     flipped = kernel[::-1]  # a convolution: the kernel runs backwards over the samples
-    out = np.empty((k + 1, n_epochs))
-    for lo in range(0, n_epochs, _CENTRE_BLOCK):
+    out = np.empty((k + 1, n_out))
+    for lo in range(0, n_out, _CENTRE_BLOCK):
         out[:, lo:lo + _CENTRE_BLOCK] = windows[:, centres[lo:lo + _CENTRE_BLOCK]] @ flipped
+    return out
+
+
+def _from_epoch(values: F64, n_epochs: int, first_epoch: int) -> F64:
+    """``values`` of epochs ``first_epoch`` on, as ``n_epochs`` values (``NaN`` before)."""
+    if first_epoch == 0:
+        return values
+    out = np.full(n_epochs, np.nan)
+    out[first_epoch:] = values
     return out
 
 
@@ -107,11 +120,13 @@ def _centres(n_samples: int, n_epochs: int) -> npt.NDArray[np.int64]:
     return centres
 
 
-def count_feature(counts_1hz: F64, n_epochs: int) -> F64:
-    """Walch's count feature per epoch from 1-Hz counts aligned to the first epoch."""
-    num, den = _weighted_at_centres(counts_1hz, _COUNT_KERNEL, n_epochs)
+def count_feature(counts_1hz: F64, n_epochs: int, first_epoch: int = 0) -> F64:
+    """Walch's count feature per epoch from 1-Hz counts aligned to the first epoch
+    (``NaN`` before ``first_epoch``: computed from there on only)."""
+    num, den = _weighted_at_centres(counts_1hz, _COUNT_KERNEL, n_epochs, first_epoch)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-9, num / np.maximum(den, 1e-12), np.nan)
+        return _from_epoch(np.where(den > 1e-9, num / np.maximum(den, 1e-12), np.nan),
+                           n_epochs, first_epoch)
 
 
 def _dog_kernel() -> F64:
@@ -150,9 +165,10 @@ def percentile_90(values: F64) -> float:
     return above - diff * (1 - gamma) if gamma >= 0.5 else below + diff * gamma
 
 
-def hr_feature(hr_1hz: F64, n_epochs: int) -> F64:
+def hr_feature(hr_1hz: F64, n_epochs: int, first_epoch: int = 0) -> F64:
     """Walch's heart-rate feature per epoch from 1-Hz heart rate aligned to the first
-    epoch (``NaN`` = no heart rate that second)."""
+    epoch (``NaN`` = no heart rate that second; ``NaN`` before ``first_epoch``: the
+    window statistics are taken from there on only, the scale from all samples)."""
     x = np.asarray(hr_1hz, dtype=np.float64)
     ok = np.isfinite(x)
     if ok.sum() < DOG_LEN:
@@ -170,13 +186,14 @@ def hr_feature(hr_1hz: F64, n_epochs: int) -> F64:
     z = np.where(ok, z, np.nan)
     z_sq = z * z
     if np.array_equal(np.isfinite(z_sq), ok):  # as always, unless z * z overflows
-        s1, s2, n = _sums_at_centres(np.stack((z, z_sq)), _BOX, n_epochs)
+        s1, s2, n = _sums_at_centres(np.stack((z, z_sq)), _BOX, n_epochs, first_epoch)
     else:
-        s1, n = _weighted_at_centres(z, _BOX, n_epochs)
-        s2, _ = _weighted_at_centres(z_sq, _BOX, n_epochs)
+        s1, n = _weighted_at_centres(z, _BOX, n_epochs, first_epoch)
+        s2, _ = _weighted_at_centres(z_sq, _BOX, n_epochs, first_epoch)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = s2 / n - (s1 / n) ** 2
-    return np.where(n >= 30, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    return _from_epoch(np.where(n >= 30, np.sqrt(np.maximum(var, 0.0)), np.nan), n_epochs,
+                       first_epoch)
 
 
 def time_features(n_epochs: int, first: int = 0) -> tuple[F64, F64]:

@@ -153,7 +153,7 @@ class LiveStager:
         mdl = model if model is not None else default_model()
         counted = dataclasses.replace(window, acc=None,
                                       counts=self.counts if len(self.counts) else None)
-        inputs = epoch_inputs(counted, hrv_from_ns=lo_ns)
+        inputs = epoch_inputs(counted, hrv_from_ns=lo_ns, features_from_ns=lo_ns)
         t_ep = inputs.features["t_ns"]
         night = self.night
         if night is not None and night.key == night_key:
