@@ -380,6 +380,29 @@ def design_matrix(count_n: F64 | None, hr_n: F64 | None, n_epochs: int) -> F64:
     return np.column_stack([*cols, tt, tt**2, cosine])
 
 
+@functools.lru_cache(maxsize=LONG_WINDOW // 2 + 1)
+def _row_windows(last: int) -> tuple[npt.NDArray[np.int64], ...]:
+    """The windows :func:`design_row` sums for its last epoch ``last``, as rows of its
+    prefix sums over the trailing epochs (the last ``LONG_WINDOW // 2 + 1``; the same rows
+    for every ``last`` from ``LONG_WINDOW // 2`` on, so longer nights ask for that one):
+    the row after each window's end, the row of its start, and how many of its epochs lie
+    before the night's first / after its last (``(m, 1)``; they take that epoch's value).
+
+    The windows are, as (centre, length): every length at the last epoch, then the
+    21-epoch means the shifted context reads in the past (at the first epoch when the
+    night is shorter)."""
+    first = max(0, last - LONG_WINDOW // 2)
+    pairs = [(last, w) for w in _DESIGN_LENGTHS]
+    pairs += [(max(last - sh, 0), 21) for sh in CONTEXT_SHIFTS]
+    lo = np.array([c - w // 2 for c, w in pairs])
+    hi = np.array([c + (w - w // 2 - 1) for c, w in pairs])
+    rows = (np.minimum(hi, last) + 1 - first, np.maximum(lo, 0) - first,
+            np.maximum(-lo, 0)[:, None], np.maximum(hi - last, 0)[:, None])
+    for r in rows:
+        r.setflags(write=False)
+    return rows
+
+
 def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
     """The last row of :func:`design_matrix` over the night so far (same columns, same
     edge rules), from the trailing ``LONG_WINDOW // 2 + 1`` epochs and the night's ranks
@@ -411,15 +434,8 @@ def design_row(count_n: F64 | None, hr_n: F64 | None) -> F64:
     first = max(0, last - LONG_WINDOW // 2)  # the widest window reaches back this far
     both = np.concatenate((xv[first:], okf[first:]), axis=1)
     cum = np.concatenate((np.zeros((1, both.shape[1])), np.cumsum(both, axis=0)))
-    # (centre, window) pairs: every length at the last epoch, then the 21-epoch means the
-    # shifted context reads in the past (at the first epoch when the night is shorter)
-    pairs = [(last, w) for w in _DESIGN_LENGTHS]
-    pairs += [(max(last - sh, 0), 21) for sh in CONTEXT_SHIFTS]
-    lo = np.array([c - w // 2 for c, w in pairs])
-    hi = np.array([c + (w - w // 2 - 1) for c, w in pairs])
-    before = np.maximum(-lo, 0)[:, None]  # window samples left of the night: its first value
-    after = np.maximum(hi - last, 0)[:, None]  # right of it: its last value
-    sums = (cum[np.minimum(hi, last) + 1 - first] - cum[np.maximum(lo, 0) - first]
+    end_row, start_row, before, after = _row_windows(min(last, LONG_WINDOW // 2))
+    sums = (cum[end_row] - cum[start_row]
             + before * np.concatenate((xv[0], okf[0])) + after * np.concatenate((xv[-1],
                                                                                 okf[-1])))
     k = x.shape[1]
