@@ -41,7 +41,6 @@ import re
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -82,6 +81,7 @@ _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
 _PENDING_MAX = 1 << 16  # uncompressed bytes the writer collects before deflating them
 _crc32 = zlib.crc32
 _hexlify = binascii.hexlify
+_unhexlify = binascii.unhexlify
 
 
 def channel_id(device: str, char_uuid: str) -> str:
@@ -841,6 +841,35 @@ def _hex8(block: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDAr
 
 
 
+def _prefixes(buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
+              lens: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """The first :data:`_N_PREFIX` bytes of every line of ``buf`` (lines at ``starts``,
+    ``lens`` bytes long, newline not counted) as an ``(n, _N_PREFIX)`` matrix, zero after
+    the end of a line shorter than that.
+
+    Rows are copied from a strided view of every window of ``buf`` (no index matrix: 3x
+    faster than ``np.take``); the lines starting too close to its end for a whole window
+    are copied from a zero-padded copy of its tail."""
+    n = starts.size
+    whole = int(np.searchsorted(starts, buf.size - _N_PREFIX, side="right"))  # ascending
+    windows = np.lib.stride_tricks.sliding_window_view
+    if whole == n:
+        pre = windows(buf, _N_PREFIX)[starts]
+    else:
+        pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
+        if whole:
+            pre[:whole] = windows(buf, _N_PREFIX)[starts[:whole]]
+        base = int(starts[whole])
+        tail = np.zeros(buf.size - base + _N_PREFIX, dtype=np.uint8)
+        tail[: buf.size - base] = buf[base:]
+        pre[whole:] = windows(tail, _N_PREFIX)[starts[whole:] - base]
+    short = np.flatnonzero(lens < _N_PREFIX)
+    if short.size:
+        past_end = np.arange(_N_PREFIX) >= lens[short, None]
+        pre[short] = np.where(past_end, 0, pre[short])
+    return pre
+
+
 def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogContents:
     """Load a whole log into per-channel columns (vectorised; the fast path).
 
@@ -929,16 +958,7 @@ def _load_lines(
     mv = memoryview(text)
     get = mv.__getitem__
     s_list = starts.tolist()
-    # the fixed-width prefix of every line as an (n, 60) byte matrix (zero-padded after
-    # the end of a short line)
-    buf = np.frombuffer(text, dtype=np.uint8)
-    cols = np.arange(_N_PREFIX, dtype=np.int64)
-    pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
-    block = 8192  # lines at a time: the (block, 60) int64 index matrix stays at 4 MB
-    for a in range(0, n, block):
-        idx = starts[a : a + block, None] + cols
-        np.take(buf, idx, out=pre[a : a + block], mode="clip")
-        pre[a : a + block][idx >= ends[a : a + block, None]] = 0
+    pre = _prefixes(np.frombuffer(text, dtype=np.uint8), starts, lens)
     bodies = map(get, map(slice, (starts + 9).tolist(), ends.tolist()))
     crc_calc = np.fromiter(map(zlib.crc32, bodies), dtype=np.int64, count=n)
     crc_stored, crc_ok = _hex8(pre[:, 0:8])
@@ -994,8 +1014,11 @@ def _load_lines(
         sel_list = sel.tolist()
         hexes = map(get, map(slice, (starts[sel] + _N_PREFIX).tolist(), ends[sel].tolist()))
         try:
-            pays = list(map(bytes.fromhex, map(str, hexes, repeat("ascii"))))
-        except ValueError:
+            # unhexlify takes the bytes as they are (no str made first): on well-formed
+            # hex it gives what bytes.fromhex gives; on anything else (spaces, non-ASCII,
+            # odd length) it raises and each line is decoded as the streaming path does
+            pays = list(map(_unhexlify, hexes))
+        except ValueError:  # (binascii.Error is one)
             pays = []
             keep = []
             for k in sel_list:

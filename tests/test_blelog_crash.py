@@ -8,6 +8,7 @@ import gzip
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,13 @@ def _note(i: int, device: str = "strap", char: str = HRM) -> RawNotification:
 def _writer(path: Path, **kw: object) -> blelog.BlelogWriter:
     return blelog.BlelogWriter(path, participant="p", tz="UTC", host="h", wall_ns=T0,
                                mono_ns=10, fsync=False, **kw)  # type: ignore[arg-type]
+
+
+def _write_member(path: Path, text: bytes) -> None:
+    """``path`` becomes a log of one member holding ``text`` (whatever its lines are)."""
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    trailer = zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
+    path.write_bytes(blelog.MEMBER_MARKER + z.compress(text) + z.flush() + trailer)
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +143,7 @@ def _relog(path: Path, edit: dict[int, bytes]) -> None:
     for i, new in edit.items():
         lines[i] = new
     text = b"\n".join(lines)
-    z = zlib.compressobj(6, zlib.DEFLATED, -15)
-    trailer = zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
-    path.write_bytes(blelog.MEMBER_MARKER + z.compress(text) + z.flush() + trailer)
+    _write_member(path, text)
 
 
 def test_corrupt_lines_are_counted_once_with_file_and_line(tmp_path: Path) -> None:
@@ -224,9 +230,7 @@ def test_streaming_and_batch_readers_agree_on_any_damaged_text(
     for frac, xor in flips:
         pos = min(int(frac * len(text)), len(text) - 2)
         text[pos] ^= xor
-    z = zlib.compressobj(6, zlib.DEFLATED, -15)
-    trailer = zlib.crc32(bytes(text)).to_bytes(4, "little") + len(text).to_bytes(4, "little")
-    path.write_bytes(blelog.MEMBER_MARKER + z.compress(bytes(text)) + z.flush() + trailer)
+    _write_member(path, bytes(text))
     p_stream, p_batch = blelog.Problems(), blelog.Problems()
     try:
         streamed = list(blelog.iter_records(path, p_stream))
@@ -293,3 +297,46 @@ def test_flushes_every_sync_interval_and_fsyncs_every_fsync_interval(
     w.write(ev)
     assert synced[4:] == [len(events_written)]  # one fsync, within the write of the event
     w.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.binary(max_size=400).map(lambda b: b.replace(b"\n", b"x")),
+       cuts=st.lists(st.integers(0, 400), max_size=12))
+def test_line_prefixes_are_each_lines_first_bytes_zero_padded(
+    text: bytes, cuts: list[int]
+) -> None:
+    # the batch loader's fixed-width prefix matrix, against slicing each line
+    buf = bytearray(text)
+    for c in sorted(set(cuts)):
+        if c < len(buf):
+            buf[c] = 10
+    nl = [i for i, b in enumerate(buf) if b == 10]
+    if not nl:
+        return
+    ends = np.array(nl, dtype=np.int64)
+    starts = np.r_[0, ends[:-1] + 1].astype(np.int64)
+    got = blelog._prefixes(np.frombuffer(bytes(buf), dtype=np.uint8), starts, ends - starts)
+    want = [bytes(buf[s:e])[: blelog._N_PREFIX].ljust(blelog._N_PREFIX, b"\0")
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    assert [row.tobytes() for row in got] == want
+
+
+@pytest.mark.parametrize("payload_hex", ["0a0b0c", "0A0B0C", "0a 0b0c", "0a0b0", "0a0\xe9",
+                                         "", "zz", "0a\t0b"])
+def test_batch_and_streaming_readers_agree_on_any_crc_valid_payload_hex(
+    flushed_log: tuple[Path, list, list[int]], tmp_path: Path, payload_hex: str
+) -> None:
+    # the batch loader's unhexlify of a channel's payloads falls back line by line to
+    # what the streaming reader does (bytes.fromhex) on anything but plain hex digits
+    path = tmp_path / "h.blelog"
+    text = gzip.decompress(flushed_log[0].read_bytes())
+    ch = blelog.channel_id("strap", HRM)
+    _write_member(path, text + blelog._line("N", T0 + 5, 15, f"{ch} {payload_hex}"))
+    p_stream, p_batch = blelog.Problems(), blelog.Problems()
+    streamed = [(ln, e.payload) for ln, e in blelog.iter_records(path, p_stream)
+                if isinstance(e, RawNotification)]
+    c = blelog.load(path, p_batch)
+    batch = [(int(ln), p) for ch_ in c.channels.values()
+             for ln, p in zip(ch_.line.tolist(), ch_.payloads, strict=True)]
+    assert batch == streamed
+    assert [(p.kind, p.line) for p in p_stream] == [(p.kind, p.line) for p in p_batch]
