@@ -841,35 +841,6 @@ def _hex8(block: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDAr
 
 
 
-def _prefixes(buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
-              lens: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
-    """The first :data:`_N_PREFIX` bytes of every line of ``buf`` (lines at ``starts``,
-    ``lens`` bytes long, newline not counted) as an ``(n, _N_PREFIX)`` matrix, zero after
-    the end of a line shorter than that.
-
-    Rows are copied from a strided view of every window of ``buf`` (no index matrix: 3x
-    faster than ``np.take``); the lines starting too close to its end for a whole window
-    are copied from a zero-padded copy of its tail."""
-    n = starts.size
-    whole = int(np.searchsorted(starts, buf.size - _N_PREFIX, side="right"))  # ascending
-    windows = np.lib.stride_tricks.sliding_window_view
-    if whole == n:
-        pre = windows(buf, _N_PREFIX)[starts]
-    else:
-        pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
-        if whole:
-            pre[:whole] = windows(buf, _N_PREFIX)[starts[:whole]]
-        base = int(starts[whole])
-        tail = np.zeros(buf.size - base + _N_PREFIX, dtype=np.uint8)
-        tail[: buf.size - base] = buf[base:]
-        pre[whole:] = windows(tail, _N_PREFIX)[starts[whole:] - base]
-    short = np.flatnonzero(lens < _N_PREFIX)
-    if short.size:
-        past_end = np.arange(_N_PREFIX) >= lens[short, None]
-        pre[short] = np.where(past_end, 0, pre[short])
-    return pre
-
-
 def load(path: str | os.PathLike[str], problems: Problems | None = None) -> LogContents:
     """Load a whole log into per-channel columns (vectorised; the fast path).
 
@@ -958,7 +929,16 @@ def _load_lines(
     mv = memoryview(text)
     get = mv.__getitem__
     s_list = starts.tolist()
-    pre = _prefixes(np.frombuffer(text, dtype=np.uint8), starts, lens)
+    # the fixed-width prefix of every line as an (n, 60) byte matrix (zero-padded after
+    # the end of a short line)
+    buf = np.frombuffer(text, dtype=np.uint8)
+    cols = np.arange(_N_PREFIX, dtype=np.int64)
+    pre = np.empty((n, _N_PREFIX), dtype=np.uint8)
+    block = 8192  # lines at a time: the (block, 60) int64 index matrix stays at 4 MB
+    for a in range(0, n, block):
+        idx = starts[a : a + block, None] + cols
+        np.take(buf, idx, out=pre[a : a + block], mode="clip")
+        pre[a : a + block][idx >= ends[a : a + block, None]] = 0
     bodies = map(get, map(slice, (starts + 9).tolist(), ends.tolist()))
     crc_calc = np.fromiter(map(zlib.crc32, bodies), dtype=np.int64, count=n)
     crc_stored, crc_ok = _hex8(pre[:, 0:8])

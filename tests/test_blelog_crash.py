@@ -8,7 +8,6 @@ import gzip
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -297,28 +296,6 @@ def test_flushes_every_sync_interval_and_fsyncs_every_fsync_interval(
     w.write(ev)
     assert synced[4:] == [len(events_written)]  # one fsync, within the write of the event
     w.close()
-
-
-@settings(max_examples=200, deadline=None)
-@given(text=st.binary(max_size=400).map(lambda b: b.replace(b"\n", b"x")),
-       cuts=st.lists(st.integers(0, 400), max_size=12))
-def test_line_prefixes_are_each_lines_first_bytes_zero_padded(
-    text: bytes, cuts: list[int]
-) -> None:
-    # the batch loader's fixed-width prefix matrix, against slicing each line
-    buf = bytearray(text)
-    for c in sorted(set(cuts)):
-        if c < len(buf):
-            buf[c] = 10
-    nl = [i for i, b in enumerate(buf) if b == 10]
-    if not nl:
-        return
-    ends = np.array(nl, dtype=np.int64)
-    starts = np.r_[0, ends[:-1] + 1].astype(np.int64)
-    got = blelog._prefixes(np.frombuffer(bytes(buf), dtype=np.uint8), starts, ends - starts)
-    want = [bytes(buf[s:e])[: blelog._N_PREFIX].ljust(blelog._N_PREFIX, b"\0")
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-    assert [row.tobytes() for row in got] == want
 
 
 @pytest.mark.parametrize("payload_hex", ["0a0b0c", "0A0B0C", "0a 0b0c", "0a0b0", "0a0\xe9",
