@@ -41,7 +41,6 @@ import re
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -82,6 +81,7 @@ _DEVICE_RE = re.compile(r"^[^\t\n\r]{1,200}$")
 _PENDING_MAX = 1 << 16  # uncompressed bytes the writer collects before deflating them
 _crc32 = zlib.crc32
 _hexlify = binascii.hexlify
+_unhexlify = binascii.unhexlify
 
 
 def channel_id(device: str, char_uuid: str) -> str:
@@ -994,8 +994,11 @@ def _load_lines(
         sel_list = sel.tolist()
         hexes = map(get, map(slice, (starts[sel] + _N_PREFIX).tolist(), ends[sel].tolist()))
         try:
-            pays = list(map(bytes.fromhex, map(str, hexes, repeat("ascii"))))
-        except ValueError:
+            # unhexlify takes the bytes as they are (no str made first): on well-formed
+            # hex it gives what bytes.fromhex gives; on anything else (spaces, non-ASCII,
+            # odd length) it raises and each line is decoded as the streaming path does
+            pays = list(map(_unhexlify, hexes))
+        except ValueError:  # (binascii.Error is one)
             pays = []
             keep = []
             for k in sel_list:

@@ -33,6 +33,13 @@ def _writer(path: Path, **kw: object) -> blelog.BlelogWriter:
                                mono_ns=10, fsync=False, **kw)  # type: ignore[arg-type]
 
 
+def _write_member(path: Path, text: bytes) -> None:
+    """``path`` becomes a log of one member holding ``text`` (whatever its lines are)."""
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    trailer = zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
+    path.write_bytes(blelog.MEMBER_MARKER + z.compress(text) + z.flush() + trailer)
+
+
 @pytest.fixture(scope="module")
 def flushed_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, list[int]]:
     """300 notifications, the file size recorded after each one's sync flush."""
@@ -135,9 +142,7 @@ def _relog(path: Path, edit: dict[int, bytes]) -> None:
     for i, new in edit.items():
         lines[i] = new
     text = b"\n".join(lines)
-    z = zlib.compressobj(6, zlib.DEFLATED, -15)
-    trailer = zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
-    path.write_bytes(blelog.MEMBER_MARKER + z.compress(text) + z.flush() + trailer)
+    _write_member(path, text)
 
 
 def test_corrupt_lines_are_counted_once_with_file_and_line(tmp_path: Path) -> None:
@@ -224,9 +229,7 @@ def test_streaming_and_batch_readers_agree_on_any_damaged_text(
     for frac, xor in flips:
         pos = min(int(frac * len(text)), len(text) - 2)
         text[pos] ^= xor
-    z = zlib.compressobj(6, zlib.DEFLATED, -15)
-    trailer = zlib.crc32(bytes(text)).to_bytes(4, "little") + len(text).to_bytes(4, "little")
-    path.write_bytes(blelog.MEMBER_MARKER + z.compress(bytes(text)) + z.flush() + trailer)
+    _write_member(path, bytes(text))
     p_stream, p_batch = blelog.Problems(), blelog.Problems()
     try:
         streamed = list(blelog.iter_records(path, p_stream))
@@ -293,3 +296,24 @@ def test_flushes_every_sync_interval_and_fsyncs_every_fsync_interval(
     w.write(ev)
     assert synced[4:] == [len(events_written)]  # one fsync, within the write of the event
     w.close()
+
+
+@pytest.mark.parametrize("payload_hex", ["0a0b0c", "0A0B0C", "0a 0b0c", "0a0b0", "0a0\xe9",
+                                         "", "zz", "0a\t0b"])
+def test_batch_and_streaming_readers_agree_on_any_crc_valid_payload_hex(
+    flushed_log: tuple[Path, list, list[int]], tmp_path: Path, payload_hex: str
+) -> None:
+    # the batch loader's unhexlify of a channel's payloads falls back line by line to
+    # what the streaming reader does (bytes.fromhex) on anything but plain hex digits
+    path = tmp_path / "h.blelog"
+    text = gzip.decompress(flushed_log[0].read_bytes())
+    ch = blelog.channel_id("strap", HRM)
+    _write_member(path, text + blelog._line("N", T0 + 5, 15, f"{ch} {payload_hex}"))
+    p_stream, p_batch = blelog.Problems(), blelog.Problems()
+    streamed = [(ln, e.payload) for ln, e in blelog.iter_records(path, p_stream)
+                if isinstance(e, RawNotification)]
+    c = blelog.load(path, p_batch)
+    batch = [(int(ln), p) for ch_ in c.channels.values()
+             for ln, p in zip(ch_.line.tolist(), ch_.payloads, strict=True)]
+    assert batch == streamed
+    assert [(p.kind, p.line) for p in p_stream] == [(p.kind, p.line) for p in p_batch]

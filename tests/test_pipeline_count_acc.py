@@ -15,13 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from sensord.blelog import BlelogWriter, iter_events, read_header
 from sensord.daemon_rescore import rescore_logs
 from sensord.model import AccStream, AccTimes, RawNotification
 from sensord.pipeline import _concat_streams, _CountedAcc, load_session
 from sensord.simulate import SimConfig, simulate_to_files
-from sensord.staging.core import AccCounter, acc_counts, score_night
+from sensord.staging import motion
+from sensord.staging.core import AccCounter, _nominal_rate_int32, acc_counts, score_night
 from sensord.staging.epochs import epoch_grid
 from sensord.store.nightpoints import night_points
 
@@ -210,6 +213,15 @@ def test_samples_to_drop_or_clip_are_not_counted_as_decoded() -> None:
     parts[2] = AccStream(parts[2].t_ns, bad)
     got, want = _both(parts)
     assert got is None and want[1] == 1
+
+
+@given(st.lists(st.one_of(st.integers(1, 40_000_000), st.integers(-5, 0),
+                          st.integers(2**31 - 3, 2**33)), max_size=60))  # long gaps
+@example([2**31 - 1, 2**31 - 1, 5])
+@example([1, 2**32, 3, 2**32])
+def test_the_int32_nominal_rate_is_motions(spacings_ns: list[int]) -> None:
+    t = T0 + np.cumsum(np.array([0, *spacings_ns], dtype=np.int64))
+    assert _nominal_rate_int32(t) == motion.nominal_rate(t)
 
 
 def test_samples_of_the_wrong_shape_are_left_to_the_whole_night_path() -> None:

