@@ -174,7 +174,9 @@ class _GridCounter:
         mag = np.concatenate((self._mag, np.floor(np.minimum(mag, 128))), axis=1)
         n_sec = mag.shape[1] // 30
         self._mag = mag[:, n_sec * 30 :]
-        tenth = np.floor(mag[:, : n_sec * 30].reshape(3, n_sec * 10, 3).sum(axis=2) / 3)
+        done = mag[:, : n_sec * 30]  # each tenth's 3 samples added as sum(axis=2) adds them,
+        # (m0 + m1) + m2, in two whole-array additions (a reduction over an axis of 3 is slow)
+        tenth = np.floor((done[:, 0::3] + done[:, 1::3] + done[:, 2::3]) / 3)
         return tenth.reshape(3, n_sec, 10).sum(axis=2).T.astype(np.int64)
 
 
