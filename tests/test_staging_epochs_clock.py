@@ -101,6 +101,22 @@ def test_night_assignment_across_the_autumn_change_and_bad_zone() -> None:
         night_of(start, "Mars/Olympus")
 
 
+def _clean_acc_by_rows(t: np.ndarray, a: np.ndarray) -> tuple[list[int], list[np.ndarray]]:
+    """The rule of ``clean_acc`` written out row by row: finite, every axis within
+    ``ACC_MAX_G``, the first sample of each time in arrival order, sorted by time."""
+    from sensord.staging.core import ACC_MAX_G
+
+    want_t, want_a, seen = [], [], set()
+    for i in sorted(range(len(t)), key=lambda i: (t[i], i)):
+        if not np.all(np.isfinite(a[i])) or t[i] in seen:
+            continue
+        seen.add(t[i])
+        if max(abs(x) for x in a[i]) <= ACC_MAX_G:
+            want_t.append(int(t[i]))
+            want_a.append(a[i])
+    return want_t, want_a
+
+
 def test_clean_acc_keeps_exactly_the_finite_rows_within_16_g_first_of_each_time() -> None:
     # the rule written out row by row (the reference) against the vectorised cleaning
     from sensord.staging.core import ACC_MAX_G, clean_acc
@@ -112,15 +128,40 @@ def test_clean_acc_keeps_exactly_the_finite_rows_within_16_g_first_of_each_time(
     a[rng.random((n, 3)) < 0.01] = np.nan
     a[rng.random((n, 3)) < 0.01] = -np.inf
     a[rng.random(n) < 0.05, 1] = ACC_MAX_G  # on the limit: kept
-    want_t, want_a, seen = [], [], set()
-    for i in sorted(range(n), key=lambda i: (t[i], i)):
-        if not np.all(np.isfinite(a[i])) or t[i] in seen:
-            continue
-        seen.add(t[i])
-        if max(abs(x) for x in a[i]) <= ACC_MAX_G:
-            want_t.append(t[i])
-            want_a.append(a[i])
+    want_t, want_a = _clean_acc_by_rows(t, a)
     got_t, got_a, dropped = clean_acc(t, a)
     assert got_t.tolist() == want_t and 0 < len(want_t) < n
     np.testing.assert_array_equal(got_a, np.array(want_a))
     assert dropped == n - len(want_t)
+
+
+@pytest.mark.parametrize(("row", "col", "value", "time"), [
+    (None, 0, 0.0, None),  # a clean piece (the shortcut)
+    (7, 0, 16.0, None), (7, 2, -16.0, None),  # on the limits: kept
+    (7, 1, np.nextafter(16.0, 17.0), None), (0, 2, -16.5, None), (49, 0, 99.0, None),
+    (7, 1, np.nan, None), (49, 2, np.nan, None), (3, 0, np.inf, None), (3, 2, -np.inf, None),
+    (None, 0, 0.0, (5, 4)), (None, 0, 0.0, (5, 6)), (None, 0, 0.0, (0, 49)),  # repeated / out
+])
+def test_clean_acc_of_a_piece_clean_but_for_one_sample(
+        row: int | None, col: int, value: float, time: tuple[int, int] | None) -> None:
+    # the live daemon's common case: nothing to drop (the shortcut), or one sample to drop
+    from sensord.staging.core import clean_acc
+
+    rng = np.random.default_rng(5)
+    t = 1_700_000_000 * S + np.arange(50, dtype=np.int64) * 20_000_400
+    a = rng.uniform(-15.9, 15.9, (50, 3))
+    if row is not None:
+        a[row, col] = value
+    if time is not None:
+        t[time[0]] = t[time[1]]
+    want_t, want_a = _clean_acc_by_rows(t, a)
+    got_t, got_a, dropped = clean_acc(t, a)
+    assert got_t.tolist() == want_t and dropped == 50 - len(want_t)
+    np.testing.assert_array_equal(got_a, np.array(want_a))
+    assert got_a.dtype == np.float64 and got_t.dtype == np.int64
+    one_t, one_a, one_dropped = clean_acc(t[:1], a[:1])  # a single sample
+    want_one_t, want_one_a = _clean_acc_by_rows(t[:1], a[:1])
+    assert one_t.tolist() == want_one_t and one_dropped == 1 - len(want_one_t)
+    np.testing.assert_array_equal(one_a, np.array(want_one_a).reshape(-1, 3))
+
+

@@ -69,6 +69,23 @@ def test_pieces_with_carried_state_equal_one_call() -> None:
     assert empty.shape == (2, 0) and np.array_equal(same, state)
 
 
+def test_a_filter_kept_between_calls_equals_a_fresh_one_bit_for_bit() -> None:
+    # an IirFilter keeps the powers of its poles that earlier calls needed (per length of
+    # the last, shorter block; per step of the scan): pieces of every length, in an order
+    # that reuses and extends them, give what a fresh filter (iir_filter) gives
+    rng = np.random.default_rng(6)
+    for b, a in [(motion._BPF_B, motion._BPF_A), ([1.0], [1.0, -RATE_CONVERTER_P**3])]:
+        kept = filters.IirFilter(b, a)
+        for n in [130, 1, 63, 64, 65, 700, 4100, 130, 3000, 1, 700, 0,
+                  *rng.integers(1, 400, 40).tolist()]:
+            x = rng.normal(size=(3, n))
+            zi = rng.normal(size=(3, kept.order))
+            y, zf = kept(x, zi)
+            y_fresh, zf_fresh = filters.iir_filter(b, a, x, zi)
+            assert np.array_equal(y, y_fresh) and np.array_equal(zf, zf_fresh)
+            assert not np.shares_memory(zf, zi)
+
+
 def test_steady_state_equals_lfilter_zi_and_starts_without_transient() -> None:
     zi = filters.iir_steady_state(motion._BPF_B, motion._BPF_A)
     assert np.allclose(zi, signal.lfilter_zi(motion._BPF_B, motion._BPF_A), rtol=1e-12, atol=1e-14)

@@ -8,6 +8,7 @@ from agcounts.extract import get_counts
 
 from sensord.errors import StagingError
 from sensord.model import AccStream, CountStream
+from sensord.staging import filters, motion
 from sensord.staging.motion import (
     SUPPORTED_HZ,
     CountStreamer,
@@ -214,3 +215,34 @@ def test_segment_counter_interpolates_once_one_sample_is_off_the_grid(fs: int) -
     ref = activity_counts(grid, fs)
     np.testing.assert_array_equal(got.counts, np.sqrt((ref.astype(float) ** 2).sum(axis=1)))
     assert not np.array_equal(ref, activity_counts(acc, fs))  # the two readings differ
+
+
+@pytest.mark.parametrize("fs", [40, 50, 70, 80, 100])
+def test_rate_conversion_in_pieces_equals_the_gathered_formula_bit_for_bit(fs: int) -> None:
+    # the rate converter (_low_passed, before _to_30hz rounds to 1 mg, which would hide a
+    # change of the last bit) forms the kept samples by one strided product per offset in
+    # a block; the reference gathers each kept stuffed sample's block and offset by index
+    # (the formula written out), piece by piece from the same state, pieces of every phase
+    up, down = motion._FACTORS[fs]
+    a_fp = np.pi / (np.pi + 2 * up)
+    p = -(np.pi - 2 * up) / (np.pi + 2 * up)
+    gain = np.array([1.0] + [p**r + p ** (r - 1) for r in range(1, up)])
+    q = p**up
+    x = synthetic(fs, 500, fs).T
+    counter = motion._GridCounter(fs)
+    rng = np.random.default_rng(fs)
+    sizes = [1, 1, 2, 3, 4, 5, 63, 64, 65, 1, 2, 1499, 1500, 1501,
+             *rng.integers(1, 2000, 6).tolist()]
+    lo, block_end = 0, np.zeros(3)
+    for n in sizes:
+        piece = x[:, lo : lo + n]
+        drive = (a_fp * up) * piece
+        ends, _ = filters.iir_filter([1.0], [1.0, -q], gain[-1] * drive, q * block_end[:, None])
+        prev = np.concatenate((block_end[:, None], ends[:, :-1]), axis=1)
+        block_end = ends[:, -1].copy()
+        kept = np.arange((-lo * up) % down, n * up, down)
+        block, offset = kept // up, kept % up
+        want = (p ** np.arange(1, up + 1))[offset] * prev[:, block] + gain[offset] * drive[:, block]
+        np.testing.assert_array_equal(counter._low_passed(piece, lo, up, down), want)
+        lo += n
+    assert lo < x.shape[1]

@@ -172,43 +172,71 @@ def iir_filter(b: npt.ArrayLike, a: npt.ArrayLike, x: F64, zi: F64) -> tuple[F64
         The final state: passing it as ``zi`` with the next piece of input gives the
         output of one call over both pieces.
     """
-    bb, aa = _normalised(b, a)
-    order = bb.size - 1
-    xx = np.asarray(x, dtype=np.float64)
-    if xx.ndim != 2:
-        raise StagingError(f"iir_filter needs (rows, n) input, got shape {xx.shape}")
-    rows, n = xx.shape
-    state = np.array(zi, dtype=np.float64).reshape(rows, order)
-    if order == 0 or n == 0:
-        return bb[0] * xx, state
-    key = (tuple(bb.tolist()), tuple(aa.tolist()))
-    _lam, vec, inv, _out, _drive = _modes(*key)
-    modal = state @ inv.T  # (rows, order), complex
-    y = np.empty_like(xx)
-    n_full = n // _BLOCK
-    if n_full:
-        toeplitz_t, to_state, from_state, jump = _block_matrices(*key, _BLOCK)
-        blocks = xx[:, : n_full * _BLOCK].reshape(rows * n_full, _BLOCK)
-        # carry[k] = modal state at the end of block k = jump * carry[k-1] + drive[k]
-        carry = _as_complex(blocks @ to_state, order).reshape(rows, n_full, order)
-        carry[:, 0] += modal * jump
-        step, power = 1, jump
-        while step < n_full:  # inclusive prefix scan of the first-order recursions
-            carry[:, step:] += carry[:, :-step] * power
-            step, power = 2 * step, power * power
-        starts = np.concatenate((modal[:, None, :], carry[:, :-1]), axis=1)
-        out = blocks @ toeplitz_t
-        out += _as_ri(starts).reshape(rows * n_full, 2 * order) @ from_state
-        y[:, : n_full * _BLOCK] = out.reshape(rows, -1)
-        modal = carry[:, -1]
-    rest = n - n_full * _BLOCK
-    if rest:  # a shorter block: the same matrices, cut to its length
-        toeplitz_t, to_state, from_state, _jump = _block_matrices(*key, _BLOCK)
-        tail = xx[:, n_full * _BLOCK :]
-        y[:, n_full * _BLOCK :] = (tail @ toeplitz_t[:rest, :rest]
-                                   + _as_ri(modal) @ from_state[:, :rest])
-        modal = modal * _lam**rest + _as_complex(tail @ to_state[_BLOCK - rest :], order)
-    return y, np.ascontiguousarray((modal @ vec.T).real)
+    return IirFilter(b, a)(x, zi)
+
+
+class IirFilter:
+    """:func:`iir_filter` with its coefficients checked and normalised once: a caller that
+    filters many pieces with the same coefficients (the live counts, every 30 s) calls
+    the instance, ``IirFilter(b, a)(x, zi)``, which computes what :func:`iir_filter`
+    computes, operation for operation, without redoing the coefficient work per call."""
+
+    def __init__(self, b: npt.ArrayLike, a: npt.ArrayLike) -> None:
+        bb, aa = _normalised(b, a)
+        self.order = bb.size - 1
+        self._b0 = bb[0]
+        self._key = (tuple(bb.tolist()), tuple(aa.tolist()))
+        self._mats: tuple[tuple[npt.NDArray[np.complex128], ...],
+                          tuple[F64, F64, F64, npt.NDArray[np.complex128]]] | None = None
+        self._lam_powers: dict[int, npt.NDArray[np.complex128]] = {}  # lam**rest
+        self._jump_powers: list[npt.NDArray[np.complex128]] = []  # jump**(2**k), by squaring
+
+    def __call__(self, x: F64, zi: F64) -> tuple[F64, F64]:
+        """Filter each row of ``x`` from state ``zi``: ``(y, zf)`` as :func:`iir_filter`."""
+        order = self.order
+        xx = np.asarray(x, dtype=np.float64)
+        if xx.ndim != 2:
+            raise StagingError(f"iir_filter needs (rows, n) input, got shape {xx.shape}")
+        rows, n = xx.shape
+        state = np.asarray(zi, dtype=np.float64).reshape(rows, order)
+        if order == 0 or n == 0:
+            return self._b0 * xx, state.copy()
+        if self._mats is None:  # the first call (raises for a filter with no modal form)
+            self._mats = (_modes(*self._key), _block_matrices(*self._key, _BLOCK))
+        (_lam, vec, inv, _out, _drive), (toeplitz_t, to_state, from_state, jump) = self._mats
+        modal = state @ inv.T  # (rows, order), complex
+        y = np.empty_like(xx)
+        n_full = n // _BLOCK
+        if n_full:
+            blocks = xx[:, : n_full * _BLOCK].reshape(rows * n_full, _BLOCK)
+            # carry[k] = modal state at the end of block k = jump * carry[k-1] + drive[k]
+            carry = _as_complex(blocks @ to_state, order).reshape(rows, n_full, order)
+            carry[:, 0] += modal * jump
+            n_steps = (n_full - 1).bit_length()
+            powers = self._jump_powers
+            if len(powers) < n_steps:  # a new list, whole when stored (threads may share it)
+                powers = [jump]
+                while len(powers) < n_steps:
+                    powers.append(powers[-1] * powers[-1])
+                self._jump_powers = powers
+            for k in range(n_steps):  # inclusive prefix scan of the first-order recursions
+                step = 1 << k
+                carry[:, step:] += carry[:, :-step] * powers[k]
+            starts = np.concatenate((modal[:, None, :], carry[:, :-1]), axis=1)
+            out = blocks @ toeplitz_t
+            out += _as_ri(starts).reshape(rows * n_full, 2 * order) @ from_state
+            y[:, : n_full * _BLOCK] = out.reshape(rows, -1)
+            modal = carry[:, -1]
+        rest = n - n_full * _BLOCK
+        if rest:  # a shorter block: the same matrices, cut to its length
+            tail = xx[:, n_full * _BLOCK :]
+            y[:, n_full * _BLOCK :] = (tail @ toeplitz_t[:rest, :rest]
+                                       + _as_ri(modal) @ from_state[:, :rest])
+            lam_rest = self._lam_powers.get(rest)
+            if lam_rest is None:
+                lam_rest = self._lam_powers[rest] = _lam**rest
+            modal = modal * lam_rest + _as_complex(tail @ to_state[_BLOCK - rest :], order)
+        return y, np.ascontiguousarray((modal @ vec.T).real)
 
 
 def iir_steady_state(b: npt.ArrayLike, a: npt.ArrayLike) -> F64:

@@ -121,9 +121,9 @@ class LiveStager:
             self.counts = CountStream(np.zeros(0, dtype=np.int64), np.zeros(0), 1.0)
         t, a, dropped = clean_acc(acc.t_ns, acc.acc_g)
         if self.streamer is not None and self.streamer.last_t_ns is not None:
-            newer = t > self.streamer.last_t_ns
-            dropped += int(newer.size - np.count_nonzero(newer))
-            t, a = t[newer], a[newer]
+            first_newer = int(np.searchsorted(t, self.streamer.last_t_ns, side="right"))
+            dropped += first_newer  # (t is sorted)
+            t, a = t[first_newer:], a[first_newer:]
         self.dropped += dropped
         if self.streamer is None:
             fs = nominal_rate(t)
