@@ -712,7 +712,9 @@ def shift_streams(night: NightStreams, correct: Callable[[np.ndarray], np.ndarra
     for name in ("hr", "beats", "acc", "counts"):
         stream = getattr(night, name)
         if stream is not None and len(stream):
-            setattr(night, name, dataclasses.replace(stream, t_ns=correct(stream.t_ns)))
+            t_ns = correct(stream.t_ns)
+            if t_ns is not stream.t_ns:  # (no repair, the usual case: the stream as it is)
+                setattr(night, name, dataclasses.replace(stream, t_ns=t_ns))
     if len(night.off_body_t_ns):
         night.off_body_t_ns = correct(night.off_body_t_ns)
 

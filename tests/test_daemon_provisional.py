@@ -342,3 +342,21 @@ def test_samples_after_picks_what_a_mask_picks(t, after, in_order) -> None:  # t
         assert g.dtype == want.dtype and g.shape == want.shape and g.flags.c_contiguous
         assert np.array_equal(g, want)
         assert not np.shares_memory(g, t) and not np.shares_memory(g, values)
+
+
+@pytest.mark.parametrize("shift_ns", [0, 7])
+def test_shift_streams_repairs_times_and_keeps_unrepaired_streams(shift_ns: int) -> None:
+    from sensord.model import BeatStream, HeartRateStream, NightStreams
+
+    t = np.arange(5, dtype=np.int64) * 1_000_000_000
+    hr, beats = HeartRateStream(t, t * 0.0 + 60), BeatStream(t + 3, t * 0.0 + 1000)
+    night = NightStreams(start_ns=0, end_ns=10**10, hr=hr, beats=beats)
+
+    def correct(x: np.ndarray) -> np.ndarray:  # as ClockWatch.correct: the array itself
+        return x + shift_ns if shift_ns else x  # when nothing is repaired
+
+    sensord.daemon.shift_streams(night, correct)
+    for got, before in ((night.hr, hr), (night.beats, beats)):
+        assert np.array_equal(got.t_ns, before.t_ns + shift_ns)
+        assert got is before if not shift_ns else got is not before
+    assert np.array_equal(hr.t_ns, t)  # the buffers' streams are never changed
