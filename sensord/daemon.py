@@ -605,6 +605,24 @@ also re-exports heart rate and battery at identical times: InfluxDB overwrites t
 50 Hz motion stays in the log."""
 
 
+def samples_after(after_ns: int, t_ns: np.ndarray, *columns: np.ndarray
+                  ) -> tuple[np.ndarray, ...] | None:
+    """``t_ns`` and each column (same length) at the samples with ``t_ns > after_ns``, in
+    order, as new arrays; ``None`` if there are none.
+
+    When they are the last samples (a rolling buffer is in time order unless a clock
+    repair moved some) they are copied as slices, without a boolean index's gather.
+    """
+    newer = t_ns > after_ns
+    n_newer = int(np.count_nonzero(newer))
+    if n_newer == 0:
+        return None
+    first = t_ns.size - n_newer
+    if newer[first:].all():
+        return tuple(v[first:].copy() for v in (t_ns, *columns))
+    return tuple(v[newer] for v in (t_ns, *columns))
+
+
 class Exporter:
     """Turns newly decoded samples into outbox lines, with clock-step repair applied.
 
@@ -694,7 +712,9 @@ def shift_streams(night: NightStreams, correct: Callable[[np.ndarray], np.ndarra
     for name in ("hr", "beats", "acc", "counts"):
         stream = getattr(night, name)
         if stream is not None and len(stream):
-            setattr(night, name, dataclasses.replace(stream, t_ns=correct(stream.t_ns)))
+            t_ns = correct(stream.t_ns)
+            if t_ns is not stream.t_ns:  # (no repair, the usual case: the stream as it is)
+                setattr(night, name, dataclasses.replace(stream, t_ns=t_ns))
     if len(night.off_body_t_ns):
         night.off_body_t_ns = correct(night.off_body_t_ns)
 
@@ -930,10 +950,10 @@ class Daemon:
         acc_new_raw_ns = 0
         if acc is not None and len(acc):
             t = self.clock_watch.correct(acc.t_ns)
-            fresh = t > self._acc_sent_ns.get(acc_source, -1)
-            if fresh.any():
-                acc_new = AccStream(t[fresh], acc.acc_g[fresh])
-                acc_new_raw_ns = int(acc.t_ns[np.flatnonzero(fresh)[-1]])
+            newer = samples_after(self._acc_sent_ns.get(acc_source, -1), t, acc.acc_g, acc.t_ns)
+            if newer is not None:
+                acc_new = AccStream(newer[0], newer[1])
+                acc_new_raw_ns = int(newer[2][-1])
         present = [st for st in (night.hr, night.beats, acc) if st is not None and len(st)]
         if not present:
             return

@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import sensord.daemon
 from sensord.blelog import iter_events
@@ -320,3 +323,40 @@ def test_the_provisional_thread_runs_blas_on_one_thread(
         daemon.close_scoring()
     finally:
         set_blas_threads(before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=hnp.arrays(np.int64, st.integers(0, 40), elements=st.integers(-5, 40)),
+       after=st.integers(-10, 45), in_order=st.booleans())
+def test_samples_after_picks_what_a_mask_picks(t, after, in_order) -> None:  # type: ignore[no-untyped-def]
+    # a sorted buffer takes the slice path, an unsorted one (a clock repair) may not
+    t = np.sort(t) if in_order else t
+    values = np.arange(3 * t.size, dtype=np.float64).reshape(-1, 3)
+    got = sensord.daemon.samples_after(after, t, values)
+    mask = t > after
+    if not mask.any():
+        assert got is None
+        return
+    assert got is not None
+    for g, want in zip(got, (t[mask], values[mask]), strict=True):
+        assert g.dtype == want.dtype and g.shape == want.shape and g.flags.c_contiguous
+        assert np.array_equal(g, want)
+        assert not np.shares_memory(g, t) and not np.shares_memory(g, values)
+
+
+@pytest.mark.parametrize("shift_ns", [0, 7])
+def test_shift_streams_repairs_times_and_keeps_unrepaired_streams(shift_ns: int) -> None:
+    from sensord.model import BeatStream, HeartRateStream, NightStreams
+
+    t = np.arange(5, dtype=np.int64) * 1_000_000_000
+    hr, beats = HeartRateStream(t, t * 0.0 + 60), BeatStream(t + 3, t * 0.0 + 1000)
+    night = NightStreams(start_ns=0, end_ns=10**10, hr=hr, beats=beats)
+
+    def correct(x: np.ndarray) -> np.ndarray:  # as ClockWatch.correct: the array itself
+        return x + shift_ns if shift_ns else x  # when nothing is repaired
+
+    sensord.daemon.shift_streams(night, correct)
+    for got, before in ((night.hr, hr), (night.beats, beats)):
+        assert np.array_equal(got.t_ns, before.t_ns + shift_ns)
+        assert got is before if not shift_ns else got is not before
+    assert np.array_equal(hr.t_ns, t)  # the buffers' streams are never changed

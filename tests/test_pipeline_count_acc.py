@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sensord.blelog import BlelogWriter, iter_events, read_header
 from sensord.daemon_rescore import rescore_logs
 from sensord.model import AccStream, AccTimes, RawNotification
-from sensord.pipeline import _concat_streams, _CountedAcc, load_session
+from sensord.pipeline import DeviceStreams, _concat_streams, _CountedAcc, load_session
 from sensord.simulate import SimConfig, simulate_to_files
 from sensord.staging import motion
 from sensord.staging.core import AccCounter, _nominal_rate_int32, acc_counts, score_night
@@ -258,3 +258,47 @@ def test_joined_parts_hold_every_sample_sorted_by_time(case: str) -> None:
     assert joined.t_ns.dtype == np.int64 and joined.acc_g.shape == (len(pairs), 3)
     assert [(int(t), tuple(row)) for t, row in zip(joined.t_ns, joined.acc_g, strict=True)
             ] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["add", "add", "add", "overlap", "trim",
+                                                 "float32"]),
+                                st.integers(1, 40), st.booleans()),
+                      min_size=1, max_size=30))
+def test_rolling_buffer_joined_in_its_room_as_concatenate_joins_it(steps) -> None:  # type: ignore[no-untyped-def]
+    """DeviceStreams.get (batches appended after the buffer's rows, where its arrays have
+    room) against the joins without room, step by step as the daemon adds, reads and
+    trims; and every stream handed out earlier keeps its values."""
+    rng = np.random.default_rng(len(steps))
+    live = DeviceStreams("d")
+    plain: list[Any] = []  # the same parts, joined as before (no room)
+    handed_out: list[tuple[AccStream, AccStream]] = []
+    t_end = 0
+    for kind, n, read in steps:
+        if kind == "trim":
+            current = live.get("acc")
+            if current is None:
+                continue
+            keep = current.t_ns >= current.t_ns[len(current) // 2]
+            trimmed = AccStream(current.t_ns[keep], current.acc_g[keep])
+            live._parts["acc"], live.streams["acc"] = [trimmed], trimmed
+            plain = [trimmed]
+            continue
+        start = t_end - 50 if kind == "overlap" else t_end + 1
+        t = start + np.cumsum(rng.integers(0, 30, n)).astype(np.int64)
+        values = rng.normal(size=(n, 3)).astype(np.float32 if kind == "float32" else np.float64)
+        t_end = max(t_end, int(t[-1]))
+        batch = AccStream(t, values)
+        live._add("acc", batch)
+        plain.append(batch)
+        if read:
+            got = live.get("acc")
+            want = _concat_streams(list(plain))
+            plain = [want]
+            assert got.t_ns.dtype == want.t_ns.dtype and got.acc_g.dtype == want.acc_g.dtype
+            assert np.array_equal(got.t_ns, want.t_ns)
+            assert np.array_equal(got.acc_g, want.acc_g)
+            handed_out.append((got, AccStream(got.t_ns.copy(), got.acc_g.copy())))
+    for got, snapshot in handed_out:
+        assert np.array_equal(got.t_ns, snapshot.t_ns)
+        assert np.array_equal(got.acc_g, snapshot.acc_g)

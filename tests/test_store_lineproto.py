@@ -254,3 +254,28 @@ def test_schema_columns_checks_tags_on_every_call(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(schema.BY_NAME, "heart_rate", entry)
     with pytest.raises(SchemaError, match=r"heart_rate\.device_role: .* must be one of wrist"):
         schema_columns("heart_rate", good, [1], {"hr_bpm": [60.0]})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=0, max_dims=2, max_side=lineproto.SMALL_BATCH + 2),
+        elements=st.one_of(st.floats(), st.sampled_from([np.inf, -np.inf, np.nan, -0.0])),
+    )
+)
+def test_has_inf_agrees_with_isinf_on_either_side_of_small_batch(values) -> None:  # type: ignore[no-untyped-def]
+    # small arrays are looked through as lists, larger ones with the ufunc
+    assert lineproto._has_inf(values) == bool(np.isinf(values).any())
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+@pytest.mark.parametrize("n", [1, 3, lineproto.SMALL_BATCH + 1])
+def test_schema_columns_names_the_first_infinity(bad: float, n: int) -> None:
+    values = np.full(n, 60.0)
+    values[n - 1] = bad
+    tags = {"participant": "p1", "device_role": "chest"}
+    with pytest.raises(SchemaError, match=rf"heart_rate\.hr_bpm: infinite value at index {n - 1}$"):
+        schema_columns("heart_rate", tags, np.arange(n), {"hr_bpm": values})
+    with pytest.raises(SchemaError, match=r"heart_rate\.hr_bpm: infinite value at index 0$"):
+        schema_columns("heart_rate", tags, [1], {"hr_bpm": np.array([bad], dtype=np.float32)})

@@ -305,3 +305,53 @@ def test_reserve_file_beside_the_store(tmp_path: Path) -> None:
         assert store.reserve_path.stat().st_blocks * 512 >= 123_456  # really allocated
     with LocalStore(tmp_path / "t.sqlite", reserve_bytes=0) as store:
         assert not store.reserve_path.exists()
+
+
+def _stats_table_by_table(path: Path) -> local.OutboxStats:
+    """What ``stats`` reads, one table at a time (as it did before its single statement)."""
+    c = sqlite3.connect(path)
+    try:
+        lines, size, chunks = c.execute("SELECT n_lines, n_bytes, n_chunks FROM outbox_totals"
+                                        ).fetchone()
+        oldest = c.execute("SELECT MIN(created_ns) FROM outbox").fetchone()[0]
+        quarantined = c.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        c.close()
+    return local.OutboxStats(
+        pending_lines=lines, pending_bytes=size, pending_chunks=chunks, oldest_ns=oldest,
+        quarantined=quarantined,
+        last_success_ns=int(meta["last_success_ns"]) if "last_success_ns" in meta else None,
+        last_error=meta.get("last_error", ""),
+        last_error_ns=int(meta["last_error_ns"]) if "last_error_ns" in meta else None,
+        sent_lines_total=int(meta.get("sent_lines_total", 0)))
+
+
+def test_stats_in_one_statement_as_read_table_by_table(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with LocalStore(path) as store:
+        assert store.stats() == _stats_table_by_table(path)  # empty: no meta, no chunk
+        store.add_lines(lines(5), source="test")
+        store.record_error("server down")
+        assert store.stats() == _stats_table_by_table(path)
+        b = store.batch(3, 10**9)
+        assert b is not None
+        store.settle(b, [(b.lines()[1], "field type conflict", 400)], sink="influx x")
+        s = store.stats()
+        assert s == _stats_table_by_table(path)
+        assert (s.pending_lines, s.quarantined, s.sent_lines_total) == (2, 1, 2)
+        assert s.last_error == "server down" and s.last_success_ns is not None
+
+
+def test_each_transaction_runs_at_its_own_durability(tmp_path: Path) -> None:
+    # PRAGMA synchronous is set only when it changes: FULL (2) or NORMAL (1) as asked
+    with LocalStore(tmp_path / "s.sqlite") as store:
+        for durable in (False, False, True, True, False, True):
+            store.add_body(b"m v=1 1\n", durable=durable)
+            assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == (2 if durable
+                                                                               else 1)
+
+
+@pytest.mark.parametrize("body", [b"", b"m v=1 1\n", b"a\nbb\n\nccc\n", b"x" * 70 + b"\n" * 3])
+def test_newline_ends_after_every_newline(body: bytes) -> None:
+    assert local.newline_ends(body).tolist() == [i + 1 for i, b in enumerate(body) if b == 10]

@@ -279,21 +279,19 @@ def _field_blocks(
     return blocks, present
 
 
+_KIND_OF_DTYPE_KIND = {"b": "b", "i": "i", "u": "i", "f": "f", "U": "s", "O": "s"}
+"""Column kind (``f``, ``i``, ``b``, ``s``) of each numpy dtype kind code that a column may have."""
+
+
 def _kind_of(values: npt.NDArray[Any], key: str, measurement: str) -> str:
-    kind = values.dtype.kind  # the dtype's kind code, not np.issubdtype (a dearer call)
-    if kind == "b":
-        return "b"
-    if kind in "iu":
-        return "i"
-    if kind == "f":
-        return "f"
-    if kind in "UO":
-        return "s"
-    raise SchemaError(
-        f"columnar fields must be float, integer, bool or string arrays, got {values.dtype}",
-        measurement=measurement,
-        key=key,
-    )
+    kind = _KIND_OF_DTYPE_KIND.get(values.dtype.kind)
+    if kind is None:
+        raise SchemaError(
+            f"columnar fields must be float, integer, bool or string arrays, got {values.dtype}",
+            measurement=measurement,
+            key=key,
+        )
+    return kind
 
 
 def encode_columns(
@@ -385,17 +383,10 @@ def _encode_rows(
 ) -> bytes:
     """:func:`encode_columns` for a few points: each key escaped once, each column turned
     into Python values and texts in one pass, then one string per line."""
-    texts: list[list[str | None]] = []
-    for key, values, kind in columns:
-        if kind == "f":
-            column = values.astype(np.float64, copy=False).tolist()
-        elif kind == "i":
-            column = values.astype(np.int64, copy=False).tolist()
-        elif kind == "b":
-            column = values.astype(bool, copy=False).tolist()
-        else:
-            column = [None if v is None else str(v) for v in values.tolist()]
-        texts.append(_field_texts(escape_key(key) + "=", column, kind))
+    texts = [
+        _field_texts(_field_prefix(key), _python_values(values, kind), kind)
+        for key, values, kind in columns
+    ]
     if not texts:
         return b""
     lead = head + " "
@@ -407,6 +398,36 @@ def _encode_rows(
     else:
         lines = [f"{lead}{','.join(p)} {t}\n" for p, t in zip(rows, times, strict=True)]
     return "".join(lines).encode()
+
+
+_FLOAT64 = np.dtype(np.float64)
+_INT64 = np.dtype(np.int64)
+
+
+def _python_values(values: npt.NDArray[Any], kind: str) -> list[Any]:
+    """A column of kind ``kind`` (:func:`_kind_of`) as the Python values :func:`_field_texts`
+    takes: floats and ints through float64 and int64 (an already cast column is not cast
+    again), bools as they are, strings with ``None`` kept."""
+    if kind == "f":
+        return (values if values.dtype == _FLOAT64 else values.astype(np.float64)).tolist()
+    if kind == "i":
+        return (values if values.dtype == _INT64 else values.astype(np.int64)).tolist()
+    if kind == "b":
+        return values.tolist()  # kind "b" is numpy's bool dtype: Python bools already
+    return [None if v is None else str(v) for v in values.tolist()]
+
+
+_FIELD_PREFIXES: dict[str, str] = {}
+"""``escape_key(key) + "="`` of the field keys seen (the daemon writes the same few)."""
+
+
+def _field_prefix(key: str) -> str:
+    prefix = _FIELD_PREFIXES.get(key)
+    if prefix is None:
+        if len(_FIELD_PREFIXES) >= 1024:
+            _FIELD_PREFIXES.clear()
+        prefix = _FIELD_PREFIXES[key] = escape_key(key) + "="
+    return prefix
 
 
 # --------------------------------------------------------------------------------------
@@ -452,28 +473,29 @@ def schema_columns(
     m = schema.BY_NAME.get(measurement)
     if m is None:
         raise SchemaError("unknown measurement", measurement=measurement)
-    specs = {spec.name: spec for spec in m.fields}
+    types = _field_types(measurement, m)
     cast: dict[str, npt.NDArray[Any]] = {}
     for key, col in fields.items():
-        spec = specs.get(key)
-        if spec is None:
+        ftype = types.get(key)
+        if ftype is None:
             raise SchemaError("unknown field", measurement=measurement, key=key)
         arr = np.asarray(col)
-        if spec.type is FieldType.FLOAT:
-            arr = arr.astype(np.float64, copy=False)
-            if np.count_nonzero(np.isinf(arr)):
+        if ftype is FieldType.FLOAT:
+            if arr.dtype != _FLOAT64:  # (astype's copy=False costs more than this test)
+                arr = arr.astype(np.float64)
+            if _has_inf(arr):
                 raise SchemaError(
                     f"infinite value at index {int(np.flatnonzero(np.isinf(arr))[0])}",
                     measurement=measurement,
                     key=key,
                 )
-        elif spec.type is FieldType.INTEGER:
+        elif ftype is FieldType.INTEGER:
             if arr.dtype.kind not in "iu":
                 raise SchemaError(
                     f"expected an integer array, got {arr.dtype}", measurement=measurement, key=key
                 )
             arr = arr.astype(np.int64, copy=False)
-        elif spec.type is FieldType.BOOLEAN:
+        elif ftype is FieldType.BOOLEAN:
             arr = arr.astype(bool, copy=False)
         else:
             if arr.dtype.kind not in "UO":
@@ -488,6 +510,30 @@ def schema_columns(
         cast[key] = arr
     head = _checked_head(measurement, m, tags)  # tags before timestamps, as before
     return _encode_columns(measurement, head, np.asarray(t_ns, dtype=np.int64).ravel(), cast)
+
+
+_FIELD_TYPES: dict[str, tuple[schema.Measurement, dict[str, FieldType]]] = {}
+"""Field types by key of each measurement's schema entry (kept with the entry, whose
+identity is checked: a replaced entry is read anew)."""
+
+
+def _field_types(measurement: str, m: schema.Measurement) -> dict[str, FieldType]:
+    hit = _FIELD_TYPES.get(measurement)
+    if hit is None or hit[0] is not m:
+        hit = _FIELD_TYPES[measurement] = (m, {spec.name: spec.type for spec in m.fields})
+    return hit[1]
+
+
+_INFINITIES = (np.inf, -np.inf)
+
+
+def _has_inf(values: npt.NDArray[np.float64]) -> bool:
+    """Whether a float64 array holds ``+-inf``; a small one is looked through as a Python
+    list (a fraction of the ufunc's fixed cost)."""
+    if values.size > SMALL_BATCH:
+        return bool(np.count_nonzero(np.isinf(values)))
+    listed = values.ravel().tolist()
+    return _INFINITIES[0] in listed or _INFINITIES[1] in listed
 
 
 _CHECKED_HEADS: dict[tuple[Any, ...], tuple[schema.Measurement, str]] = {}

@@ -31,10 +31,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensord.errors import StoreError
 from sensord.store import schema
+
+if TYPE_CHECKING:  # numpy is imported where it is used (this module's import stays light)
+    import numpy as np
+    import numpy.typing as npt
 
 CHUNK_LINES = 1000
 WAL_CHECKPOINT_PAGES = 1000
@@ -168,11 +172,11 @@ def join_lines(lines: Iterable[str | bytes]) -> tuple[bytes, list[int]]:
     return b"".join(parts), ends
 
 
-def newline_ends(body: bytes) -> list[int]:
+def newline_ends(body: bytes) -> npt.NDArray[np.int64]:
     """Line ends of ``body`` split at every newline (no raw newline in string fields)."""
     import numpy as np
 
-    return (np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1).tolist()
+    return np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10) + 1
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -245,6 +249,17 @@ class OutboxStats:
     sent_lines_total: int
 
 
+_STATS_SQL = (
+    "SELECT n_lines, n_bytes, n_chunks, (SELECT MIN(created_ns) FROM outbox), "
+    "(SELECT COUNT(*) FROM quarantine), "
+    + ", ".join(f"(SELECT value FROM meta WHERE key = '{key}')"
+                for key in ("last_success_ns", "last_error", "last_error_ns", "sent_lines_total"))
+    + " FROM outbox_totals"
+)
+""":meth:`LocalStore.stats` in one statement: the totals, the oldest chunk, the quarantine
+count and the meta values (``NULL`` where unset)."""
+
+
 @dataclass
 class LocalStore:
     """The SQLite local store. Thread-safe (one connection, one lock)."""
@@ -257,6 +272,8 @@ class LocalStore:
     """Automatic checkpoint threshold in pages; ``reserve_bytes`` must cover it."""
     _conn: sqlite3.Connection = field(init=False, repr=False)
     _lock: threading.RLock = field(init=False, repr=False, default_factory=threading.RLock)
+    _synchronous: str = field(init=False, repr=False, default="")
+    """The connection's ``PRAGMA synchronous`` as last set (set again only to change it)."""
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -268,6 +285,7 @@ class LocalStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            self._synchronous = "FULL"
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._conn.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_checkpoint_pages)}")
             if self.max_page_count is not None:
@@ -320,7 +338,10 @@ class LocalStore:
         losing the transaction to a power cut only means sending something again."""
         with self._lock:
             try:
-                self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                synchronous = "FULL" if durable else "NORMAL"
+                if synchronous != self._synchronous:
+                    self._conn.execute(f"PRAGMA synchronous={synchronous}")
+                    self._synchronous = synchronous
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
@@ -395,7 +416,8 @@ class LocalStore:
         return self.add_ends(body, newline_ends(body), source=source, durable=durable)
 
     def add_ends(
-        self, data: bytes, ends: Sequence[int], *, source: str = "", durable: bool = True
+        self, data: bytes, ends: Sequence[int] | npt.NDArray[np.int64], *, source: str = "",
+        durable: bool = True,
     ) -> int:
         """Queue ``data`` whose lines end at the byte offsets ``ends`` (each line's end,
         newline included). Chunked without a Python step per line.
@@ -624,23 +646,19 @@ class LocalStore:
         return None if row is None else str(row[0])
 
     def stats(self) -> OutboxStats:
-        with self._lock:
-            lines, size, chunks = self._read(
-                "SELECT n_lines, n_bytes, n_chunks FROM outbox_totals"
-            )[0]
-            oldest = self._read("SELECT MIN(created_ns) FROM outbox")[0][0]
-            quarantined = self._read("SELECT COUNT(*) FROM quarantine")[0][0]
-            meta = dict(self._read("SELECT key, value FROM meta"))
+        # one query (the daemon's status file reads this every 30 s): one snapshot
+        (lines, size, chunks, oldest, quarantined, last_success_ns, last_error, last_error_ns,
+         sent_lines_total) = self._read(_STATS_SQL)[0]
         return OutboxStats(
             pending_lines=int(lines),
             pending_bytes=int(size),
             pending_chunks=int(chunks),
             oldest_ns=None if oldest is None else int(oldest),
             quarantined=int(quarantined),
-            last_success_ns=int(meta["last_success_ns"]) if "last_success_ns" in meta else None,
-            last_error=meta.get("last_error", ""),
-            last_error_ns=int(meta["last_error_ns"]) if "last_error_ns" in meta else None,
-            sent_lines_total=int(meta.get("sent_lines_total", 0)),
+            last_success_ns=None if last_success_ns is None else int(last_success_ns),
+            last_error="" if last_error is None else last_error,
+            last_error_ns=None if last_error_ns is None else int(last_error_ns),
+            sent_lines_total=int(sent_lines_total or 0),
         )
 
     def quarantined(self, limit: int = 100) -> list[QuarantinedLine]:

@@ -55,14 +55,15 @@ def epoch_lines(
     """
     t = np.asarray(t_ns, dtype=np.int64)
     codes = np.asarray(stage_code, dtype=np.int64)
-    if codes.size and (codes.min() < -1 or codes.max() > 3):
+    rows = codes + 1  # rows of _STAGE_BY_CODE; as unsigned, codes below -1 wrap past 4
+    if np.count_nonzero(rows.view(np.uint64) > 4):
         bad = int(codes[(codes < -1) | (codes > 3)][0])
         raise schema.SchemaError(f"unknown stage code {bad}", measurement="epoch", key="stage_code")
     fields: dict[str, Any] = {
-        "stage": _STAGE_BY_CODE[codes + 1],
+        "stage": _STAGE_BY_CODE[rows],
         "stage_code": codes,
-        "final": np.full(t.size, final),
-        "night": np.full(t.size, night, dtype=object),
+        "final": np.full(t.size, final, dtype=bool),
+        "night": np.array([night] * t.size, dtype=object),  # (np.full's dearer for a few)
     }
     if proba is not None:
         p = np.asarray(proba, dtype=np.float64).reshape(t.size, 4)
@@ -77,6 +78,9 @@ for _name, _code in schema.STAGE_CODES.items():
     _STAGE_BY_CODE[_code + 1] = _name
 
 
+_FEATURE_TYPES = {spec.name: spec.type for spec in schema.EPOCH_FEATURES.fields}
+
+
 def epoch_feature_lines(
     participant: str, scorer: str, t_ns: npt.ArrayLike, features: Mapping[str, npt.ArrayLike]
 ) -> bytes:
@@ -86,10 +90,9 @@ def epoch_feature_lines(
     integer-valued float columns are cast to the schema's type.
     """
     tags = {"participant": participant, "scorer": scorer}
-    types = {spec.name: spec.type for spec in schema.EPOCH_FEATURES.fields}
     cols: dict[str, Any] = {}
     for key, values in features.items():
-        ftype = types.get(key)
+        ftype = _FEATURE_TYPES.get(key)
         if ftype is None:
             continue
         arr = np.asarray(values)
