@@ -24,7 +24,7 @@ from sensord.model import AccStream, AccTimes, RawNotification
 from sensord.pipeline import DeviceStreams, _concat_streams, _CountedAcc, load_session
 from sensord.simulate import SimConfig, simulate_to_files
 from sensord.staging import motion
-from sensord.staging.core import AccCounter, _nominal_rate_int32, acc_counts, score_night
+from sensord.staging.core import AccCounter, acc_counts, score_night
 from sensord.staging.epochs import epoch_grid
 from sensord.store.nightpoints import night_points
 
@@ -219,9 +219,18 @@ def test_samples_to_drop_or_clip_are_not_counted_as_decoded() -> None:
                           st.integers(2**31 - 3, 2**33)), max_size=60))  # long gaps
 @example([2**31 - 1, 2**31 - 1, 5])
 @example([1, 2**32, 3, 2**32])
-def test_the_int32_nominal_rate_is_motions(spacings_ns: list[int]) -> None:
+def test_the_nominal_rate_is_that_of_the_median_positive_spacing(spacings_ns: list[int]
+                                                                  ) -> None:
+    """motion.nominal_rate (int32 spacings, int64 where they would not do) against the
+    median of the positive int64 spacings, taken in plain Python."""
     t = T0 + np.cumsum(np.array([0, *spacings_ns], dtype=np.int64))
-    assert _nominal_rate_int32(t) == motion.nominal_rate(t)
+    positive = sorted(d for d in spacings_ns if d > 0)
+    k = len(positive)
+    if not k:
+        assert motion.nominal_rate(t) == 0.0
+        return
+    median = (positive[(k - 1) // 2] + positive[k // 2]) / 2
+    assert motion.nominal_rate(t) == 1e9 / median
 
 
 def test_samples_of_the_wrong_shape_are_left_to_the_whole_night_path() -> None:

@@ -186,42 +186,12 @@ class AccCounter:
         if (not self.exact or self._counter is None or self._last_ns is None
                 or t.size != self._samples or not t.size
                 or self._first_ns < grid.start_ns or self._last_ns >= grid.end_ns
-                or motion.count_rate(_nominal_rate_int32(t)) != self._counter.fs
+                or motion.count_rate(motion.nominal_rate(t)) != self._counter.fs
                 or _order_checksum(t, 0, 0) != self._checksum):
             return None
         counts = self._counter.close()
         self.exact, self._counter = False, None  # used up
         return counts, 0
-
-
-_SPACING_CAP_NS = int(np.iinfo(np.int32).max)
-
-
-def _nominal_rate_int32(t_ns: I64) -> float:
-    """:func:`sensord.staging.motion.nominal_rate` with the spacings held as int32 (half
-    the memory: the worker's peak is where :meth:`AccCounter.result` takes a 50-Hz
-    night's rate, 11.5 -> 5.8 MB on top of what it holds then).
-
-    A spacing of 2.1 s or more is held as ``2**31 - 1``, which leaves the median where
-    it is unless one of the middle spacings is such a one; that would make the median more
-    than half of it, and then, or where a spacing is not positive (which ``nominal_rate``
-    leaves out), the rate is ``nominal_rate``'s own. Its steps are repeated here rather
-    than shared because its int64 spacings are what the live path wants."""
-    t = np.asarray(t_ns, dtype=np.int64)
-    n = t.size - 1
-    if n < 1:
-        return motion.nominal_rate(t)
-    spacing = np.empty(n, dtype=np.int32)
-    block = 1 << 16
-    for lo in range(0, n, block):
-        part = np.diff(t[lo : lo + block + 1])
-        if not (part > 0).all():
-            return motion.nominal_rate(t)
-        spacing[lo : lo + part.size] = np.minimum(part, _SPACING_CAP_NS)
-    median = np.median(spacing, overwrite_input=True)
-    if 2 * median > _SPACING_CAP_NS:
-        return motion.nominal_rate(t)
-    return float(1e9 / median)
 
 
 def _order_checksum(t_ns: I64, first_index: int, start: int) -> int:

@@ -219,14 +219,41 @@ def count_rate(fs_hz: float) -> int:
     return min(SUPPORTED_HZ, key=lambda r: abs(r - fs_hz))
 
 
+_SPACING_CAP_NS = int(np.iinfo(np.int32).max)
+
+
 def nominal_rate(t_ns: I64) -> float:
-    """Sampling rate (Hz) from the median sample spacing; 0 if it cannot be told."""
+    """Sampling rate (Hz) from the median of the positive sample spacings; 0 if it cannot
+    be told.
+
+    The spacings are held as int32 where they are all positive: half the memory of a
+    50-Hz night's int64 differences (the scoring worker's peak is where it takes the
+    night's rate, 11.5 -> 5.8 MB on top of what it holds then), computed in blocks. A
+    spacing of 2.1 s or more is held as ``2**31 - 1``, which leaves the median where it is
+    unless a middle spacing is such a one; then (the median is more than half of it), or
+    where a spacing is not positive, the int64 spacings are used.
+    """
     t = np.asarray(t_ns, dtype=np.int64)
-    if t.size < 2:
+    n = t.size - 1
+    if n < 1:
         return 0.0
+    spacing = np.empty(n, dtype=np.int32)
+    block = 1 << 16
+    for lo in range(0, n, block):
+        part = np.diff(t[lo : lo + block + 1])
+        if not (part > 0).all():
+            return _nominal_rate_int64(t)
+        spacing[lo : lo + part.size] = np.minimum(part, _SPACING_CAP_NS)
+    median = np.median(spacing, overwrite_input=True)  # the mean of two ints in float64
+    if 2 * median > _SPACING_CAP_NS:
+        return _nominal_rate_int64(t)
+    return float(1e9 / median)
+
+
+def _nominal_rate_int64(t: I64) -> float:
+    """:func:`nominal_rate` from int64 spacings, the non-positive ones left out."""
     d = np.diff(t)
-    if not (d > 0).all():
-        d = d[d > 0]
+    d = d[d > 0]
     # partitioned in place: no second night-long copy (the same median)
     return float(1e9 / np.median(d, overwrite_input=True)) if d.size else 0.0
 
