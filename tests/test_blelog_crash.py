@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -268,13 +270,13 @@ def test_flushes_every_sync_interval_and_fsyncs_every_fsync_interval(
     """What a killed process leaves (the file) is at most 5 s behind; what a power cut
     leaves (fsync'd) at most 30 s; device events are fsync'd at once."""
     synced: list[int] = []
-    real_fsync = blelog.os.fsync
+    real_sync = blelog.os.fdatasync
 
-    def counting_fsync(fd: int) -> None:
+    def counting_sync(fd: int) -> None:
         synced.append(len(events_written))
-        real_fsync(fd)
+        real_sync(fd)
 
-    monkeypatch.setattr(blelog.os, "fsync", counting_fsync)
+    monkeypatch.setattr(blelog.os, "fdatasync", counting_sync)
     path = tmp_path / "f.blelog"
     events_written: list[RawNotification | DeviceEvent] = []
     w = blelog.BlelogWriter(path, participant="p", tz="UTC", host="h", wall_ns=T0, mono_ns=10,
@@ -296,6 +298,30 @@ def test_flushes_every_sync_interval_and_fsyncs_every_fsync_interval(
     w.write(ev)
     assert synced[4:] == [len(events_written)]  # one fsync, within the write of the event
     w.close()
+
+
+def test_a_new_log_syncs_its_directory_once_an_appended_one_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file's own syncs make its bytes durable, not its name: a log the writer creates
+    also has its directory fsync'd (once); appending a session to an existing log adds no
+    directory entry, so no directory sync."""
+    real_fsync = blelog.os.fsync
+    synced_dirs: list[bool] = []
+
+    def recording_fsync(fd: int) -> None:
+        synced_dirs.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(blelog.os, "fsync", recording_fsync)
+    path = tmp_path / "night" / "f.blelog"
+    path.parent.mkdir()
+    for _session in range(2):
+        w = blelog.BlelogWriter(path, participant="p", tz="UTC", host="h", wall_ns=T0,
+                                mono_ns=10, fsync=True)
+        w.write(_note(0))
+        w.close()
+    assert synced_dirs == [True]  # the first session created the file; the second appended
+    assert len(list(blelog.iter_events(path))) == 2
 
 
 @pytest.mark.parametrize("payload_hex", ["0a0b0c", "0A0B0C", "0a 0b0c", "0a0b0", "0a0\xe9",
