@@ -10,7 +10,9 @@ time), without the radio:
   clock-step tracker, then the pipeline: a new session log written and fsync'd as the
   daemon does (``sensord.daemon_ops.live_log_writer``), then batch decoding (up to ``LIVE_BATCH``
   notifications per batch, and what is buffered at every epoch tick, as live);
-* every 5 s of data the clock check, every 30 s the status file and an epoch tick (export
+* every 5 s of data the clock check, every 30 s the status file (on tmpfs, /dev/shm here,
+  as the install guide's ``[daemon] status_file`` in /run/sensord; ``--status-on-disk``
+  puts it beside the log, the default without that key) and an epoch tick (export
   of new samples to a real SQLite outbox, rolling-buffer trim) and, at the daemon's default
   cadence (``DaemonOptions.provisional_every_s``, 30 s), provisional stages and epoch
   features for the epochs completed since, in the daemon's provisional thread (heart rate
@@ -29,7 +31,7 @@ alone first and printed too.
 Printed from one run: CPU seconds (user+system) per hour of data (budget <= 1.0), peak RSS
 (budget <= 100 MB), and the ratio of data time to wall time.
 
-Usage: ``python bench/daemon.py [--hours 8] [--provisional-every 30]``
+Usage: ``python bench/daemon.py [--hours 8] [--provisional-every 30] [--status-on-disk]``
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class Spec:
         self.name, self.address, self.profile, self.role = name, address, profile, role
 
 
-def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> dict[str, float]:
+def replay(log: Path, work: Path, status_dir: Path,
+           provisional_every_s: float | None = None) -> dict[str, float]:
     """Child process: the measured part."""
     import sensord.daemon
     from sensord.blelog import iter_events
@@ -91,7 +94,7 @@ def replay(log: Path, work: Path, provisional_every_s: float | None = None) -> d
     writer = live_log_writer(out_log, participant="bench", tz="Europe/Zurich",
                              wall_ns=clock.wall, mono_ns=clock.mono)
     store = LocalStore(work / "outbox.sqlite")
-    options = DaemonOptions(status_path=work / "status.json")
+    options = DaemonOptions(status_path=status_dir / "status.json")
     if provisional_every_s is not None:
         options = dataclasses.replace(options, provisional_every_s=provisional_every_s)
     device = first.device if isinstance(first, DeviceEvent | RawNotification) else "polar_h10"
@@ -186,22 +189,28 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=8.0)
     parser.add_argument("--provisional-every", type=float, default=None, metavar="S",
                         help="provisional staging cadence (default: the daemon's)")
-    parser.add_argument("--child", nargs=2, metavar=("LOG", "WORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--status-on-disk", action="store_true",
+                        help="the status file beside the log (no [daemon] status_file) "
+                        "instead of on tmpfs (/dev/shm) as the install guide has it")
+    parser.add_argument("--child", nargs=3, metavar=("LOG", "WORK", "STATUS_DIR"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]),
+        print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]), Path(args.child[2]),
                                 args.provisional_every)))
         return
     from sensord.simulate import SimConfig, simulate_to_files
 
-    with tempfile.TemporaryDirectory() as tmp:
+    on_tmpfs = not args.status_on_disk and Path("/dev/shm").is_dir()
+    with tempfile.TemporaryDirectory() as tmp, \
+            tempfile.TemporaryDirectory(dir="/dev/shm" if on_tmpfs else tmp) as status_dir:
         cfg = SimConfig(seed=7, nights=1, duration_h=args.hours, profile="polar_h10",
                         acc_rate_hz=50.0, participant="bench")
         _sim, logs = simulate_to_files(cfg, tmp)
         work = Path(tmp) / "work"
         work.mkdir()
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(logs[0]), str(work),
+            [sys.executable, __file__, "--child", str(logs[0]), str(work), status_dir,
              *(["--provisional-every", str(args.provisional_every)]
                if args.provisional_every is not None else [])],
             capture_output=True, text=True, check=True, cwd=ROOT,
@@ -218,6 +227,8 @@ def main() -> None:
     print(f"  of which the bench reading its input log {r['cpu_input_s']:.1f} CPU-s (timed alone "
           "in the same run); without it "
           f"{(r['cpu_s'] - r['cpu_input_s']) / r['hours']:.3f} CPU-s/h")
+    where = "tmpfs (/dev/shm)" if on_tmpfs else "the work directory (disk)"
+    print(f"  the status file every 30 s in {where}")
     print(f"peak_rss = {r['peak_rss_mb']:.1f} MB   (budget <= 100; the recording process)")
     print(f"peak_rss_scoring_worker = {r['peak_rss_scoring_mb']:.1f} MB   (the final "
           "re-score, separate process)")

@@ -135,6 +135,7 @@ class DaemonConfig:
     connect_timeout_s: float = 20.0
     compress_after_days: int = 7
     provisional_every_s: float = 30.0
+    status_file: str = ""  # "" -> <data_dir>/status.json
 
 
 @dataclass(frozen=True)
@@ -469,6 +470,11 @@ def _validate(cfg: Config, used: tuple[str, ...]) -> Config:
     if not 30 <= cfg.daemon.provisional_every_s <= 3600:
         raise ConfigError("must be 30-3600 s (the epoch tick is 30 s)",
                           key="daemon.provisional_every_s", source=src)
+    status_file = cfg.daemon.status_file
+    if status_file and (not Path(status_file).expanduser().is_absolute()
+                        or status_file.endswith("/")):
+        raise ConfigError(f"expected an absolute file path, got {status_file!r}",
+                          key="daemon.status_file", source=src)
     if cfg.daemon.log_retention_days < 0:
         raise ConfigError(
             "must be >= 0 (0 keeps logs forever)", key="daemon.log_retention_days", source=src

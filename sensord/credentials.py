@@ -66,11 +66,12 @@ def read_secret(*, file: str | Path | None = None, env: str | None = None,
     raise ConfigError(f"{what}: give a file or an environment variable to read it from")
 
 
-def ensure_private_dir(path: str | Path) -> Path:
+def ensure_private_dir(path: str | Path, what: str = "data directory") -> Path:
     """Create ``path`` (and parents) private to the current user, or check an existing one.
 
     A new directory gets mode 0700. An existing one that its group or other users can
-    read, write or enter is refused with the ``chmod`` that fixes it.
+    read, write or enter is refused with the ``chmod`` that fixes it; ``what`` names it in
+    the error.
     """
     directory = Path(path).expanduser()
     if not directory.exists():
@@ -78,11 +79,11 @@ def ensure_private_dir(path: str | Path) -> Path:
         os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
         return directory
     if not directory.is_dir():
-        raise ConfigError(f"data directory {directory} exists and is not a directory")
+        raise ConfigError(f"{what} {directory} exists and is not a directory")
     mode = stat.S_IMODE(directory.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(
-            f"data directory {directory} is accessible to other users (mode {mode:04o}); "
+            f"{what} {directory} is accessible to other users (mode {mode:04o}); "
             f"fix it with: chmod 700 {directory}"
         )
     return directory

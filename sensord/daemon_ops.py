@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sensord.backoff import BackoffPolicy
 from sensord.ble.transport import Advertisement, Transport
 from sensord.config import Config
+from sensord.credentials import ensure_private_dir
 from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions
 from sensord.devices import PROFILES, profile_for_services
 from sensord.errors import ConfigError, SensordError
@@ -157,7 +158,26 @@ def session_log_path(cfg: Config, wall_ns: int) -> Path:
 
 
 def status_path(cfg: Config) -> Path:
+    """The daemon's status file: ``daemon.status_file``, else ``<data_dir>/status.json``."""
+    if cfg.daemon.status_file:
+        return Path(cfg.daemon.status_file).expanduser()
     return cfg.data_path / "status.json"
+
+
+def ensure_status_dir(cfg: Config) -> Path:
+    """The status file's directory, private (0700) like the data directory; created if
+    missing. A directory that cannot be created is a :class:`ConfigError` naming the key
+    (under systemd, ``RuntimeDirectory=sensord`` creates ``/run/sensord``)."""
+    directory = status_path(cfg).parent
+    try:
+        return ensure_private_dir(directory, what="status directory")
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key="daemon.status_file") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {directory} ({exc.strerror or exc}); under systemd the unit's "
+            "RuntimeDirectory=sensord creates /run/sensord", key="daemon.status_file",
+        ) from None
 
 
 def daemon_options(cfg: Config) -> DaemonOptions:
@@ -188,6 +208,7 @@ async def run_daemon(cfg: Config, *, clock: Clock | None = None) -> Daemon:
         raise ConfigError("no devices configured: add one with `sensord pair ADDRESS`",
                           key="devices")
     cfg.ensure_data_dir()  # private (0700); refused if other users can read it
+    ensure_status_dir(cfg)
     path = session_log_path(cfg, clock.wall_ns())
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     wall0, mono0 = clock.read()
@@ -483,6 +504,12 @@ def doctor_checks(cfg: Config) -> tuple[bool, list[str]]:
     except OSError as exc:
         ok = False
         lines.append(f"disk: {data} NOT WRITABLE ({exc})")
+    status = status_path(cfg)
+    if not status.parent.is_dir():  # not a failure: systemd creates /run/sensord at start
+        lines.append(f"status file: {status} (its directory is created when the service "
+                     "starts: RuntimeDirectory=sensord in the unit)")
+    else:
+        lines.append(f"status file: {status}")
     return ok, lines
 
 

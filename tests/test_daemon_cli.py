@@ -24,12 +24,19 @@ from tests.daemon_helpers import HR_MEASUREMENT, hr_seq, midnight_tz
 SPEED = 60
 
 
+def status_file(tmp: Path) -> Path:
+    """Where the config puts the status file: off the data directory, as the install guide
+    does (/run/sensord there; the daemon creates this one, private)."""
+    return tmp / "run" / "sensord" / "status.json"
+
+
 def write_config(tmp: Path, hci: str) -> Path:
     cfg = tmp / "sensord.toml"
     cfg.write_text(
         f'participant_id = "P07"\ntimezone = "{midnight_tz()}"\ndata_dir = "{tmp / "data"}"\n'
         f'[daemon]\ntransport = "bumble:{hci}"\nwatchdog_s = 60\nreconnect_min_s = 2\n'
         f'reconnect_max_s = 30\nconnect_timeout_s = 2\n'
+        f'status_file = "{status_file(tmp)}"\n'
         f'[[devices]]\nname = "chest"\naddress = "F0:00:00:00:00:01"\nprofile = "heart_rate"\n'
         f'role = "chest"\n'
     )
@@ -51,11 +58,11 @@ def start_daemon(cfg: Path, tmp: Path, n: int) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_status(data: Path, pred: object, timeout_s: float = 20) -> dict[str, object]:
+def wait_status(path: Path, pred: object, timeout_s: float = 20) -> dict[str, object]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            st = json.loads((data / "status.json").read_text())
+            st = json.loads(path.read_text())
             if pred(st):  # type: ignore[operator]
                 return st  # type: ignore[no-any-return]
         except (OSError, ValueError):
@@ -77,7 +84,10 @@ def test_sigkill_mid_night_then_restart_loses_nothing_logged(
     data = tmp_path / "data"
     daemon = start_daemon(cfg, tmp_path, 1)
     try:
-        wait_status(data, lambda st: st["devices"]["chest"]["notifications"] >= 200)
+        wait_status(status_file(tmp_path),
+                    lambda st: st["devices"]["chest"]["notifications"] >= 200)
+        assert not (data / "status.json").exists()
+        assert (status_file(tmp_path).parent.stat().st_mode & 0o777) == 0o700
         status = sensord("status", "-c", str(cfg))
         assert status.returncode == 0, status.stderr
         assert "daemon: running" in status.stdout and "chest [heart_rate" in status.stdout
@@ -92,7 +102,7 @@ def test_sigkill_mid_night_then_restart_loses_nothing_logged(
         assert len(seqs_kill) >= 150
         assert seqs_kill == list(range(len(seqs_kill)))
         daemon = start_daemon(cfg, tmp_path, 2)
-        wait_status(data, lambda st: st["pid"] == daemon.pid
+        wait_status(status_file(tmp_path), lambda st: st["pid"] == daemon.pid
                     and st["devices"]["chest"]["notifications"] >= 100)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
@@ -112,7 +122,7 @@ def test_sigkill_mid_night_then_restart_loses_nothing_logged(
     assert hr_seq(resumed[0].payload) >= seqs_kill[-1]
     # After SIGTERM the status shows a clean stop (the daemon wrote it on the way out), the
     # night was re-scored from its log in the scoring worker and queued in the outbox.
-    st = json.loads((data / "status.json").read_text())
+    st = json.loads(status_file(tmp_path).read_text())
     assert st["devices"]["chest"]["state"] == "stopped"
     assert "host" not in st["problems"], st["problems"]
     assert st["outbox"]["pending_lines"] > 0
@@ -125,6 +135,7 @@ def test_doctor_reports_clock_disk_and_transport(tmp_path: Path) -> None:
     assert "clock: " in out.stdout
     assert f"disk: {tmp_path / 'data'} writable" in out.stdout
     assert "no sink configured" in out.stdout
+    assert f"status file: {status_file(tmp_path)} (its directory is created when" in out.stdout
 
 
 def _bleak_config(tmp: Path, *, with_device: bool) -> Path:

@@ -21,6 +21,7 @@ from sensord.daemon import Daemon, DaemonOptions, SupervisorOptions, sd_notify, 
 from sensord.daemon_ops import (
     JournalFormatter,
     daemon_options,
+    ensure_status_dir,
     in_morning,
     maintain_logs,
     night_label,
@@ -104,6 +105,37 @@ def test_the_provisional_cadence_is_a_daemon_setting(tmp_path: Path) -> None:
     for bad in ("10", "0", "86400"):
         cfg_path.write_text(f'data_dir = "{tmp_path}"\n[daemon]\nprovisional_every_s = {bad}\n')
         with pytest.raises(ConfigError, match=r"daemon\.provisional_every_s"):
+            load_config(cfg_path)
+
+
+def test_the_status_file_can_live_off_the_data_directory(tmp_path: Path) -> None:
+    """Default ``<data_dir>/status.json``; ``[daemon] status_file`` moves it (the install
+    guide: /run/sensord, tmpfs). Its directory is created private like the data
+    directory; one that cannot be created or that others can read is refused, naming the
+    key, before anything is recorded."""
+    cfg_path = tmp_path / "c.toml"
+    data = tmp_path / "data"
+    cfg_path.write_text(f'data_dir = "{data}"\n')
+    assert daemon_options(load_config(cfg_path)).status_path == data / "status.json"
+    run = tmp_path / "run" / "sensord"
+    cfg_path.write_text(f'data_dir = "{data}"\n[daemon]\nstatus_file = "{run}/status.json"\n')
+    cfg = load_config(cfg_path)
+    assert daemon_options(cfg).status_path == run / "status.json"
+    assert ensure_status_dir(cfg) == run
+    assert (run.stat().st_mode & 0o777) == 0o700
+    run.chmod(0o755)
+    with pytest.raises(ConfigError, match=r"status directory .* chmod 700") as refused:
+        ensure_status_dir(cfg)
+    assert refused.value.key == "daemon.status_file"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg_path.write_text(f'data_dir = "{data}"\n[daemon]\nstatus_file = "{blocker}/run/s.json"\n')
+    with pytest.raises(ConfigError, match=r"cannot create") as failed:
+        ensure_status_dir(load_config(cfg_path))
+    assert failed.value.key == "daemon.status_file"
+    for bad in ("status.json", "run/status.json", f"{run}/"):
+        cfg_path.write_text(f'data_dir = "{data}"\n[daemon]\nstatus_file = "{bad}"\n')
+        with pytest.raises(ConfigError, match=r"daemon\.status_file"):
             load_config(cfg_path)
 
 

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from sensord.config import load_config
+from sensord.daemon_ops import status_path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -35,6 +36,7 @@ def test_guide_config_loads_and_its_password_file_is_read(tmp_path: Path) -> Non
     assert cfg.sink.url.startswith("https://")  # the guide shows the safe default
     assert cfg.sink.password() == "hunter2-not-real"
     assert cfg.data_path == data
+    assert status_path(cfg) == Path("/run/sensord/status.json")
 
 
 def test_guide_and_unit_agree_on_paths() -> None:
@@ -46,6 +48,10 @@ def test_guide_and_unit_agree_on_paths() -> None:
     assert "install -m 0644 /opt/sensord/tools/sensord.service /etc/systemd/system/" in GUIDE
     user = next(ln for ln in unit.splitlines() if ln.startswith("User=")).removeprefix("User=")
     assert f"--groups bluetooth {user}" in GUIDE
+    # the status file goes to the tmpfs directory the unit has systemd create (off the SD card)
+    runtime = next(ln for ln in unit.splitlines() if ln.startswith("RuntimeDirectory="))
+    (status_file,) = re.findall(r'^status_file = "(.+?)"', GUIDE, flags=re.M)
+    assert Path(status_file).parent == Path("/run") / runtime.removeprefix("RuntimeDirectory=")
     for doc in re.findall(r"file://(\S+)", unit):
         rel = Path(doc).relative_to("/opt/sensord")
         assert (ROOT / rel).exists(), doc
