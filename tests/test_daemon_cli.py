@@ -59,6 +59,8 @@ def start_daemon(cfg: Path, tmp: Path, n: int) -> subprocess.Popen[bytes]:
 
 
 def wait_status(path: Path, pred: object, timeout_s: float = 20) -> dict[str, object]:
+    """The first status read from the file ``path`` that satisfies ``pred``."""
+    assert not path.is_dir(), f"{path}: wait_status reads the status file, not a directory"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

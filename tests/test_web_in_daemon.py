@@ -25,7 +25,7 @@ import pytest
 
 from sensord.config import load_config
 from tests.bumble_env import ROOT, VirtualAirProc, virtual_air  # noqa: F401
-from tests.test_daemon_cli import sensord, start_daemon, wait_status, write_config
+from tests.test_daemon_cli import sensord, start_daemon, status_file, wait_status, write_config
 from tests.test_security_web import PIN, client, is_login_page, login
 
 
@@ -112,11 +112,11 @@ def test_enabled_page_waits_for_a_pin_then_serves_and_stops_on_sigterm(
     port = free_port()
     cfg = web_config(tmp_path, virtual_air.hci("central"),
                      f'[web]\nenabled = true\nbind = "127.0.0.1"\nport = {port}\n')
-    data = tmp_path / "data"
+    status = status_file(tmp_path)
     err = tmp_path / "daemon-1.err"
     daemon = start_daemon(cfg, tmp_path, 1)
     try:
-        wait_status(data, lambda st: st["devices"]["chest"]["notifications"] >= 50)
+        wait_status(status, lambda st: st["devices"]["chest"]["notifications"] >= 50)
         # No PIN: recording goes on, one clear warning, no socket opened.
         assert "no PIN is set, so the annotation page is not served" in err.read_text()
         assert "sensord web set-pin" in err.read_text()
@@ -129,8 +129,8 @@ def test_enabled_page_waits_for_a_pin_then_serves_and_stops_on_sigterm(
         assert headers["Content-Security-Policy"].startswith("default-src 'none'")
         assert listening_ports(daemon.pid) == {port}
         assert asyncio.run(save_pain(url)) == 303
-        before = wait_status(data, lambda st: True)["devices"]["chest"]["notifications"]
-        wait_status(data, lambda st: st["devices"]["chest"]["notifications"] > before)
+        before = wait_status(status, lambda st: True)["devices"]["chest"]["notifications"]
+        wait_status(status, lambda st: st["devices"]["chest"]["notifications"] > before)
         assert stop(daemon) == 0
     finally:
         if daemon.poll() is None:
@@ -159,7 +159,7 @@ def test_disabled_page_listens_on_nothing_even_with_a_pin(
     set_pin(cfg)
     daemon = start_daemon(cfg, tmp_path, 1)
     try:
-        wait_status(tmp_path / "data", lambda st: st["devices"]["chest"]["notifications"] >= 50)
+        wait_status(status_file(tmp_path), lambda st: st["devices"]["chest"]["notifications"] >= 50)
         assert listening_ports(daemon.pid) == set() and refused(port)
         assert stop(daemon) == 0
     finally:
