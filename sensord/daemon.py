@@ -1123,7 +1123,7 @@ class Daemon:
             sd_notify("STOPPING=1")
             for sup in self.supervisors:
                 sup.stop()
-            _done, pending = await asyncio.wait(tasks, timeout=10)
+            pending = (await asyncio.wait(tasks, timeout=10))[1] if tasks else set()
             for task in [*pending, housekeeping]:
                 task.cancel()
             for task in [*tasks, housekeeping]:
@@ -1218,6 +1218,19 @@ class Daemon:
             self.problems.add("host", "sender status not queued", str(exc))
 
     async def _housekeeping(self) -> None:
+        """Clock checks, epoch ticks, pushes, the status file and the watchdog ping. If a
+        step raises what it does not handle, the traceback is logged and the pings stop:
+        systemd's watchdog then restarts the daemon (recording itself is not in here)."""
+        try:
+            await self._housekeeping_loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("housekeeping stopped (no more epoch ticks, pushes or watchdog "
+                          "pings; under systemd the watchdog restarts the daemon)")
+            raise
+
+    async def _housekeeping_loop(self) -> None:
         opts = self.options
         wd = watchdog_interval_s()
         next_wd = time.monotonic()
@@ -1306,11 +1319,14 @@ class Daemon:
         # no indent: the C encoder, 5x cheaper; ASCII (ensure_ascii), written without a
         # text-mode file object (half the cost of Path.write_text, every 30 s)
         data = json.dumps(self.status()).encode("ascii")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:  # (its directory removed, disk full): recording goes on
+            self.problems.add("host", "status not written", f"{path}: {exc.strerror or exc}")

@@ -266,3 +266,62 @@ def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
     daemon.epoch_tick()
     kept = daemon.supervisors[0].status.epochs_with_data
     assert kept == {newest - k for k in range(min(n, 12 * 3600 // epoch_s + 1))}
+
+
+class _Strap:
+    name, address, profile, role = "strap", "00:00:00:00:00:00", "heart_rate", "chest"
+
+
+def test_a_status_file_that_cannot_be_written_is_counted_and_recording_goes_on(
+        tmp_path: Path) -> None:
+    """Its directory removed (or the disk full): ``write_status`` counts a host problem
+    (logged once) instead of raising into the daemon's housekeeping, and writes again,
+    with the count, once it can."""
+    from sensord.timesource import RecordClock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    daemon = Daemon([_Strap()], transport=None,  # type: ignore[arg-type]  # no radio
+                    pipeline=Pipeline(writer=None), clock=RecordClock(10**18, 10**12),
+                    options=DaemonOptions(status_path=run / "status.json"))
+    daemon.write_status()
+    assert json.loads((run / "status.json").read_text())["problems"] == {}
+    (run / "status.json").unlink()
+    run.rmdir()
+    daemon.write_status()
+    daemon.write_status()
+    assert daemon.problems.counts[("host", "status not written")] == 2
+    run.mkdir()
+    daemon.write_status()
+    written = json.loads((run / "status.json").read_text())
+    assert written["problems"] == {"host": {"status not written": 2}}
+
+
+def test_housekeeping_that_dies_says_why_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in an epoch tick stops the housekeeping (and so the watchdog pings, which
+    lets systemd restart the daemon): the traceback is logged when it happens, not lost
+    in a task nobody awaits until the stop."""
+    calls = []
+
+    def buggy_hook(_daemon: Daemon, _now_ns: int) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("planted bug in the epoch hook")
+
+    async def night() -> None:
+        clock = ScaledClock(speed=600.0, wall0_ns=1_760_000_010 * 10**9)
+        daemon = Daemon([], transport=None,  # type: ignore[arg-type]  # no devices, no radio
+                        pipeline=Pipeline(writer=None), clock=clock, options=DaemonOptions(),
+                        on_epoch=buggy_hook)
+        runner = asyncio.ensure_future(daemon.run())
+        for _ in range(200):
+            if "housekeeping stopped" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        daemon.stop()
+        await runner
+
+    with caplog.at_level(logging.ERROR, logger="sensord.daemon"):
+        asyncio.run(night())
+    (record,) = [r for r in caplog.records if "housekeeping stopped" in r.getMessage()]
+    assert record.exc_info is not None and "planted bug" in str(record.exc_info[1])
