@@ -8,7 +8,12 @@ loader (a renamed key, a refused participant id, a secret in the wrong place) fa
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from sensord.config import load_config
 from sensord.daemon_ops import status_path
@@ -55,3 +60,21 @@ def test_guide_and_unit_agree_on_paths() -> None:
     for doc in re.findall(r"file://(\S+)", unit):
         rel = Path(doc).relative_to("/opt/sensord")
         assert (ROOT / rel).exists(), doc
+
+
+def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """systemd's own parser reads the unit without a complaint (a misspelt key or a bad
+    value is only a warning to systemd, which then ignores the line: here it fails).
+    The binary is the one thing moved: /opt/sensord does not exist on a test machine."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (Debian package systemd)")
+    unit = (ROOT / "tools" / "sensord.service").read_text()
+    text = unit.replace("ExecStart=/opt/sensord/.venv/bin/sensord",
+                        f"ExecStart={Path(sys.executable).resolve()}")
+    assert text != unit
+    path = tmp_path / "sensord.service"
+    path.write_text(text)
+    res = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), res.stdout + res.stderr
