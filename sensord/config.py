@@ -169,7 +169,7 @@ class Config:
     def ensure_data_dir(self) -> Path:
         """The data directory, created mode 0700 if missing; one that other users can
         read, write or enter is refused (:class:`ConfigError` naming it and the ``chmod``)."""
-        return ensure_private_dir(self.data_path)
+        return ensure_private_dir(self.data_path, key="data_dir")
 
 
 SECTIONS: dict[str, type] = {

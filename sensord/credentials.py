@@ -66,25 +66,31 @@ def read_secret(*, file: str | Path | None = None, env: str | None = None,
     raise ConfigError(f"{what}: give a file or an environment variable to read it from")
 
 
-def ensure_private_dir(path: str | Path, what: str = "data directory") -> Path:
+def ensure_private_dir(path: str | Path, what: str = "data directory", *,
+                       key: str | None = None, hint: str = "") -> Path:
     """Create ``path`` (and parents) private to the current user, or check an existing one.
 
     A new directory gets mode 0700. An existing one that its group or other users can
-    read, write or enter is refused with the ``chmod`` that fixes it; ``what`` names it in
-    the error.
+    read, write or enter is refused with the ``chmod`` that fixes it, and one that cannot
+    be created is refused with the reason; each :class:`ConfigError` names it as ``what``,
+    carries the config ``key`` it came from and ends with ``hint``.
     """
     directory = Path(path).expanduser()
     if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        try:
+            directory.mkdir(mode=0o700, parents=True)
+            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        except OSError as exc:
+            raise ConfigError(f"cannot create {what} {directory} ({exc.strerror or exc}){hint}",
+                              key=key) from None
         return directory
     if not directory.is_dir():
-        raise ConfigError(f"{what} {directory} exists and is not a directory")
+        raise ConfigError(f"{what} {directory} exists and is not a directory{hint}", key=key)
     mode = stat.S_IMODE(directory.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(
             f"{what} {directory} is accessible to other users (mode {mode:04o}); "
-            f"fix it with: chmod 700 {directory}"
+            f"fix it with: chmod 700 {directory}", key=key,
         )
     return directory
 

@@ -168,16 +168,10 @@ def ensure_status_dir(cfg: Config) -> Path:
     """The status file's directory, private (0700) like the data directory; created if
     missing. A directory that cannot be created is a :class:`ConfigError` naming the key
     (under systemd, ``RuntimeDirectory=sensord`` creates ``/run/sensord``)."""
-    directory = status_path(cfg).parent
-    try:
-        return ensure_private_dir(directory, what="status directory")
-    except ConfigError as exc:
-        raise ConfigError(exc.message, key="daemon.status_file") from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create {directory} ({exc.strerror or exc}); under systemd the unit's "
-            "RuntimeDirectory=sensord creates /run/sensord", key="daemon.status_file",
-        ) from None
+    return ensure_private_dir(status_path(cfg).parent, "status directory",
+                              key="daemon.status_file",
+                              hint="; under systemd the unit's RuntimeDirectory=sensord "
+                              "creates /run/sensord")
 
 
 def daemon_options(cfg: Config) -> DaemonOptions:
@@ -505,11 +499,10 @@ def doctor_checks(cfg: Config) -> tuple[bool, list[str]]:
         ok = False
         lines.append(f"disk: {data} NOT WRITABLE ({exc})")
     status = status_path(cfg)
-    if not status.parent.is_dir():  # not a failure: systemd creates /run/sensord at start
-        lines.append(f"status file: {status} (its directory is created when the service "
-                     "starts: RuntimeDirectory=sensord in the unit)")
-    else:
-        lines.append(f"status file: {status}")
+    later = ("" if status.parent.is_dir()  # not a failure: systemd creates /run/sensord
+             else " (its directory is created when the service starts: "
+             "RuntimeDirectory=sensord in the unit)")
+    lines.append(f"status file: {status}{later}")
     return ok, lines
 
 

@@ -134,6 +134,11 @@ def test_data_dir_created_private_and_open_one_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         ensure_private_dir(shared)
     assert str(shared) in str(info.value) and "chmod 700" in str(info.value)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create data directory") as failed:
+        ensure_private_dir(blocker / "data", key="data_dir")  # (a file where a dir must go)
+    assert failed.value.key == "data_dir" and str(blocker / "data") in str(failed.value)
 
 
 def test_url_with_credentials_refused_without_echoing_them() -> None:
