@@ -2,6 +2,7 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine and runs it.
 # System packages: influxdb (a real InfluxDB 1.x the tests start on loopback),
 # chromium (the participant web page is tested in a real browser), dbus (BlueZoo's bus),
+# systemd (its systemd-analyze checks the service unit; nothing is started),
 # python3-venv (Debian's python3 lacks ensurepip, so `python3 -m venv` fails without it;
 # a pyenv or python.org python has it).
 set -euo pipefail
@@ -11,6 +12,7 @@ missing=()
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v dbus-daemon >/dev/null || missing+=(dbus)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=""
