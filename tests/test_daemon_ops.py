@@ -231,6 +231,12 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+class _Strap:
+    """A configured device (the supervisor's spec) for daemons built without a radio."""
+
+    name, address, profile, role = "strap", "00:00:00:00:00:00", "heart_rate", "chest"
+
+
 @pytest.mark.parametrize("span_s", [0, 3 * 3600, 12 * 3600 + 60, 14 * 3600])
 def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
                                                                  span_s: int) -> None:
@@ -239,12 +245,9 @@ def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
     status.json holds what ``status()`` gives."""
     from sensord.timesource import RecordClock
 
-    class Spec:
-        name, address, profile, role = "strap", "00:00:00:00:00:00", "heart_rate", "chest"
-
     now = 1_795_211_130 * 10**9 + 7 * 10**9  # 7 s into an epoch
     clock = RecordClock(now, 10**12)
-    daemon = Daemon([Spec()], transport=None,  # type: ignore[arg-type]  # no radio
+    daemon = Daemon([_Strap()], transport=None,  # type: ignore[arg-type]  # no radio
                     pipeline=Pipeline(writer=None), clock=clock,
                     options=DaemonOptions(status_path=tmp_path / "status.json"))
     epoch_s = 30
@@ -266,10 +269,6 @@ def test_status_counts_the_epochs_with_data_of_the_last_12_hours(tmp_path: Path,
     daemon.epoch_tick()
     kept = daemon.supervisors[0].status.epochs_with_data
     assert kept == {newest - k for k in range(min(n, 12 * 3600 // epoch_s + 1))}
-
-
-class _Strap:
-    name, address, profile, role = "strap", "00:00:00:00:00:00", "heart_rate", "chest"
 
 
 def test_a_status_file_that_cannot_be_written_is_counted_and_recording_goes_on(
