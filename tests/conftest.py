@@ -8,16 +8,34 @@ InfluxDB (area: store) -- a real Debian ``influxd`` started by the tests, see ``
 * ``influx_auth_server`` / ``influxdb_auth``: the same with ``auth-enabled = true``; the
   admin is ``tests.influx.ADMIN_USER``/``ADMIN_PASSWORD`` and ``influxdb_auth.user`` /
   ``.password`` is a non-admin user with ALL on that database.
+
+Screenshots (area: annotate): ``screenshots`` is where the browser and report tests save the
+images the docs show: ``docs/screenshots/`` when ``UPDATE_DOCS_SCREENSHOTS=1`` is set,
+otherwise a temporary directory, so that a test run leaves the working tree as it was (not a
+``SENSORD_*`` variable: sensord refuses unknown ones as typos of its settings).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.influx import InfluxDB, InfluxServer, unique_db_name
+
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go (module docstring); the directory exists."""
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="session")

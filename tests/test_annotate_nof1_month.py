@@ -91,7 +91,7 @@ def month(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], li
 
 
 def test_report_recovers_direction_and_size_of_the_effect(
-    month: tuple[Path, list[str], list[bool]], tmp_path: Path
+    month: tuple[Path, list[str], list[bool]], tmp_path: Path, screenshots: Path
 ) -> None:
     cfg, _, exposed = month
     code, text, err = run(cfg, "report", "person", "--out", str(tmp_path))
@@ -106,10 +106,8 @@ def test_report_recovers_direction_and_size_of_the_effect(
         assert sign * r["ci_low"] > 0 or sign * r["ci_high"] > 0
         assert np.sign(r["ci_low"]) == np.sign(r["ci_high"]) == sign  # direction is clear
     assert "kratom" in text and "Caveats:" in text
-    shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
     forest = tmp_path / "person-substance-taken-that-evening--same-night.png"
-    shots.joinpath("report-person-month.png").write_bytes(forest.read_bytes())
+    screenshots.joinpath("report-person-month.png").write_bytes(forest.read_bytes())
     assert "Observational" in (tmp_path / "person.html").read_text()
 
 

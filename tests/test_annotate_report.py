@@ -139,7 +139,8 @@ def test_report_night_cli_from_the_local_store(tmp_path: Path) -> None:
     assert code == 2 and "no scored night 2020-01-01" in err and label in err
 
 
-def test_report_night_of_the_bundled_demo_with_its_session_log(tmp_path: Path) -> None:
+def test_report_night_of_the_bundled_demo_with_its_session_log(tmp_path: Path,
+                                                                screenshots: Path) -> None:
     """The demo night (real MMASH heartbeats, simulated hypnogram): stored with the
     simulator's ground truth as epochs and staging's night metrics, drawn with the raw
     heart rate, RR and motion from its session log. The PNG is kept for the docs."""
@@ -210,9 +211,7 @@ def test_report_night_of_the_bundled_demo_with_its_session_log(tmp_path: Path) -
     assert "woke from pain" in page and "Pain 7/10, night waking" in page
     png = out / "night-2026-11-20.png"
     assert png.stat().st_size > 50_000
-    shots = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(png, shots / "report-night-demo.png")
+    shutil.copyfile(png, screenshots / "report-night-demo.png")
 
 
 def test_epoch_motion_sd_by_hand() -> None:

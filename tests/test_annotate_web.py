@@ -2,7 +2,8 @@
 
 The server is the real aiohttp app on 127.0.0.1 (free port) in a background thread,
 storing into the real local store; the browser taps the buttons a participant would.
-Screenshots of the main screens at phone size go to ``docs/screenshots/``.
+Screenshots of the main screens at phone size go to the ``screenshots`` directory
+(``docs/screenshots/`` with ``UPDATE_DOCS_SCREENSHOTS=1``; ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from sensord.web.auth import LoginLimiter, PinFile
 from tests.annotate_helpers import afternoon_tz, open_book
 
 PIN = "482915"
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 
@@ -121,18 +121,17 @@ def stored(db: Path, tz: str) -> list[an.Annotation]:
         book.close()
 
 
-def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
+def test_participant_flow(browser: Browser, site: tuple[Server, Path], screenshots: Path) -> None:
     server, db = site
     tz = server.state.tz
     page = page_for(browser, server.url)
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
     expect(page).to_have_url(server.url + "/login")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "web-login.png"))
+    page.screenshot(path=str(screenshots / "web-login.png"))
     login(page)
     expect(page.get_by_role("heading", name="Pain right now")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "web-home.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "web-home.png"), full_page=True)
 
     # One-tap pain: choose the context, tap 6.
     page.get_by_role("radio", name="bedtime").check()
@@ -151,7 +150,7 @@ def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
     expect(page.get_by_role("button", name="Took kratom · 3 g · powder now")).to_contain_text(
         "last "
     )
-    page.screenshot(path=str(SHOTS / "web-saved.png"))
+    page.screenshot(path=str(screenshots / "web-saved.png"))
 
     # Awake in the night with pain 7.
     page.get_by_role("button", name="Awake, pain 7 of 10").click()
@@ -169,7 +168,7 @@ def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
     page.get_by_label("2 poor").check()
     page.get_by_label("3 somewhat rested").check()
     page.get_by_label("Comments (optional)").fill('feet "burning"\nwoke at 3')
-    page.screenshot(path=str(SHOTS / "web-diary.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "web-diary.png"), full_page=True)
     page.get_by_label("Comments (optional)").fill('feet "burning" 🔥\nwoke at 3')
     page.get_by_role("button", name="Save diary").click()
     expect(page.get_by_role("status")).to_contain_text("Diary for the night of")
@@ -217,7 +216,7 @@ def test_participant_flow(browser: Browser, site: tuple[Server, Path]) -> None:
 
 
 def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
-    browser: Browser, site: tuple[Server, Path]
+    browser: Browser, site: tuple[Server, Path], screenshots: Path
 ) -> None:
     server, db = site
     before = open_book(db).history()
@@ -234,7 +233,7 @@ def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
     expect(alert).to_contain_text("greater than 0")
     expect(page.get_by_label("Substance")).to_have_value("kratom")  # what was typed survives
     expect(page.get_by_label("Dose")).to_have_attribute("aria-invalid", "true")
-    page.screenshot(path=str(SHOTS / "web-error.png"))
+    page.screenshot(path=str(screenshots / "web-error.png"))
 
     page.goto(server.url + "/diary")
     page.get_by_label("What time did you get into bed?").fill("23:30")
@@ -255,7 +254,8 @@ def test_bad_input_on_the_page_names_the_field_and_stores_nothing(
     page.context.close()
 
 
-def test_wrong_pin_is_rate_limited(browser: Browser, site: tuple[Server, Path]) -> None:
+def test_wrong_pin_is_rate_limited(browser: Browser, site: tuple[Server, Path],
+                                   screenshots: Path) -> None:
     server, _ = site
     limiter: LoginLimiter = server.state.limiter
     page = page_for(browser, server.url)
@@ -268,7 +268,7 @@ def test_wrong_pin_is_rate_limited(browser: Browser, site: tuple[Server, Path]) 
     login(page)
     expect(page.get_by_role("alert")).to_contain_text("Too many wrong PINs. Try again in")
     expect(page).to_have_url(server.url + "/login")
-    page.screenshot(path=str(SHOTS / "web-locked.png"))
+    page.screenshot(path=str(screenshots / "web-locked.png"))
     page.context.close()
 
 
