@@ -9,10 +9,12 @@ InfluxDB (area: store) -- a real Debian ``influxd`` started by the tests, see ``
   admin is ``tests.influx.ADMIN_USER``/``ADMIN_PASSWORD`` and ``influxdb_auth.user`` /
   ``.password`` is a non-admin user with ALL on that database.
 
-Screenshots (area: annotate): ``screenshots`` is where the browser and report tests save the
-images the docs show: ``docs/screenshots/`` when ``UPDATE_DOCS_SCREENSHOTS=1`` is set,
-otherwise a temporary directory, so that a test run leaves the working tree as it was (not a
-``SENSORD_*`` variable: sensord refuses unknown ones as typos of its settings).
+Images the docs show (areas: annotate, dashboards): ``docs_images`` is the directory the
+browser, report and dashboard tests save them under, as they lie under ``docs/``
+(``screenshots/``, ``dashboards/``): ``docs/`` itself when ``UPDATE_DOCS_IMAGES=1`` is set,
+otherwise a temporary copy of that layout, so that a test run leaves the working tree as it
+was (not a ``SENSORD_*`` variable: sensord refuses unknown ones as typos of its settings).
+``screenshots`` is its ``screenshots/``.
 """
 
 from __future__ import annotations
@@ -26,16 +28,23 @@ import pytest
 
 from tests.influx import InfluxDB, InfluxServer, unique_db_name
 
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS_IMAGE_DIRS = ("screenshots", "dashboards")
 
 
 @pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go (module docstring); the directory exists."""
-    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        return DOCS_SCREENSHOTS
-    return tmp_path_factory.mktemp("screenshots")
+def docs_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the docs' images go (module docstring); its subdirectories exist."""
+    root = DOCS if os.environ.get("UPDATE_DOCS_IMAGES") == "1" else tmp_path_factory.mktemp("docs")
+    for sub in DOCS_IMAGE_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def screenshots(docs_images: Path) -> Path:
+    """``docs_images / "screenshots"``."""
+    return docs_images / "screenshots"
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 The server is the real aiohttp app on 127.0.0.1 (free port) in a background thread,
 storing into the real local store; the browser taps the buttons a participant would.
 Screenshots of the main screens at phone size go to the ``screenshots`` directory
-(``docs/screenshots/`` with ``UPDATE_DOCS_SCREENSHOTS=1``; ``tests/conftest.py``).
+(``docs/screenshots/`` with ``UPDATE_DOCS_IMAGES=1``; ``tests/conftest.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ queries, runs every panel, repeated panel and annotation query, and compares the
 what each panel expects (every column present, non-empty, of the right type; series grouped by
 the expected tags; something left after the panel's transformations). Some answers are also
 compared with numbers computed in Python from what was written. The same answers are drawn to
-``docs/dashboards/<dashboard>.png``.
+``<dashboard>.png`` under ``docs_images / "dashboards"`` (``docs/dashboards/`` with
+``UPDATE_DOCS_IMAGES=1``; ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def run_check(
 
 @pytest.mark.parametrize("stem", ["night", "person", "operations"])
 def test_every_query_returns_what_its_panel_expects(
-    study_db: tuple[InfluxDB, dd.Study], stem: str
+    study_db: tuple[InfluxDB, dd.Study], stem: str, docs_images: Path
 ) -> None:
     db, study = study_db
     result = run_check(db, study, stem)
@@ -87,8 +88,9 @@ def test_every_query_returns_what_its_panel_expects(
     assert result.queries_run == n_vars + n_annos + n_targets
     for pr in result.panels:
         assert any(len(f) for f in pr.frames), pr.title
-    render.render_dashboard(doc, result, ROOT / "docs" / "dashboards" / f"{stem}.png")
-    png = (ROOT / "docs" / "dashboards" / f"{stem}.png").read_bytes()
+    preview = docs_images / "dashboards" / f"{stem}.png"
+    render.render_dashboard(doc, result, preview)
+    png = preview.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
 
 
