@@ -376,8 +376,9 @@ def replay(
     speed: float | None = typer.Option(None, help="Times real time (default: fastest)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Replay session logs through the daemon's pipeline; report what was decoded, then
-    the night summary and hypnogram scored from it."""
+    """Replay session logs through the daemon's pipeline and score the night.
+
+    Reports what was decoded, then the night summary and hypnogram scored from it."""
     try:
         report, night = _replay_report(logs, speed)
     except SensordError as exc:
@@ -481,8 +482,9 @@ def demo_log() -> Path:
 def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Replay the bundled recorded night through the daemon's pipeline; print what it
-    found, then the night summary and hypnogram."""
+    """Replay the bundled recorded night through the daemon's pipeline and score it.
+
+    Prints what it found, then the night summary and hypnogram."""
     path = demo_log()
     try:
         report, night = _replay_report([path], None)
