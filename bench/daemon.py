@@ -31,14 +31,14 @@ has it (``--source-only``: not, and each process compiles what it imports).
 
 Printed from one invocation: CPU seconds (user+system) per hour of data (budget <= 1.0),
 peak RSS (budget <= 100 MB), and the ratio of data time to wall time. The replay runs
-``--runs`` times (3), each in a fresh process on the same log, and every run's figures are
-printed. The CPU figure is the least of the runs: the code does the same work each time,
-and what another tenant of a shared machine does can only add to its CPU time (as the
-documentation of Python's ``timeit`` puts it, higher values are typically not caused by
-variability in Python's speed but by other processes interfering). The peak RSS is the
-largest of the runs.
+``--runs`` times (5, as ``timeit`` repeats by default), each in a fresh process on the same
+log, and every run's figures are printed. The CPU figure is the least of the runs: the code
+does the same work each time, and what another tenant of a shared machine does can only add
+to its CPU time (as the documentation of Python's ``timeit`` puts it, higher values are
+typically not caused by variability in Python's speed but by other processes interfering).
+The peak RSS is the largest of the runs.
 
-Usage: ``python bench/daemon.py [--hours 8] [--runs 3] [--provisional-every 30]
+Usage: ``python bench/daemon.py [--hours 8] [--runs 5] [--provisional-every 30]
 [--status-on-disk] [--source-only]``
 """
 
@@ -196,8 +196,8 @@ def store_lines(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=8.0)
-    parser.add_argument("--runs", type=int, default=3,
-                        help="replays of the night, each in a fresh process (default 3)")
+    parser.add_argument("--runs", type=int, default=5,
+                        help="replays of the night, each in a fresh process (default 5)")
     parser.add_argument("--provisional-every", type=float, default=None, metavar="S",
                         help="provisional staging cadence (default: the daemon's)")
     parser.add_argument("--status-on-disk", action="store_true",
