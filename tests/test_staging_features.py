@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +121,43 @@ def test_nan_mean_std_equal_numpy(values: list[float]) -> None:
         assert math.isnan(mean) and math.isnan(std)
         return
     assert mean == float(np.nanmean(x)) and std == float(np.nanstd(x)), (mean, std)
+
+
+def _night_series(n_epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """1-Hz heart rate and counts of a night, with missing seconds and a long gap."""
+    rng = np.random.default_rng(seed)
+    n_s = 30 * n_epochs
+    hr = 60 + 8 * np.sin(np.arange(n_s) / 400) + rng.normal(0, 2, n_s)
+    hr[rng.random(n_s) < 0.05] = np.nan
+    hr[3000:3500] = np.nan
+    counts = np.abs(rng.normal(0, 40, n_s))
+    counts[rng.random(n_s) < 0.03] = np.nan
+    return hr, counts
+
+
+def test_walch_features_do_not_depend_on_how_many_windows_are_gathered_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hr, counts = _night_series(700, seed=5)
+    want_hr = features.hr_feature(hr, 700)
+    want_counts = features.count_feature(counts, 700)
+    assert np.isfinite(want_hr).sum() > 600 and np.isfinite(want_counts).sum() > 600
+    for epochs_at_once in (1, 7, 256):  # the bound in bytes, for 3 rows of the box kernel
+        monkeypatch.setattr(features, "_GATHER_BYTES", epochs_at_once * 3 * 599 * 8)
+        np.testing.assert_array_equal(features.hr_feature(hr, 700), want_hr)
+        np.testing.assert_array_equal(features.count_feature(counts, 700), want_counts)
+        np.testing.assert_array_equal(features.hr_feature(hr, 700, 650)[650:], want_hr[650:])
+
+
+def test_hr_feature_of_a_night_gathers_its_windows_in_bounded_blocks() -> None:
+    """The scoring worker's peak was here: an 8-h night's 960 windows of 599 s for three
+    rows at once, 13.8 MB of float64."""
+    import tracemalloc
+
+    hr, _ = _night_series(960, seed=6)
+    tracemalloc.start()
+    try:
+        features.hr_feature(hr, 960)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"hr_feature of an 8-h night peaked at {peak / 2**20:.1f} MB"

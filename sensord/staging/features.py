@@ -62,8 +62,10 @@ def _window_kernel(sigma: float | None) -> F64:
     return np.exp(-0.5 * (i / sigma) ** 2)
 
 
-_CENTRE_BLOCK = 2048
-"""Epochs whose windows are gathered at once (2048 x 599 samples, under 10 MB)."""
+_GATHER_BYTES = 4 << 20
+"""Bound on the windows :func:`_sums_at_centres` gathers at once (epochs x rows x kernel
+samples of float64). A whole night's at once was the scoring worker's peak: 960 epochs x
+3 rows x 599 samples, 13.8 MB for the heart-rate feature of an 8-h night."""
 
 
 def _weighted_at_centres(x_1hz: F64, kernel: F64, n_epochs: int,
@@ -97,8 +99,9 @@ def _sums_at_centres(rows: F64, kernel: F64, n_epochs: int, first_epoch: int = 0
     centres = _centres(rows.shape[1], n_epochs)[first_epoch:]
     flipped = kernel[::-1]  # a convolution: the kernel runs backwards over the samples
     out = np.empty((k + 1, n_out))
-    for lo in range(0, n_out, _CENTRE_BLOCK):
-        out[:, lo:lo + _CENTRE_BLOCK] = windows[:, centres[lo:lo + _CENTRE_BLOCK]] @ flipped
+    block = max(1, _GATHER_BYTES // ((k + 1) * kernel.size * 8))
+    for lo in range(0, n_out, block):
+        out[:, lo:lo + block] = windows[:, centres[lo:lo + block]] @ flipped
     return out
 
 
