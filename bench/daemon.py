@@ -208,6 +208,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("LOG", "WORK", "STATUS_DIR"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
     if args.child:
         print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]), Path(args.child[2]),
                                 args.provisional_every)))
@@ -228,7 +230,7 @@ def main() -> None:
                         acc_rate_hz=50.0, participant="bench")
         _sim, logs = simulate_to_files(cfg, tmp)
         runs: list[dict[str, Any]] = []
-        for k in range(max(1, args.runs)):
+        for k in range(args.runs):
             work = Path(tmp) / f"work{k}"
             work.mkdir()
             out = subprocess.run(
