@@ -36,7 +36,9 @@ log, and every run's figures are printed. The CPU figure is the least of the run
 does the same work each time, and what another tenant of a shared machine does can only add
 to its CPU time (as the documentation of Python's ``timeit`` puts it, higher values are
 typically not caused by variability in Python's speed but by other processes interfering).
-The peak RSS is the largest of the runs.
+The peak RSS is the largest of the runs. The interpreter is printed too: the replays run
+under the one running the bench (``tools/test.sh`` makes ``.venv`` from Debian's python3, as
+Raspberry Pi OS runs the daemon; a pyenv build without PGO costs more, docs/daemon.md).
 
 Usage: ``python bench/daemon.py [--hours 8] [--runs 5] [--provisional-every 30]
 [--status-on-disk] [--source-only]``
@@ -48,6 +50,8 @@ import argparse
 import compileall
 import dataclasses
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
@@ -251,6 +255,8 @@ def main() -> None:
     of_runs = f"the least of {len(runs)} runs" if len(runs) > 1 else "one run"
     print(f"night: {r['hours']:.2f} h of data, {r['records']} records "
           "(HR+RR 1 Hz, ACC 50 Hz), simulated")
+    print(f"python: {platform.python_version()}, {os.path.realpath(sys.executable)} "
+          "(the interpreter's build matters: docs/daemon.md)")
     print(f"cpu_per_hour_of_data = {r['cpu_s_per_h']:.3f} CPU-s/h   ({of_runs}; budget <= 1.0; "
           f"{r['cpu_s']:.1f} CPU-s in all: recording process {r['cpu_daemon_s']:.1f}, "
           f"scoring worker {r['cpu_scoring_s']:.1f})")
