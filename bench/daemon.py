@@ -36,9 +36,13 @@ log, and every run's figures are printed. The CPU figure is the least of the run
 does the same work each time, and what another tenant of a shared machine does can only add
 to its CPU time (as the documentation of Python's ``timeit`` puts it, higher values are
 typically not caused by variability in Python's speed but by other processes interfering).
-The peak RSS is the largest of the runs. The interpreter is printed too: the replays run
-under the one running the bench (``tools/test.sh`` makes ``.venv`` from Debian's python3, as
-Raspberry Pi OS runs the daemon; a pyenv build without PGO costs more, docs/daemon.md).
+The peak RSS is the largest of the runs. The scoring worker's is its ``ru_maxrss``, which
+Linux carries across ``exec`` from the process it was forked from: it is at least the
+recording process's resident set when the worker was spawned (for a short night that is
+what it shows; for the 8-h night the worker's own peak is well above it). The interpreter
+is printed too: the replays run under the one running the bench (``tools/test.sh`` makes
+``.venv`` from Debian's python3, as Raspberry Pi OS runs the daemon; a pyenv build without
+PGO costs more, docs/daemon.md).
 
 Usage: ``python bench/daemon.py [--hours 8] [--runs 5] [--provisional-every 30]
 [--status-on-disk] [--source-only]``
@@ -218,6 +222,7 @@ def main() -> None:
         print(json.dumps(replay(Path(args.child[0]), Path(args.child[1]), Path(args.child[2]),
                                 args.provisional_every)))
         return
+    from sensord.errors import ConfigError
     from sensord.simulate import SimConfig, simulate_to_files
 
     if not args.source_only:
@@ -232,7 +237,10 @@ def main() -> None:
             tempfile.TemporaryDirectory(dir="/dev/shm" if on_tmpfs else tmp) as status_dir:
         cfg = SimConfig(seed=7, nights=1, duration_h=args.hours, profile="polar_h10",
                         acc_rate_hz=50.0, participant="bench")
-        _sim, logs = simulate_to_files(cfg, tmp)
+        try:
+            _sim, logs = simulate_to_files(cfg, tmp)
+        except ConfigError as exc:  # e.g. --hours outside the simulator's range
+            parser.error(f"--hours {args.hours:g}: {exc}")
         runs: list[dict[str, Any]] = []
         for k in range(args.runs):
             work = Path(tmp) / f"work{k}"
