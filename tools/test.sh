@@ -32,6 +32,11 @@ if ((${#missing[@]})); then
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
+venv_python=$(readlink -f .venv/bin/python)
+if [ "$python" = /usr/bin/python3 ] && [ "$venv_python" != "$(readlink -f /usr/bin/python3)" ]; then
+  echo "tools/test.sh: note: .venv runs $venv_python, not Debian's /usr/bin/python3" \
+    "(the daemon's interpreter on Raspberry Pi OS; bench figures differ): remove .venv to remake it"
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
