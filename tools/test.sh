@@ -5,10 +5,10 @@
 # systemd (its systemd-analyze checks the service unit; nothing is started),
 # python3-venv (Debian's python3 lacks ensurepip, so `python3 -m venv` fails without it;
 # a pyenv or python.org python has it).
-# A new .venv is made with Debian's own /usr/bin/python3 where it is 3.11 or newer: the interpreter
-# Raspberry Pi OS runs the daemon with (built with PGO and LTO; a pyenv build without
-# --enable-optimizations first on PATH costs the daemon's bench about 12 % more CPU,
-# docs/daemon.md). An existing .venv is kept whatever made it.
+# A new .venv is made with Debian's own /usr/bin/python3 where it is 3.11 or newer: the
+# interpreter Raspberry Pi OS runs the daemon with (Debian's optimised build; a pyenv build
+# without --enable-optimizations first on PATH costs the daemon's bench about 12 % more
+# CPU, docs/daemon.md). An existing .venv is kept whatever made it (with a note).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
