@@ -182,6 +182,14 @@ def replay(log: Path, work: Path, status_dir: Path,
     }
 
 
+def night_config(hours: float) -> Any:
+    """The simulated night the bench replays (a ``sensord.simulate.SimConfig``)."""
+    from sensord.simulate import SimConfig
+
+    return SimConfig(seed=7, nights=1, duration_h=hours, profile="polar_h10",
+                     acc_rate_hz=50.0, participant="bench")
+
+
 def vm_hwm_mb() -> float:
     """Peak resident set of this process image (VmHWM; unlike ru_maxrss it does not
     carry over the parent's peak across fork+exec)."""
@@ -223,7 +231,7 @@ def main() -> None:
                                 args.provisional_every)))
         return
     from sensord.errors import ConfigError
-    from sensord.simulate import SimConfig, simulate_to_files
+    from sensord.simulate import simulate_to_files
 
     if not args.source_only:
         # Bytecode, as an installed sensord has it (pip compiles it at install): where
@@ -235,10 +243,8 @@ def main() -> None:
     on_tmpfs = not args.status_on_disk and Path("/dev/shm").is_dir()
     with tempfile.TemporaryDirectory() as tmp, \
             tempfile.TemporaryDirectory(dir="/dev/shm" if on_tmpfs else tmp) as status_dir:
-        cfg = SimConfig(seed=7, nights=1, duration_h=args.hours, profile="polar_h10",
-                        acc_rate_hz=50.0, participant="bench")
         try:
-            _sim, logs = simulate_to_files(cfg, tmp)
+            _sim, logs = simulate_to_files(night_config(args.hours), tmp)
         except ConfigError as exc:  # e.g. --hours outside the simulator's range
             parser.error(f"--hours {args.hours:g}: {exc}")
         runs: list[dict[str, Any]] = []

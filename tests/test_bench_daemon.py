@@ -8,17 +8,28 @@ the peak RSS the most, and the interpreter is named. Bad options are refused by 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from sensord.blelog import iter_events
-from sensord.simulate import SimConfig, simulate_to_files
+from sensord.simulate import simulate_to_files
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "daemon.py"
+
+
+def bench_module() -> Any:
+    """``bench/daemon.py`` as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bench_daemon", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,9 +53,7 @@ def test_half_hour_night_twice(tmp_path: Path) -> None:
     assert all(int(r[3]) > 1 for r in runs)  # faster than real time
 
     # every record of the same simulated night (counted here from the log) was replayed
-    _sim, logs = simulate_to_files(SimConfig(seed=7, nights=1, duration_h=0.5,
-                                             profile="polar_h10", acc_rate_hz=50.0,
-                                             participant="bench"), tmp_path)
+    _sim, logs = simulate_to_files(bench_module().night_config(0.5), tmp_path)
     n_records = sum(1 for _ in iter_events(logs[0]))
     assert f"0.50 h of data, {n_records} records" in text, text
     # 30-s epochs of half an hour: 60, one more where the data straddle a boundary
